@@ -1,0 +1,115 @@
+// Direct kernel family: portable C++, any geometry, float32 and float64.
+//
+// Math (conv_geometry.hpp): every (small position i, tap t) pair links to big
+// position o = i*stride - pad + t*dilation. One thread owns one destination
+// plane [n, c]; it starts from the bias and, for each partner channel and
+// each tap, walks the small positions whose link stays inside the big extent
+// (tap_range), so no multiplication by an inserted zero or a padded value is
+// ever done. Weights are kept as given: [small_channels, big_channels/groups, taps].
+#include <cstring>
+#include <vector>
+
+#include "kernels/kernel.hpp"
+
+namespace tconv::detail {
+namespace {
+
+template <typename T, bool kSmallToBig>
+void accumulate_tap(const Geometry& g, const Dims& tap, T w, const T* small_plane_src, const T* big_plane_src,
+                    T* dst) {
+  TapRange r[kMaxSpatial];
+  for (int d = 0; d < kMaxSpatial; ++d) {
+    r[d] = tap_range(g.small_size[d], g.big_size[d], g.stride[d], g.pad_begin[d], g.dilation[d], tap[d]);
+    if (r[d].lo >= r[d].hi) return;
+  }
+  const std::int64_t sx = g.stride[2];
+  for (std::int64_t z = r[0].lo; z < r[0].hi; ++z) {
+    const std::int64_t oz = z * g.stride[0] - g.pad_begin[0] + tap[0] * g.dilation[0];
+    for (std::int64_t y = r[1].lo; y < r[1].hi; ++y) {
+      const std::int64_t oy = y * g.stride[1] - g.pad_begin[1] + tap[1] * g.dilation[1];
+      const std::int64_t small_row = (z * g.small_size[1] + y) * g.small_size[2];
+      const std::int64_t big_row = (oz * g.big_size[1] + oy) * g.big_size[2] - g.pad_begin[2] + tap[2] * g.dilation[2];
+      if constexpr (kSmallToBig) {
+        const T* s = small_plane_src + small_row;
+        T* b = dst + big_row;
+        for (std::int64_t x = r[2].lo; x < r[2].hi; ++x) b[x * sx] += w * s[x];
+      } else {
+        T* s = dst + small_row;
+        const T* b = big_plane_src + big_row;
+        for (std::int64_t x = r[2].lo; x < r[2].hi; ++x) s[x] += w * b[x * sx];
+      }
+    }
+  }
+}
+
+template <typename T>
+class DirectKernel final : public PreparedKernel {
+ public:
+  DirectKernel(const Geometry& g, const void* weight, const void* bias) {
+    const auto* w = static_cast<const T*>(weight);
+    weight_.assign(w, w + g.small_channels * g.big_per_group() * g.kernel_taps());
+    const std::int64_t out_channels = g.output_channels();
+    bias_.assign(static_cast<std::size_t>(out_channels), T(0));
+    if (bias) std::memcpy(bias_.data(), bias, sizeof(T) * static_cast<std::size_t>(out_channels));
+  }
+
+  std::size_t workspace_bytes(const Geometry&, int) const override { return 0; }
+
+  void run(const Geometry& g, const void* src_v, void* dst_v, void*, int threads) const override {
+    const T* src = static_cast<const T*>(src_v);
+    T* dst = static_cast<T*>(dst_v);
+    const bool small_to_big = g.kind == ConvKind::conv_transpose;
+    const std::int64_t dst_channels = g.output_channels();
+    const std::int64_t src_channels = g.input_channels();
+    const std::int64_t dst_plane = small_to_big ? g.big_spatial() : g.small_spatial();
+    const std::int64_t src_plane = small_to_big ? g.small_spatial() : g.big_spatial();
+    const std::int64_t taps = g.kernel_taps();
+    const std::int64_t planes = g.batch * dst_channels;
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (std::int64_t plane = 0; plane < planes; ++plane) {
+      const std::int64_t n = plane / dst_channels;
+      const std::int64_t c = plane % dst_channels;
+      T* out = dst + plane * dst_plane;
+      for (std::int64_t k = 0; k < dst_plane; ++k) out[k] = bias_[static_cast<std::size_t>(c)];
+      // Partner channels on the source side, and where each one's weights live.
+      const std::int64_t per_group_dst = small_to_big ? g.big_per_group() : g.small_per_group();
+      const std::int64_t per_group_src = small_to_big ? g.small_per_group() : g.big_per_group();
+      const std::int64_t group = c / per_group_dst;
+      for (std::int64_t p = 0; p < per_group_src; ++p) {
+        const std::int64_t src_c = group * per_group_src + p;
+        const T* in = src + (n * src_channels + src_c) * src_plane;
+        const std::int64_t small_c = small_to_big ? src_c : c;
+        const std::int64_t big_in_group = small_to_big ? c % g.big_per_group() : p;
+        const T* w = weight_.data() + (small_c * g.big_per_group() + big_in_group) * taps;
+        std::int64_t t = 0;
+        for (std::int64_t tz = 0; tz < g.kernel[0]; ++tz)
+          for (std::int64_t ty = 0; ty < g.kernel[1]; ++ty)
+            for (std::int64_t tx = 0; tx < g.kernel[2]; ++tx, ++t) {
+              if (small_to_big) {
+                accumulate_tap<T, true>(g, {tz, ty, tx}, w[t], in, nullptr, out);
+              } else {
+                accumulate_tap<T, false>(g, {tz, ty, tx}, w[t], nullptr, in, out);
+              }
+            }
+      }
+    }
+  }
+
+ private:
+  std::vector<T> weight_;
+  std::vector<T> bias_;
+};
+
+bool always() { return true; }
+std::string accepts_all(const Geometry&, DType) { return {}; }
+
+std::unique_ptr<PreparedKernel> prepare(const Geometry& g, DType dtype, const void* weight, const void* bias) {
+  if (dtype == DType::f32) return std::make_unique<DirectKernel<float>>(g, weight, bias);
+  return std::make_unique<DirectKernel<double>>(g, weight, bias);
+}
+
+}  // namespace
+
+extern const KernelFamily kDirectFamily{"direct", "portable C++", always, accepts_all, prepare};
+
+}  // namespace tconv::detail

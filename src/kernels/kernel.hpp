@@ -1,0 +1,45 @@
+// The contract between operators and kernel families.
+//
+// An operator validates parameters, then asks the registry (families.def, in
+// priority order) for the first family that runs on this CPU and accepts the
+// problem. The family packs the weights once into a PreparedKernel; the
+// operator then calls run() for each input with C-contiguous tensors in the
+// geometry's normalized shape [N, C, D, H, W] (see conv_geometry.hpp):
+//   conv:           src = big  [N, big_channels,   big_size],   dst = small [N, small_channels, small_size]
+//   conv_transpose: src = small [N, small_channels, small_size], dst = big  [N, big_channels,   big_size]
+// dst is fully overwritten (bias included). run() must give the same bits
+// for any thread count.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kernels/conv_geometry.hpp"
+
+namespace tconv::detail {
+
+class PreparedKernel {
+ public:
+  virtual ~PreparedKernel() = default;
+  // Scratch bytes one run() needs (the operator allocates them per call).
+  virtual std::size_t workspace_bytes(const Geometry& g, int threads) const = 0;
+  virtual void run(const Geometry& g, const void* src, void* dst, void* workspace, int threads) const = 0;
+};
+
+struct KernelFamily {
+  const char* name;
+  const char* isa;  // the instruction set it needs, for messages
+  bool (*cpu_supports)();
+  // Empty when the family handles this problem, otherwise why it does not.
+  // Only the input-independent part of the geometry is filled in.
+  std::string (*rejects)(const Geometry& g, DType dtype);
+  // weight: [small_channels, big_channels/groups, k...] contiguous; bias may be null.
+  std::unique_ptr<PreparedKernel> (*prepare)(const Geometry& g, DType dtype, const void* weight, const void* bias);
+};
+
+// Every family compiled in, highest priority first.
+const std::vector<KernelFamily>& kernel_families();
+
+}  // namespace tconv::detail

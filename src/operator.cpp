@@ -1,0 +1,205 @@
+// Operators: validate, choose a kernel family once, pack weights once, run.
+#include <omp.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <optional>
+
+#include "kernels/kernel.hpp"
+#include "tconv/tconv.hpp"
+#include "validate.hpp"
+
+namespace tconv {
+
+using detail::Geometry;
+using detail::KernelFamily;
+using detail::PreparedKernel;
+
+namespace {
+
+std::atomic<int> g_threads{0};  // 0: OpenMP's default
+
+void check_same_dtype(const char* what, DType got, DType expected) {
+  if (got != expected) {
+    throw Error(ErrorKind::wrong_type, std::string(what) + " is " + dtype_name(got) + " but the weight is " +
+                                           dtype_name(expected) + "; all operands must share one dtype");
+  }
+}
+
+std::optional<Shape> shape_of(const TensorView* view) {
+  return view ? std::optional<Shape>(view->shape) : std::nullopt;
+}
+
+struct Choice {
+  const KernelFamily* family;
+  std::string reason;
+};
+
+Choice choose_family(const Geometry& g, DType dtype, const std::string& forced) {
+  const auto& families = detail::kernel_families();
+  if (!forced.empty()) {
+    for (const auto& family : families) {
+      if (forced != family.name) continue;
+      if (!family.cpu_supports()) {
+        throw Error(ErrorKind::invalid_argument, "implementation '" + forced + "' was forced but this CPU lacks " +
+                                                     family.isa);
+      }
+      const std::string why_not = family.rejects(g, dtype);
+      if (!why_not.empty()) {
+        throw Error(ErrorKind::invalid_argument, "implementation '" + forced + "' was forced but " + why_not);
+      }
+      return {&family, "forced (TCONV_IMPL or OperatorOptions::implementation)"};
+    }
+    std::string known;
+    for (const auto& family : families) known += std::string(known.empty() ? "" : ", ") + family.name;
+    throw Error(ErrorKind::invalid_argument, "implementation '" + forced + "' does not exist (known: " + known + ")");
+  }
+  std::string passed_over;
+  for (const auto& family : families) {
+    std::string why_not = family.cpu_supports() ? family.rejects(g, dtype) : "this CPU lacks " + std::string(family.isa);
+    if (why_not.empty()) {
+      return {&family, passed_over.empty() ? "highest-priority implementation for this problem and CPU ("
+                                                 + std::string(family.isa) + ")"
+                                           : "chosen (" + std::string(family.isa) + ") after " + passed_over};
+    }
+    passed_over += std::string(passed_over.empty() ? "" : "; ") + family.name + ": " + why_not;
+  }
+  throw Error(ErrorKind::internal, "no kernel family accepts this problem: " + passed_over);
+}
+
+}  // namespace
+
+struct Operator::State {
+  ConvKind kind;
+  DType dtype;
+  ConvParams params;
+  Shape weight_shape;
+  std::optional<Shape> bias_shape;
+  std::string implementation;
+  std::string reason;
+  std::unique_ptr<PreparedKernel> kernel;
+
+  Geometry geometry_for(const Shape& input_shape) const {
+    return detail::resolve_geometry(kind, input_shape, weight_shape, bias_shape, params);
+  }
+};
+
+Operator::Operator(std::unique_ptr<State> state) : state_(std::move(state)) {}
+Operator::Operator(Operator&&) noexcept = default;
+Operator& Operator::operator=(Operator&&) noexcept = default;
+Operator::~Operator() = default;
+
+Operator Operator::create(ConvKind kind, const TensorView& weight, const TensorView* bias, const ConvParams& params,
+                          const OperatorOptions& options) {
+  if (bias) check_same_dtype("bias", bias->dtype, weight.dtype);
+  const Geometry g = detail::resolve_weight_geometry(kind, weight.shape, shape_of(bias), params);
+  std::string forced = options.implementation;
+  if (forced.empty()) {
+    if (const char* env = std::getenv("TCONV_IMPL")) forced = env;
+  }
+  const Choice choice = choose_family(g, weight.dtype, forced);
+
+  auto state = std::make_unique<State>();
+  state->kind = kind;
+  state->dtype = weight.dtype;
+  state->params = params;
+  state->weight_shape = weight.shape;
+  state->bias_shape = shape_of(bias);
+  state->implementation = choice.family->name;
+  state->reason = choice.reason;
+  const Tensor packed_weight = Tensor::copy_of(weight);
+  const std::optional<Tensor> packed_bias = bias ? std::optional<Tensor>(Tensor::copy_of(*bias)) : std::nullopt;
+  state->kernel = choice.family->prepare(g, weight.dtype, packed_weight.data(),
+                                         packed_bias ? packed_bias->data() : nullptr);
+  return Operator(std::move(state));
+}
+
+ConvKind Operator::kind() const { return state_->kind; }
+DType Operator::dtype() const { return state_->dtype; }
+const std::string& Operator::implementation() const { return state_->implementation; }
+const std::string& Operator::reason() const { return state_->reason; }
+
+Plan Operator::plan(const Shape& input_shape) const {
+  const Geometry g = state_->geometry_for(input_shape);
+  Plan plan;
+  plan.output_shape = g.output_shape();
+  plan.threads = num_threads();
+  plan.workspace_bytes = state_->kernel->workspace_bytes(g, plan.threads);
+  return plan;
+}
+
+Tensor Operator::run(const TensorView& input) const {
+  Tensor output(state_->dtype, plan(input.shape).output_shape);
+  run(input, output.mutable_view());
+  return output;
+}
+
+void Operator::run(const TensorView& input, const MutableTensorView& output) const {
+  check_same_dtype("input", input.dtype, state_->dtype);
+  check_same_dtype("output", output.dtype, state_->dtype);
+  const Geometry g = state_->geometry_for(input.shape);
+  const Shape expected = g.output_shape();
+  if (output.shape != expected) {
+    throw Error(ErrorKind::invalid_argument, "output has shape " + shape_to_string(output.shape) +
+                                                 " but this convolution produces " + shape_to_string(expected));
+  }
+  if (output.numel() == 0) return;
+  const int threads = num_threads();
+  // Kernels take contiguous tensors; strided callers' views go through a copy.
+  std::optional<Tensor> contiguous_input;
+  if (!input.is_contiguous()) contiguous_input = Tensor::copy_of(input);
+  std::optional<Tensor> contiguous_output;
+  if (!output.is_contiguous()) contiguous_output = Tensor(state_->dtype, expected);
+  Tensor workspace(DType::f32, {static_cast<std::int64_t>(
+                                   (state_->kernel->workspace_bytes(g, threads) + sizeof(float) - 1) / sizeof(float))});
+  state_->kernel->run(g, contiguous_input ? contiguous_input->data() : input.data,
+                      contiguous_output ? contiguous_output->data() : output.mutable_data(), workspace.data(), threads);
+  if (contiguous_output) copy(contiguous_output->view(), output);
+}
+
+std::vector<std::string> available_implementations() {
+  std::vector<std::string> names;
+  for (const auto& family : detail::kernel_families()) {
+    if (family.cpu_supports()) names.emplace_back(family.name);
+  }
+  return names;
+}
+
+void set_num_threads(int threads) {
+  if (threads < 1) {
+    throw Error(ErrorKind::invalid_argument, "threads (" + std::to_string(threads) + ") must be positive");
+  }
+  g_threads = threads;
+}
+
+int num_threads() {
+  const int set = g_threads.load();
+  return set > 0 ? set : omp_get_max_threads();
+}
+
+const char* conv_kind_name(ConvKind kind) { return kind == ConvKind::conv ? "conv" : "conv_transpose"; }
+
+Shape output_shape(ConvKind kind, const Shape& input_shape, const Shape& weight_shape, const ConvParams& params) {
+  return detail::resolve_geometry(kind, input_shape, weight_shape, std::nullopt, params).output_shape();
+}
+
+namespace {
+Tensor run_once(ConvKind kind, const TensorView& input, const TensorView& weight, const TensorView* bias,
+                const ConvParams& params) {
+  check_same_dtype("input", input.dtype, weight.dtype);
+  // Validate against the input first so errors name the input, as PyTorch's do.
+  detail::resolve_geometry(kind, input.shape, weight.shape, shape_of(bias), params);
+  return Operator::create(kind, weight, bias, params).run(input);
+}
+}  // namespace
+
+Tensor conv(const TensorView& input, const TensorView& weight, const TensorView* bias, const ConvParams& params) {
+  return run_once(ConvKind::conv, input, weight, bias, params);
+}
+
+Tensor conv_transpose(const TensorView& input, const TensorView& weight, const TensorView* bias,
+                      const ConvParams& params) {
+  return run_once(ConvKind::conv_transpose, input, weight, bias, params);
+}
+
+}  // namespace tconv
