@@ -1,0 +1,192 @@
+// The compiled half of the Python module; tconv/__init__.py normalizes
+// arguments (ints or tuples, dtypes, byte order) and calls these.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <optional>
+
+#include "tconv/tconv.hpp"
+
+namespace py = pybind11;
+
+namespace {
+
+using tconv::ConvKind;
+using tconv::DType;
+
+tconv::ConvKind kind_from(const std::string& name) {
+  if (name == "conv") return ConvKind::conv;
+  if (name == "conv_transpose") return ConvKind::conv_transpose;
+  throw tconv::Error(tconv::ErrorKind::invalid_argument, "op must be 'conv' or 'conv_transpose', got '" + name + "'");
+}
+
+tconv::TensorView view_of(const py::array& a, const char* name) {
+  DType dtype;
+  if (py::isinstance<py::array_t<float>>(a)) dtype = DType::f32;
+  else if (py::isinstance<py::array_t<double>>(a)) dtype = DType::f64;
+  else throw tconv::Error(tconv::ErrorKind::wrong_type, std::string(name) + " must be float32 or float64");
+  tconv::Shape shape(a.shape(), a.shape() + a.ndim());
+  tconv::Shape strides(static_cast<std::size_t>(a.ndim()));
+  const auto itemsize = static_cast<py::ssize_t>(a.itemsize());
+  for (py::ssize_t d = 0; d < a.ndim(); ++d) {
+    if (a.strides(d) % itemsize != 0) {
+      throw tconv::Error(tconv::ErrorKind::wrong_type, std::string(name) + " has a stride that is not a whole number of elements");
+    }
+    strides[static_cast<std::size_t>(d)] = a.strides(d) / itemsize;
+  }
+  return tconv::TensorView(a.data(), dtype, std::move(shape), std::move(strides));
+}
+
+py::array to_numpy(tconv::Tensor tensor) {
+  auto* owned = new tconv::Tensor(std::move(tensor));
+  py::capsule free_when_done(owned, [](void* p) { delete static_cast<tconv::Tensor*>(p); });
+  const std::size_t item = tconv::dtype_size(owned->dtype());
+  std::vector<py::ssize_t> shape(owned->shape().begin(), owned->shape().end());
+  std::vector<py::ssize_t> strides(shape.size());
+  py::ssize_t step = static_cast<py::ssize_t>(item);
+  for (std::size_t d = shape.size(); d-- > 0;) {
+    strides[d] = step;
+    step *= shape[d];
+  }
+  py::dtype dt = owned->dtype() == DType::f32 ? py::dtype::of<float>() : py::dtype::of<double>();
+  return py::array(dt, shape, strides, owned->data(), free_when_done);
+}
+
+tconv::ConvParams params_from(const std::vector<std::int64_t>& stride, const std::vector<std::int64_t>& padding,
+                              const std::vector<std::int64_t>& output_padding,
+                              const std::vector<std::int64_t>& dilation, std::int64_t groups) {
+  tconv::ConvParams p;
+  p.stride = tconv::SpatialParam(stride);
+  p.padding = tconv::SpatialParam(padding);
+  p.output_padding = tconv::SpatialParam(output_padding);
+  p.dilation = tconv::SpatialParam(dilation);
+  p.groups = groups;
+  return p;
+}
+
+// A prepared operator that keeps its weights packed between calls.
+class PyOperator {
+ public:
+  PyOperator(const std::string& op, const py::array& weight, const std::optional<py::array>& bias,
+             const tconv::ConvParams& params, const std::string& implementation)
+      : op_(make(op, weight, bias, params, implementation)) {}
+
+  py::array call(const py::array& input) const {
+    const tconv::TensorView x = view_of(input, "input");
+    tconv::Tensor out;
+    {
+      py::gil_scoped_release release;
+      out = op_.run(x);
+    }
+    return to_numpy(std::move(out));
+  }
+  const std::string& implementation() const { return op_.implementation(); }
+  const std::string& reason() const { return op_.reason(); }
+  std::size_t workspace_bytes(const std::vector<std::int64_t>& shape) const { return op_.plan(shape).workspace_bytes; }
+  std::vector<std::int64_t> output_shape(const std::vector<std::int64_t>& shape) const {
+    return op_.plan(shape).output_shape;
+  }
+
+ private:
+  static tconv::Operator make(const std::string& op, const py::array& weight, const std::optional<py::array>& bias,
+                              const tconv::ConvParams& params, const std::string& implementation) {
+    const tconv::TensorView w = view_of(weight, "weight");
+    std::optional<tconv::TensorView> b;
+    if (bias) b = view_of(*bias, "bias");
+    tconv::OperatorOptions options;
+    options.implementation = implementation;
+    return tconv::Operator::create(kind_from(op), w, b ? &*b : nullptr, params, options);
+  }
+  tconv::Operator op_;
+};
+
+}  // namespace
+
+PYBIND11_MODULE(_tconv, m) {
+  m.doc() = "tconv compiled core";
+
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const tconv::Error& e) {
+      if (e.kind() == tconv::ErrorKind::wrong_type) PyErr_SetString(PyExc_TypeError, e.what());
+      else if (e.kind() == tconv::ErrorKind::internal) PyErr_SetString(PyExc_RuntimeError, e.what());
+      else PyErr_SetString(PyExc_ValueError, e.what());
+    }
+  });
+
+  py::class_<tconv::ConvParams>(m, "ConvParams");
+  m.def("make_params", &params_from, py::arg("stride"), py::arg("padding"), py::arg("output_padding"),
+        py::arg("dilation"), py::arg("groups"));
+
+  m.def(
+      "compute",
+      [](const std::string& op, const py::array& input, const py::array& weight, const std::optional<py::array>& bias,
+         const tconv::ConvParams& params) {
+        const tconv::TensorView x = view_of(input, "input");
+        const tconv::TensorView w = view_of(weight, "weight");
+        std::optional<tconv::TensorView> b;
+        if (bias) b = view_of(*bias, "bias");
+        tconv::Tensor out;
+        {
+          py::gil_scoped_release release;
+          out = kind_from(op) == ConvKind::conv ? tconv::conv(x, w, b ? &*b : nullptr, params)
+                                                : tconv::conv_transpose(x, w, b ? &*b : nullptr, params);
+        }
+        return to_numpy(std::move(out));
+      },
+      py::arg("op"), py::arg("input"), py::arg("weight"), py::arg("bias"), py::arg("params"));
+
+  m.def(
+      "reference",
+      [](const std::string& method, const std::string& op, const py::array& input, const py::array& weight,
+         const std::optional<py::array>& bias, const tconv::ConvParams& params) {
+        tconv::reference::Method which;
+        if (method == "gather") which = tconv::reference::Method::gather;
+        else if (method == "matrix") which = tconv::reference::Method::matrix;
+        else if (method == "scatter") which = tconv::reference::Method::scatter;
+        else throw tconv::Error(tconv::ErrorKind::invalid_argument,
+                                "method must be 'gather', 'matrix' or 'scatter', got '" + method + "'");
+        const tconv::TensorView x = view_of(input, "input");
+        const tconv::TensorView w = view_of(weight, "weight");
+        std::optional<tconv::TensorView> b;
+        if (bias) b = view_of(*bias, "bias");
+        tconv::Tensor out;
+        {
+          py::gil_scoped_release release;
+          out = tconv::reference::compute(which, kind_from(op), x, w, b ? &*b : nullptr, params);
+        }
+        return to_numpy(std::move(out));
+      },
+      py::arg("method"), py::arg("op"), py::arg("input"), py::arg("weight"), py::arg("bias"), py::arg("params"));
+
+  m.def(
+      "conv_matrix",
+      [](const std::vector<std::int64_t>& input_shape, const py::array& weight, const tconv::ConvParams& params) {
+        return to_numpy(tconv::conv_matrix(input_shape, view_of(weight, "weight"), params));
+      },
+      py::arg("input_shape"), py::arg("weight"), py::arg("params"));
+
+  m.def(
+      "output_shape",
+      [](const std::string& op, const std::vector<std::int64_t>& input_shape,
+         const std::vector<std::int64_t>& weight_shape, const tconv::ConvParams& params) {
+        return tconv::output_shape(kind_from(op), input_shape, weight_shape, params);
+      },
+      py::arg("op"), py::arg("input_shape"), py::arg("weight_shape"), py::arg("params"));
+
+  py::class_<PyOperator>(m, "Operator")
+      .def(py::init<const std::string&, const py::array&, const std::optional<py::array>&, const tconv::ConvParams&,
+                    const std::string&>(),
+           py::arg("op"), py::arg("weight"), py::arg("bias"), py::arg("params"), py::arg("implementation"))
+      .def("__call__", &PyOperator::call, py::arg("input"))
+      .def_property_readonly("implementation", &PyOperator::implementation)
+      .def_property_readonly("reason", &PyOperator::reason)
+      .def("workspace_bytes", &PyOperator::workspace_bytes, py::arg("input_shape"))
+      .def("output_shape", &PyOperator::output_shape, py::arg("input_shape"));
+
+  m.def("set_num_threads", &tconv::set_num_threads, py::arg("threads"));
+  m.def("num_threads", &tconv::num_threads);
+  m.def("available_implementations", &tconv::available_implementations);
+}
