@@ -1,0 +1,73 @@
+// Phase-GEMM kernel family: (transposed) convolution as dense GEMMs, float32.
+//
+// Math. A stride-s transposed convolution never multiplies by inserted zeros
+// here: its output positions split into s^dims phases by o mod s, and within
+// phase r every output position o = r + s*j is fed by the same taps
+//     T_r = { t : (r + pad - t*dilation) mod s == 0 }      (per dimension)
+// from input position i = j + offset_t, offset_t = (r + pad - t*dilation) / s.
+// So each phase is a dense stride-1 gather, i.e. one GEMM per (group, phase):
+//     C[m, j] = sum_k A_r[m, k] * B_r[k, j]
+//     m = output channel in the group     (M = out channels / groups)
+//     k = (input channel c, tap e in T_r) (K = in channels / groups * |T_r|), k = c * |T_r| + e
+//     j = output position of the phase    (N = batch * phase positions)
+//     B_r[k, j] = src[c, j * in_step + offset_e]   (0 outside the input)
+// and dst[m, out_start + j * out_step] = C[m, j] + bias[m].
+// A convolution is the same GEMM with one phase: out_step 1, in_step = stride,
+// offset_t = t*dilation - pad, all taps. Every output element belongs to
+// exactly one phase, so dst is fully written; each element is summed by one
+// thread in one fixed k order, so results do not depend on the thread count.
+//
+// Packed layouts (floats, 64-byte aligned):
+//   A (at creation, per group and phase): M blocks of MR rows, each [K][kMaxMr],
+//     rows past M zero. A micro-kernel for a block of MR <= kMaxMr rows reads
+//     A[k * kMaxMr + m], m < MR.
+//   B (per call, per work item, in the workspace): sub-panels of NR = NV * lanes
+//     columns, each [K][NR]; columns past N zero.
+// Micro-kernel contract: acc[m][n] = sum_{k<K} A[k*kMaxMr + m] * B[k*NR + n]
+// for m < MR, n < NR, written to C[m * NR + n].
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <vector>
+
+#include "kernels/conv_geometry.hpp"
+
+namespace tconv::detail::phase_gemm {
+
+// One GEMM's view of the problem, per spatial dimension.
+struct Axis {
+  std::int64_t out_start = 0, out_step = 1, out_count = 1;  // output positions out_start + j*out_step
+  std::int64_t in_step = 1;                                  // input position j*in_step + tap offset
+};
+
+struct Phase {
+  std::array<std::int64_t, kMaxSpatial> residue{};          // r (all zero for a convolution)
+  std::vector<std::int64_t> taps;                            // flat kernel tap index of each e in T_r
+  std::vector<std::array<std::int64_t, kMaxSpatial>> offsets;  // input offset of each tap
+  std::int64_t packed_offset = 0;                            // where this phase's A panels start
+};
+
+// Everything fixed at creation: phases, packed weights, blocking.
+struct PackedProblem {
+  ConvKind kind;
+  std::int64_t groups = 1, m_per_group = 0, c_per_group = 0;
+  int mr = 1;            // rows per M block: min(kMaxMr, M)
+  int nv = 2;            // vectors per B sub-panel
+  int max_mr = 12;       // the ISA's kMaxMr (A row stride)
+  std::vector<Phase> phases;
+  std::vector<float> packed_a;          // groups x phases x m-blocks x K x max_mr
+  std::vector<float> bias;                             // per output channel (zeros when none)
+
+  std::int64_t m_blocks() const { return (m_per_group + mr - 1) / mr; }
+  std::int64_t k_of(const Phase& p) const { return c_per_group * static_cast<std::int64_t>(p.taps.size()); }
+};
+
+// max_mr and max_accumulators come from the ISA: rows per micro-kernel and
+// accumulator registers it may use.
+PackedProblem pack(const Geometry& g, const float* weight, const float* bias, int max_mr, int max_accumulators);
+
+// The per-dimension axes of a phase for this input's geometry.
+std::array<Axis, kMaxSpatial> axes_of(const Geometry& g, const Phase& phase);
+
+}  // namespace tconv::detail::phase_gemm

@@ -1,0 +1,51 @@
+// Phase-GEMM family for AVX2 + FMA: 8 float lanes, 6 x 16 register tile.
+#include <immintrin.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include "kernels/phase_gemm.hpp"
+#include "kernels/phase_gemm_family.hpp"
+
+namespace tconv::detail::phase_gemm {
+namespace {
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+
+struct Avx2 {
+  using V = __m256;
+  static constexpr int kLanes = 8;
+  static constexpr int kMaxMr = 6;
+  static constexpr int kMaxAccumulators = 12;  // of 16 ymm registers
+  static V zero() { return _mm256_setzero_ps(); }
+  static V load(const float* p) { return _mm256_loadu_ps(p); }
+  static void store(float* p, V v) { _mm256_storeu_ps(p, v); }
+  static V broadcast(const float* p) { return _mm256_broadcast_ss(p); }
+  static V fmadd(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+  static V masked_load(V into, std::uint32_t lanes, const float* p) {
+    const __m256i bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    const __m256i selected =
+        _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32(static_cast<int>(lanes)), bit), bit);
+    return _mm256_blendv_ps(into, _mm256_maskload_ps(p, selected), _mm256_castsi256_ps(selected));
+  }
+};
+
+#include "kernels/phase_gemm_impl.inl"
+
+#pragma GCC pop_options
+
+bool cpu_has_avx2() { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
+
+}  // namespace
+}  // namespace tconv::detail::phase_gemm
+
+namespace tconv::detail {
+extern const KernelFamily kPhaseGemmAvx2Family{"phase_gemm_avx2", "AVX2 + FMA", phase_gemm::cpu_has_avx2,
+                                               phase_gemm::rejects, phase_gemm::prepare_phase_gemm<phase_gemm::Avx2>};
+}  // namespace tconv::detail

@@ -1,0 +1,52 @@
+// Phase-GEMM family for AVX-512 (F, VL, BW, DQ): 16 float lanes, 12 x 32 register tile.
+#include <immintrin.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include "kernels/phase_gemm.hpp"
+#include "kernels/phase_gemm_family.hpp"
+
+namespace tconv::detail::phase_gemm {
+namespace {
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,fma,avx2")
+
+struct Avx512 {
+  using V = __m512;
+  static constexpr int kLanes = 16;
+  static constexpr int kMaxMr = 12;
+  static constexpr int kMaxAccumulators = 24;  // of 32 zmm registers: the rest hold B and the broadcast
+  static V zero() { return _mm512_setzero_ps(); }
+  static V load(const float* p) { return _mm512_loadu_ps(p); }
+  static void store(float* p, V v) { _mm512_storeu_ps(p, v); }
+  static V broadcast(const float* p) { return _mm512_set1_ps(*p); }
+  static V fmadd(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+  static V masked_load(V into, std::uint32_t lanes, const float* p) {
+    return _mm512_mask_loadu_ps(into, static_cast<__mmask16>(lanes), p);
+  }
+};
+
+#include "kernels/phase_gemm_impl.inl"
+
+#pragma GCC pop_options
+
+bool cpu_has_avx512() {
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+         __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq");
+}
+
+}  // namespace
+}  // namespace tconv::detail::phase_gemm
+
+namespace tconv::detail {
+extern const KernelFamily kPhaseGemmAvx512Family{"phase_gemm_avx512", "AVX-512 (F, VL, BW, DQ)",
+                                                 phase_gemm::cpu_has_avx512, phase_gemm::rejects,
+                                                 phase_gemm::prepare_phase_gemm<phase_gemm::Avx512>};
+}  // namespace tconv::detail

@@ -1,0 +1,113 @@
+// Phase-GEMM planning and weight packing: ISA-independent, done once at creation.
+#include <algorithm>
+
+#include "kernels/phase_gemm.hpp"
+
+namespace tconv::detail::phase_gemm {
+namespace {
+
+std::int64_t floor_mod(std::int64_t a, std::int64_t b) { return ((a % b) + b) % b; }
+
+// The taps of each dimension that feed residue r (transposed) or all taps (conv),
+// with their input offsets.
+struct AxisTaps {
+  std::vector<std::int64_t> taps, offsets;
+};
+
+AxisTaps axis_taps(const Geometry& g, int d, std::int64_t residue) {
+  AxisTaps a;
+  for (std::int64_t t = 0; t < g.kernel[d]; ++t) {
+    if (g.kind == ConvKind::conv) {
+      a.taps.push_back(t);
+      a.offsets.push_back(t * g.dilation[d] - g.pad_begin[d]);
+      continue;
+    }
+    const std::int64_t shifted = residue + g.pad_begin[d] - t * g.dilation[d];
+    if (floor_mod(shifted, g.stride[d]) != 0) continue;
+    a.taps.push_back(t);
+    a.offsets.push_back(shifted / g.stride[d]);
+  }
+  return a;
+}
+
+Phase make_phase(const Geometry& g, const std::array<std::int64_t, kMaxSpatial>& residue) {
+  Phase p;
+  p.residue = residue;
+  const AxisTaps z = axis_taps(g, 0, residue[0]), y = axis_taps(g, 1, residue[1]), x = axis_taps(g, 2, residue[2]);
+  for (std::size_t a = 0; a < z.taps.size(); ++a)
+    for (std::size_t b = 0; b < y.taps.size(); ++b)
+      for (std::size_t c = 0; c < x.taps.size(); ++c) {
+        p.taps.push_back((z.taps[a] * g.kernel[1] + y.taps[b]) * g.kernel[2] + x.taps[c]);
+        p.offsets.push_back({z.offsets[a], y.offsets[b], x.offsets[c]});
+      }
+  return p;
+}
+
+}  // namespace
+
+PackedProblem pack(const Geometry& g, const float* weight, const float* bias, int max_mr, int max_accumulators) {
+  PackedProblem pp;
+  pp.kind = g.kind;
+  pp.groups = g.groups;
+  const bool transposed = g.kind == ConvKind::conv_transpose;
+  pp.m_per_group = transposed ? g.big_per_group() : g.small_per_group();
+  pp.c_per_group = transposed ? g.small_per_group() : g.big_per_group();
+  pp.max_mr = max_mr;
+  pp.mr = static_cast<int>(std::min<std::int64_t>(max_mr, std::max<std::int64_t>(1, pp.m_per_group)));
+  // Micro-kernels exist for 2 and 4 vectors; 4 keeps small-M tiles busy.
+  pp.nv = max_accumulators / pp.mr >= 4 ? 4 : 2;
+
+  if (transposed) {
+    for (std::int64_t rz = 0; rz < g.stride[0]; ++rz)
+      for (std::int64_t ry = 0; ry < g.stride[1]; ++ry)
+        for (std::int64_t rx = 0; rx < g.stride[2]; ++rx) pp.phases.push_back(make_phase(g, {rz, ry, rx}));
+  } else {
+    pp.phases.push_back(make_phase(g, {0, 0, 0}));
+  }
+
+  std::int64_t total = 0;
+  for (auto& phase : pp.phases) {
+    phase.packed_offset = total;
+    total += pp.groups * pp.m_blocks() * pp.k_of(phase) * max_mr;
+  }
+  pp.packed_a.assign(static_cast<std::size_t>(total), 0.0f);
+  const std::int64_t taps = g.kernel_taps();
+  for (const auto& phase : pp.phases) {
+    const std::int64_t k_count = pp.k_of(phase);
+    const auto n_taps = static_cast<std::int64_t>(phase.taps.size());
+    for (std::int64_t grp = 0; grp < pp.groups; ++grp)
+      for (std::int64_t m = 0; m < pp.m_per_group; ++m)
+        for (std::int64_t c = 0; c < pp.c_per_group; ++c)
+          for (std::int64_t e = 0; e < n_taps; ++e) {
+            // weight is [small_channels, big_channels/groups, taps]
+            const std::int64_t small = grp * (transposed ? pp.c_per_group : pp.m_per_group) + (transposed ? c : m);
+            const std::int64_t big_local = transposed ? m : c;
+            const float w = weight[(small * g.big_per_group() + big_local) * taps + phase.taps[static_cast<std::size_t>(e)]];
+            const std::int64_t block = m / pp.mr, row = m % pp.mr, k = c * n_taps + e;
+            pp.packed_a[static_cast<std::size_t>(phase.packed_offset +
+                                                 ((grp * pp.m_blocks() + block) * k_count + k) * max_mr + row)] = w;
+          }
+  }
+  const std::int64_t out_channels = g.output_channels();
+  pp.bias.assign(static_cast<std::size_t>(out_channels), 0.0f);
+  if (bias) std::copy(bias, bias + out_channels, pp.bias.begin());
+  return pp;
+}
+
+std::array<Axis, kMaxSpatial> axes_of(const Geometry& g, const Phase& phase) {
+  std::array<Axis, kMaxSpatial> axes{};
+  for (int d = 0; d < kMaxSpatial; ++d) {
+    Axis& a = axes[d];
+    if (g.kind == ConvKind::conv) {
+      a.out_count = g.small_size[d];
+      a.in_step = g.stride[d];
+    } else {
+      a.out_start = phase.residue[d];
+      a.out_step = g.stride[d];
+      a.out_count = g.big_size[d] > a.out_start ? (g.big_size[d] - a.out_start + g.stride[d] - 1) / g.stride[d] : 0;
+    }
+  }
+  return axes;
+}
+
+}  // namespace tconv::detail::phase_gemm
