@@ -8,8 +8,11 @@
 namespace tconv::detail::phase_gemm {
 
 // Empty when the phase-GEMM family handles this problem.
-inline std::string rejects(const Geometry&, DType dtype) {
+inline std::string rejects(const Geometry& g, DType dtype) {
   if (dtype != DType::f32) return "it computes float32 only";
+  // One channel in and out per group makes each GEMM a single row fed by a
+  // handful of taps: packing costs more than the arithmetic it feeds.
+  if (g.small_per_group() == 1 && g.big_per_group() == 1) return "depthwise problems are GEMMs of one row";
   return {};
 }
 

@@ -47,58 +47,74 @@ template <class Isa>
 class PhaseGemmKernel final : public PreparedKernel {
  public:
   PhaseGemmKernel(const Geometry& g, const float* weight, const float* bias)
-      : pp_(pack(g, weight, bias, Isa::kMaxMr, Isa::kMaxAccumulators)) {}
-
-  std::size_t workspace_bytes(const Geometry& g, int threads) const override {
-    std::int64_t per_thread = 0;
-    for (const auto& phase : pp_.phases) per_thread = std::max(per_thread, panel_floats(pp_.k_of(phase), sub_panels(g, phase)));
-    return static_cast<std::size_t>(threads) * static_cast<std::size_t>(per_thread + tile_floats()) * sizeof(float);
+      : pp_(pack(g, weight, bias, Isa::kMaxMr, Isa::kMaxAccumulators)) {
+    for (const auto& phase : pp_.phases) max_k_ = std::max(max_k_, pp_.k_of(phase));
   }
 
+  std::size_t workspace_bytes(const Geometry& g, int threads) const override {
+    return static_cast<std::size_t>(threads) * static_cast<std::size_t>(scratch_floats(blocking(g, threads).sub_panels)) *
+           sizeof(float);
+  }
+
+  // Work items are (group, block of grid columns); each runs every phase of its
+  // block, so the output lines a block touches are finished while in cache.
   void run(const Geometry& g, const void* src_v, void* dst_v, void* workspace, int threads) const override {
     const auto* src = static_cast<const float*>(src_v);
     auto* dst = static_cast<float*>(dst_v);
-    std::vector<WorkItem> items;
-    std::int64_t per_thread = 0;
-    for (std::size_t p = 0; p < pp_.phases.size(); ++p) {
-      const auto axes = axes_of(g, pp_.phases[p]);
-      const std::int64_t columns = g.batch * axes[0].out_count * axes[1].out_count * axes[2].out_count;
-      const std::int64_t block = sub_panels(g, pp_.phases[p]) * nr();
-      per_thread = std::max(per_thread, panel_floats(pp_.k_of(pp_.phases[p]), block / nr()));
-      for (std::int64_t grp = 0; grp < pp_.groups; ++grp)
-        for (std::int64_t col = 0; col < columns; col += block)
-          items.push_back({grp, static_cast<std::int64_t>(p), col, std::min(block, columns - col)});
-    }
-    per_thread += tile_floats();
-    const auto count = static_cast<std::int64_t>(items.size());
+    const Blocking b = blocking(g, threads);
+    const std::int64_t block = b.sub_panels * nr();
+    const std::int64_t blocks = (b.columns + block - 1) / block;
+    const std::int64_t per_thread = scratch_floats(b.sub_panels);
+    const std::int64_t count = pp_.groups * blocks;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
     for (std::int64_t it = 0; it < count; ++it) {
       float* scratch = static_cast<float*>(workspace) + omp_get_thread_num() * per_thread;
-      process(g, items[static_cast<std::size_t>(it)], src, dst, scratch);
+      const std::int64_t first = (it % blocks) * block;
+      const WorkItem item{it / blocks, first, std::min(block, b.columns - first)};
+      for (const Phase& phase : pp_.phases) process(g, b.grid, phase, item, src, dst, scratch);
     }
   }
 
  private:
   struct WorkItem {
-    std::int64_t group, phase, first_column, columns;
+    std::int64_t group, first_column, columns;
   };
   // One run of lanes that reads consecutive input elements: lane l reads plane[base + l].
   struct Load {
     std::int64_t base;
     std::uint32_t lanes;
   };
+  // Columns index the grid batch x grid[0] x grid[1] x grid[2], the largest
+  // phase's positions; a smaller phase leaves its last columns unused.
+  struct Blocking {
+    Dims grid;
+    std::int64_t columns;
+    std::int64_t sub_panels;
+  };
 
   std::int64_t nr() const { return static_cast<std::int64_t>(pp_.nv) * Isa::kLanes; }
-  std::int64_t tile_floats() const { return static_cast<std::int64_t>(Isa::kMaxMr) * nr(); }
-  std::int64_t panel_floats(std::int64_t k_count, std::int64_t subs) const { return subs * std::max<std::int64_t>(k_count, 1) * nr(); }
-
-  std::int64_t sub_panels(const Geometry&, const Phase& phase) const {
-    const std::int64_t bytes_per_sub = std::max<std::int64_t>(pp_.k_of(phase), 1) * nr() * static_cast<std::int64_t>(sizeof(float));
-    return std::clamp<std::int64_t>(kPanelBudgetBytes / bytes_per_sub, 1, kMaxSubPanels);
+  std::int64_t scratch_floats(std::int64_t sub_panels) const {
+    return sub_panels * std::max<std::int64_t>(max_k_, 1) * nr() + static_cast<std::int64_t>(Isa::kMaxMr) * nr();
   }
 
-  void process(const Geometry& g, const WorkItem& item, const float* src, float* dst, float* scratch) const {
-    const Phase& phase = pp_.phases[static_cast<std::size_t>(item.phase)];
+  Blocking blocking(const Geometry& g, int threads) const {
+    Blocking b{};
+    b.columns = g.batch;
+    for (int d = 0; d < kMaxSpatial; ++d) {
+      b.grid[d] = pp_.kind == ConvKind::conv ? g.small_size[d] : (g.big_size[d] + g.stride[d] - 1) / g.stride[d];
+      b.columns *= b.grid[d];
+    }
+    const std::int64_t bytes_per_sub = std::max<std::int64_t>(max_k_, 1) * nr() * static_cast<std::int64_t>(sizeof(float));
+    b.sub_panels = std::clamp<std::int64_t>(kPanelBudgetBytes / bytes_per_sub, 1, kMaxSubPanels);
+    // Keep at least two items per thread so both cores stay busy at batch 1.
+    while (b.sub_panels > 1 && pp_.groups * ((b.columns + b.sub_panels * nr() - 1) / (b.sub_panels * nr())) < 2 * threads) {
+      --b.sub_panels;
+    }
+    return b;
+  }
+
+  void process(const Geometry& g, const Dims& grid, const Phase& phase, const WorkItem& item, const float* src,
+               float* dst, float* scratch) const {
     const auto axes = axes_of(g, phase);
     const bool transposed = pp_.kind == ConvKind::conv_transpose;
     const Dims& in_size = transposed ? g.small_size : g.big_size;
@@ -112,18 +128,20 @@ class PhaseGemmKernel final : public PreparedKernel {
     const std::int64_t subs = (item.columns + nr_ - 1) / nr_;
     const std::int64_t vectors = subs * pp_.nv;
 
-    // Where each column lands in dst (channel 0 of the group) and reads src per tap.
+    // Where each column lands in dst (channel 0 of the group) and reads src per tap; -1: nowhere.
     std::vector<std::int64_t> out_offset(static_cast<std::size_t>(subs * nr_), -1);
     std::vector<std::int64_t> in_offset(static_cast<std::size_t>(subs * nr_ * n_taps), -1);
     for (std::int64_t col = 0; col < item.columns; ++col) {
       std::int64_t rest = item.first_column + col;
-      const std::int64_t jx = rest % axes[2].out_count;
-      rest /= axes[2].out_count;
-      const std::int64_t jy = rest % axes[1].out_count;
-      rest /= axes[1].out_count;
-      const std::int64_t jz = rest % axes[0].out_count;
-      const std::int64_t n = rest / axes[0].out_count;
-      const std::int64_t j[kMaxSpatial] = {jz, jy, jx};
+      std::int64_t j[kMaxSpatial];
+      bool in_phase = true;
+      for (int d = kMaxSpatial - 1; d >= 0; --d) {
+        j[d] = rest % grid[d];
+        rest /= grid[d];
+        in_phase = in_phase && j[d] < axes[d].out_count;
+      }
+      if (!in_phase) continue;
+      const std::int64_t n = rest;
       std::int64_t out_pos = 0;
       for (int d = 0; d < kMaxSpatial; ++d) out_pos = out_pos * out_size[d] + axes[d].out_start + j[d] * axes[d].out_step;
       out_offset[static_cast<std::size_t>(col)] = (n * out_channels + item.group * pp_.m_per_group) * out_plane + out_pos;
@@ -190,13 +208,16 @@ class PhaseGemmKernel final : public PreparedKernel {
           float* out = dst + channel * out_plane;
           const float* row = tile + m * nr_;
           const std::int64_t* where = out_offset.data() + s * nr_;
-          for (std::int64_t col = 0; col < cols; ++col) out[where[col]] = row[col] + bias;
+          for (std::int64_t col = 0; col < cols; ++col) {
+            if (where[col] >= 0) out[where[col]] = row[col] + bias;
+          }
         }
       }
     }
   }
 
   PackedProblem pp_;
+  std::int64_t max_k_ = 0;
 };
 
 template <class Isa>
