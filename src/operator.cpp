@@ -150,6 +150,7 @@ void Operator::run(const TensorView& input, const MutableTensorView& output) con
   if (!input.is_contiguous()) contiguous_input = Tensor::copy_of(input);
   std::optional<Tensor> contiguous_output;
   if (!output.is_contiguous()) contiguous_output = Tensor(state_->dtype, expected);
+  // Zero-filled, 64-byte aligned scratch (Tensor storage).
   Tensor workspace(DType::f32, {static_cast<std::int64_t>(
                                    (state_->kernel->workspace_bytes(g, threads) + sizeof(float) - 1) / sizeof(float))});
   state_->kernel->run(g, contiguous_input ? contiguous_input->data() : input.data,

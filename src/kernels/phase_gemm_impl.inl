@@ -26,6 +26,54 @@ void micro_kernel(std::int64_t k_count, const float* a, const float* b, float* c
     for (int v = 0; v < NV; ++v) Isa::store(c + m * kNr + v * Isa::kLanes, acc[m][v]);
 }
 
+// One run of lanes that reads consecutive input elements: lane l reads plane[base + l]
+// (lanes == 0: the vector is all zero).
+struct Load {
+  std::int64_t base;
+  std::uint32_t lanes;
+};
+
+// The same product with B read straight from the input: row k = c * n_taps + e
+// of B is, for vector v, the single run loads[e * loads_stride + v] of channel c.
+using DirectMicroKernel = void (*)(std::int64_t channels, std::int64_t n_taps, const float* a, const float* src,
+                                   std::int64_t in_plane, const Load* loads, std::int64_t loads_stride, float* c);
+
+template <class Isa, int MR, int NV>
+void direct_micro_kernel(std::int64_t channels, std::int64_t n_taps, const float* a, const float* src,
+                         std::int64_t in_plane, const Load* loads, std::int64_t loads_stride, float* c) {
+  using V = typename Isa::V;
+  constexpr int kNr = NV * Isa::kLanes;
+  V acc[MR][NV];
+  for (int m = 0; m < MR; ++m)
+    for (int v = 0; v < NV; ++v) acc[m][v] = Isa::zero();
+  for (std::int64_t ch = 0; ch < channels; ++ch) {
+    const float* plane = src + ch * in_plane;
+    for (std::int64_t e = 0; e < n_taps; ++e, a += Isa::kMaxMr) {
+      V bv[NV];
+      const Load* row = loads + e * loads_stride;
+      for (int v = 0; v < NV; ++v) bv[v] = Isa::masked_load(Isa::zero(), row[v].lanes, plane + row[v].base);
+      for (int m = 0; m < MR; ++m) {
+        const V av = Isa::broadcast(a + m);
+        for (int v = 0; v < NV; ++v) acc[m][v] = Isa::fmadd(av, bv[v], acc[m][v]);
+      }
+    }
+  }
+  for (int m = 0; m < MR; ++m)
+    for (int v = 0; v < NV; ++v) Isa::store(c + m * kNr + v * Isa::kLanes, acc[m][v]);
+}
+
+template <class Isa, int NV, std::size_t... Rows>
+constexpr std::array<DirectMicroKernel, sizeof...(Rows)> direct_micro_kernels_for(std::index_sequence<Rows...>) {
+  return {&direct_micro_kernel<Isa, static_cast<int>(Rows) + 1, NV>...};
+}
+
+template <class Isa>
+DirectMicroKernel direct_micro_kernel_for(int rows, int nv) {
+  static constexpr auto two = direct_micro_kernels_for<Isa, 2>(std::make_index_sequence<Isa::kMaxAccumulators / 2>());
+  static constexpr auto four = direct_micro_kernels_for<Isa, 4>(std::make_index_sequence<Isa::kMaxAccumulators / 4>());
+  return nv == 4 ? four[static_cast<std::size_t>(rows - 1)] : two[static_cast<std::size_t>(rows - 1)];
+}
+
 template <class Isa, int NV, std::size_t... Rows>
 constexpr std::array<MicroKernel, sizeof...(Rows)> micro_kernels_for(std::index_sequence<Rows...>) {
   return {&micro_kernel<Isa, static_cast<int>(Rows) + 1, NV>...};
@@ -48,12 +96,14 @@ class PhaseGemmKernel final : public PreparedKernel {
  public:
   PhaseGemmKernel(const Geometry& g, const float* weight, const float* bias)
       : pp_(pack(g, weight, bias, Isa::kMaxMr, Isa::kMaxAccumulators)) {
-    for (const auto& phase : pp_.phases) max_k_ = std::max(max_k_, pp_.k_of(phase));
+    for (const auto& phase : pp_.phases) {
+      max_k_ = std::max(max_k_, pp_.k_of(phase));
+      max_taps_ = std::max(max_taps_, static_cast<std::int64_t>(phase.taps.size()));
+    }
   }
 
   std::size_t workspace_bytes(const Geometry& g, int threads) const override {
-    return static_cast<std::size_t>(threads) * static_cast<std::size_t>(scratch_floats(blocking(g, threads).sub_panels)) *
-           sizeof(float);
+    return static_cast<std::size_t>(threads) * scratch_bytes(blocking(g, threads).sub_panels);
   }
 
   // Work items are (group, block of grid columns); each runs every phase of its
@@ -64,11 +114,11 @@ class PhaseGemmKernel final : public PreparedKernel {
     const Blocking b = blocking(g, threads);
     const std::int64_t block = b.sub_panels * nr();
     const std::int64_t blocks = (b.columns + block - 1) / block;
-    const std::int64_t per_thread = scratch_floats(b.sub_panels);
+    const std::size_t per_thread = scratch_bytes(b.sub_panels);
     const std::int64_t count = pp_.groups * blocks;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
     for (std::int64_t it = 0; it < count; ++it) {
-      float* scratch = static_cast<float*>(workspace) + omp_get_thread_num() * per_thread;
+      const Scratch scratch = carve(static_cast<std::byte*>(workspace) + omp_get_thread_num() * per_thread, b.sub_panels);
       const std::int64_t first = (it % blocks) * block;
       const WorkItem item{it / blocks, first, std::min(block, b.columns - first)};
       for (const Phase& phase : pp_.phases) process(g, b.grid, phase, item, src, dst, scratch);
@@ -79,11 +129,6 @@ class PhaseGemmKernel final : public PreparedKernel {
   struct WorkItem {
     std::int64_t group, first_column, columns;
   };
-  // One run of lanes that reads consecutive input elements: lane l reads plane[base + l].
-  struct Load {
-    std::int64_t base;
-    std::uint32_t lanes;
-  };
   // Columns index the grid batch x grid[0] x grid[1] x grid[2], the largest
   // phase's positions; a smaller phase leaves its last columns unused.
   struct Blocking {
@@ -91,10 +136,51 @@ class PhaseGemmKernel final : public PreparedKernel {
     std::int64_t columns;
     std::int64_t sub_panels;
   };
+  // One thread's part of the workspace.
+  struct Scratch {
+    float* panel;              // [sub-panels][K][NR]
+    float* tile;               // [kMaxMr][NR]
+    std::int64_t* out_offset;  // per column: dst offset of its group's channel 0, -1 if unused
+    std::int64_t* in_offset;   // per tap and column: src offset of the group's channel 0, -1 outside
+    Load* runs;                // per tap and vector: up to kLanes runs
+    int* run_count;            // per tap and vector
+    Load* single_run;          // per tap and vector, when every count is at most 1
+  };
 
   std::int64_t nr() const { return static_cast<std::int64_t>(pp_.nv) * Isa::kLanes; }
-  std::int64_t scratch_floats(std::int64_t sub_panels) const {
-    return sub_panels * std::max<std::int64_t>(max_k_, 1) * nr() + static_cast<std::int64_t>(Isa::kMaxMr) * nr();
+
+  static std::size_t aligned(std::size_t bytes) { return (bytes + 63) / 64 * 64; }
+
+  // The byte size of each Scratch part, in order.
+  std::array<std::size_t, 7> scratch_parts(std::int64_t sub_panels) const {
+    const auto columns = static_cast<std::size_t>(sub_panels * nr());
+    const auto taps = static_cast<std::size_t>(std::max<std::int64_t>(max_taps_, 1));
+    const std::size_t vectors = static_cast<std::size_t>(sub_panels) * static_cast<std::size_t>(pp_.nv);
+    return {aligned(columns * static_cast<std::size_t>(std::max<std::int64_t>(max_k_, 1)) * sizeof(float)),
+            aligned(static_cast<std::size_t>(Isa::kMaxMr) * static_cast<std::size_t>(nr()) * sizeof(float)),
+            aligned(columns * sizeof(std::int64_t)),
+            aligned(taps * columns * sizeof(std::int64_t)),
+            aligned(taps * vectors * Isa::kLanes * sizeof(Load)),
+            aligned(taps * vectors * sizeof(int)),
+            aligned(taps * vectors * sizeof(Load))};
+  }
+
+  std::size_t scratch_bytes(std::int64_t sub_panels) const {
+    std::size_t total = 0;
+    for (std::size_t part : scratch_parts(sub_panels)) total += part;
+    return total;
+  }
+
+  Scratch carve(std::byte* base, std::int64_t sub_panels) const {
+    const auto parts = scratch_parts(sub_panels);
+    std::array<std::byte*, 7> at{};
+    for (std::size_t i = 0; i < parts.size(); ++i) {
+      at[i] = base;
+      base += parts[i];
+    }
+    return {reinterpret_cast<float*>(at[0]), reinterpret_cast<float*>(at[1]), reinterpret_cast<std::int64_t*>(at[2]),
+            reinterpret_cast<std::int64_t*>(at[3]), reinterpret_cast<Load*>(at[4]), reinterpret_cast<int*>(at[5]),
+            reinterpret_cast<Load*>(at[6])};
   }
 
   Blocking blocking(const Geometry& g, int threads) const {
@@ -114,7 +200,7 @@ class PhaseGemmKernel final : public PreparedKernel {
   }
 
   void process(const Geometry& g, const Dims& grid, const Phase& phase, const WorkItem& item, const float* src,
-               float* dst, float* scratch) const {
+               float* dst, const Scratch& scratch) const {
     const auto axes = axes_of(g, phase);
     const bool transposed = pp_.kind == ConvKind::conv_transpose;
     const Dims& in_size = transposed ? g.small_size : g.big_size;
@@ -127,10 +213,11 @@ class PhaseGemmKernel final : public PreparedKernel {
     const std::int64_t nr_ = nr();
     const std::int64_t subs = (item.columns + nr_ - 1) / nr_;
     const std::int64_t vectors = subs * pp_.nv;
+    const std::int64_t padded_columns = subs * nr_;
 
-    // Where each column lands in dst (channel 0 of the group) and reads src per tap; -1: nowhere.
-    std::vector<std::int64_t> out_offset(static_cast<std::size_t>(subs * nr_), -1);
-    std::vector<std::int64_t> in_offset(static_cast<std::size_t>(subs * nr_ * n_taps), -1);
+    // Where each column lands in dst and what it reads from src per tap.
+    std::fill(scratch.out_offset, scratch.out_offset + padded_columns, -1);
+    std::fill(scratch.in_offset, scratch.in_offset + n_taps * padded_columns, -1);
     for (std::int64_t col = 0; col < item.columns; ++col) {
       std::int64_t rest = item.first_column + col;
       std::int64_t j[kMaxSpatial];
@@ -144,7 +231,8 @@ class PhaseGemmKernel final : public PreparedKernel {
       const std::int64_t n = rest;
       std::int64_t out_pos = 0;
       for (int d = 0; d < kMaxSpatial; ++d) out_pos = out_pos * out_size[d] + axes[d].out_start + j[d] * axes[d].out_step;
-      out_offset[static_cast<std::size_t>(col)] = (n * out_channels + item.group * pp_.m_per_group) * out_plane + out_pos;
+      scratch.out_offset[col] = (n * out_channels + item.group * pp_.m_per_group) * out_plane + out_pos;
+      const std::int64_t group_base = (n * in_channels + item.group * pp_.c_per_group) * in_plane;
       for (std::int64_t e = 0; e < n_taps; ++e) {
         std::int64_t in_pos = 0;
         bool inside = true;
@@ -153,61 +241,68 @@ class PhaseGemmKernel final : public PreparedKernel {
           inside = inside && i >= 0 && i < in_size[d];
           in_pos = in_pos * in_size[d] + i;
         }
-        if (inside) {
-          in_offset[static_cast<std::size_t>(e * subs * nr_ + col)] =
-              (n * in_channels + item.group * pp_.c_per_group) * in_plane + in_pos;
-        }
+        if (inside) scratch.in_offset[e * padded_columns + col] = group_base + in_pos;
       }
     }
 
     // Runs of consecutive input elements per (tap, vector): one masked load each.
-    std::vector<std::vector<Load>> loads(static_cast<std::size_t>(n_taps * vectors));
+    bool single = true;
     for (std::int64_t e = 0; e < n_taps; ++e)
       for (std::int64_t v = 0; v < vectors; ++v) {
-        auto& runs = loads[static_cast<std::size_t>(e * vectors + v)];
-        const std::int64_t* offsets = in_offset.data() + e * subs * nr_ + v * Isa::kLanes;
+        Load* runs = scratch.runs + (e * vectors + v) * Isa::kLanes;
+        int& count = scratch.run_count[e * vectors + v];
+        count = 0;
+        const std::int64_t* offsets = scratch.in_offset + e * padded_columns + v * Isa::kLanes;
         for (int lane = 0; lane < Isa::kLanes; ++lane) {
           if (offsets[lane] < 0) continue;
-          if (!runs.empty() && lane > 0 && offsets[lane - 1] >= 0 && offsets[lane] == offsets[lane - 1] + 1) {
-            runs.back().lanes |= 1u << lane;
+          if (count > 0 && lane > 0 && offsets[lane - 1] >= 0 && offsets[lane] == offsets[lane - 1] + 1) {
+            runs[count - 1].lanes |= 1u << lane;
           } else {
-            runs.push_back({offsets[lane] - lane, 1u << lane});
+            runs[count++] = {offsets[lane] - lane, 1u << lane};
           }
         }
+        scratch.single_run[e * vectors + v] = count == 1 ? runs[0] : Load{0, 0};
+        single = single && count <= 1;
       }
 
-    // Pack B: sub-panel s, row k = c * n_taps + e, NR columns.
-    float* panel = scratch;
-    for (std::int64_t v = 0; v < vectors; ++v) {
-      float* column_block = panel + (v / pp_.nv) * k_count * nr_ + (v % pp_.nv) * Isa::kLanes;
-      for (std::int64_t e = 0; e < n_taps; ++e) {
-        const auto& runs = loads[static_cast<std::size_t>(e * vectors + v)];
-        for (std::int64_t c = 0; c < pp_.c_per_group; ++c) {
-          typename Isa::V value = Isa::zero();
-          const float* plane = src + c * in_plane;
-          for (const Load& run : runs) value = Isa::masked_load(value, run.lanes, plane + run.base);
-          Isa::store(column_block + (c * n_taps + e) * nr_, value);
+    // B as sub-panels [K][NR], row k = c * n_taps + e, unless every vector is one run:
+    // then the micro-kernel reads the input directly.
+    if (!single) {
+      for (std::int64_t v = 0; v < vectors; ++v) {
+        float* column_block = scratch.panel + (v / pp_.nv) * k_count * nr_ + (v % pp_.nv) * Isa::kLanes;
+        for (std::int64_t e = 0; e < n_taps; ++e) {
+          const Load* runs = scratch.runs + (e * vectors + v) * Isa::kLanes;
+          const int count = scratch.run_count[e * vectors + v];
+          for (std::int64_t c = 0; c < pp_.c_per_group; ++c) {
+            typename Isa::V value = Isa::zero();
+            const float* plane = src + c * in_plane;
+            for (int r = 0; r < count; ++r) value = Isa::masked_load(value, runs[r].lanes, plane + runs[r].base);
+            Isa::store(column_block + (c * n_taps + e) * nr_, value);
+          }
         }
       }
     }
 
     // Multiply and write out.
-    float* tile = scratch + subs * std::max<std::int64_t>(k_count, 1) * nr_;
-    const std::int64_t groups_blocks = pp_.m_blocks();
-    const float* a_group = pp_.packed_a.data() + phase.packed_offset + item.group * groups_blocks * k_count * pp_.max_mr;
-    for (std::int64_t mb = 0; mb < groups_blocks; ++mb) {
+    const std::int64_t m_blocks = pp_.m_blocks();
+    const float* a_group = pp_.packed_a.data() + phase.packed_offset + item.group * m_blocks * k_count * pp_.max_mr;
+    for (std::int64_t mb = 0; mb < m_blocks; ++mb) {
       const int rows = static_cast<int>(std::min<std::int64_t>(pp_.mr, pp_.m_per_group - mb * pp_.mr));
-      const MicroKernel kernel = micro_kernel_for<Isa>(rows, pp_.nv);
       const float* a_block = a_group + mb * k_count * pp_.max_mr;
       for (std::int64_t s = 0; s < subs; ++s) {
-        kernel(k_count, a_block, panel + s * k_count * nr_, tile);
+        if (single) {
+          direct_micro_kernel_for<Isa>(rows, pp_.nv)(pp_.c_per_group, n_taps, a_block, src, in_plane,
+                                                     scratch.single_run + s * pp_.nv, vectors, scratch.tile);
+        } else {
+          micro_kernel_for<Isa>(rows, pp_.nv)(k_count, a_block, scratch.panel + s * k_count * nr_, scratch.tile);
+        }
         const std::int64_t cols = std::min(nr_, item.columns - s * nr_);
+        const std::int64_t* where = scratch.out_offset + s * nr_;
         for (int m = 0; m < rows; ++m) {
           const std::int64_t channel = mb * pp_.mr + m;
           const float bias = pp_.bias[static_cast<std::size_t>(item.group * pp_.m_per_group + channel)];
           float* out = dst + channel * out_plane;
-          const float* row = tile + m * nr_;
-          const std::int64_t* where = out_offset.data() + s * nr_;
+          const float* row = scratch.tile + m * nr_;
           for (std::int64_t col = 0; col < cols; ++col) {
             if (where[col] >= 0) out[where[col]] = row[col] + bias;
           }
@@ -218,6 +313,7 @@ class PhaseGemmKernel final : public PreparedKernel {
 
   PackedProblem pp_;
   std::int64_t max_k_ = 0;
+  std::int64_t max_taps_ = 0;
 };
 
 template <class Isa>
