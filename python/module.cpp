@@ -6,6 +6,7 @@
 
 #include <optional>
 
+#include "tconv/gradients.hpp"
 #include "tconv/tconv.hpp"
 
 namespace py = pybind11;
@@ -185,6 +186,25 @@ PYBIND11_MODULE(_tconv, m) {
       .def_property_readonly("reason", &PyOperator::reason)
       .def("workspace_bytes", &PyOperator::workspace_bytes, py::arg("input_shape"))
       .def("output_shape", &PyOperator::output_shape, py::arg("input_shape"));
+
+  m.def(
+      "backward",
+      [](const std::string& op, const py::array& grad_output, const py::array& input, const py::array& weight,
+         const tconv::ConvParams& params, bool has_bias) {
+        const tconv::TensorView dy = view_of(grad_output, "grad_output");
+        const tconv::TensorView x = view_of(input, "input");
+        const tconv::TensorView w = view_of(weight, "weight");
+        tconv::Gradients grads;
+        {
+          py::gil_scoped_release release;
+          grads = kind_from(op) == ConvKind::conv ? tconv::conv_backward(dy, x, w, params, has_bias)
+                                                  : tconv::conv_transpose_backward(dy, x, w, params, has_bias);
+        }
+        py::object bias = grads.bias ? py::object(to_numpy(std::move(*grads.bias))) : py::none();
+        return py::make_tuple(to_numpy(std::move(grads.input)), to_numpy(std::move(grads.weight)), bias);
+      },
+      py::arg("op"), py::arg("grad_output"), py::arg("input"), py::arg("weight"), py::arg("params"),
+      py::arg("has_bias"));
 
   m.def("set_num_threads", &tconv::set_num_threads, py::arg("threads"));
   m.def("num_threads", &tconv::num_threads);

@@ -2,6 +2,9 @@
 
     tconv.conv(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1)
     tconv.conv_transpose(x, w, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1)
+    tconv.conv_backward(grad_output, x, w, stride=1, padding=0, dilation=1, groups=1, bias=True)
+    tconv.conv_transpose_backward(grad_output, x, w, stride=1, padding=0, output_padding=0, groups=1,
+                                  dilation=1, bias=True)
 
 take NumPy arrays (float32 or float64, any strides) laid out as PyTorch's
 tensors and return what torch.nn.functional.conv{1,2,3}d / conv_transpose{1,2,3}d
@@ -19,6 +22,7 @@ from . import reference  # noqa: F401  (tconv.reference.gather / matrix / scatte
 __all__ = [
     "conv", "conv_transpose", "conv_matrix", "output_shape", "Conv", "ConvTranspose",
     "set_num_threads", "num_threads", "available_implementations", "reference",
+    "conv_backward", "conv_transpose_backward",
 ]
 
 set_num_threads = _tconv.set_num_threads
@@ -72,6 +76,22 @@ def conv_transpose(input, weight, bias=None, stride=1, padding=0, output_padding
     """torch.nn.functional.conv_transpose1d/2d/3d: weight is [C_in, C_out/groups, k...]."""
     x, w, b = _operands(input, weight, bias)
     return _tconv.compute("conv_transpose", x, w, b, _params(stride, padding, output_padding, dilation, groups))
+
+
+def conv_backward(grad_output, input, weight, stride=1, padding=0, dilation=1, groups=1, bias=True):
+    """(grad_input, grad_weight, grad_bias) of conv(input, weight, ...) given the output's gradient;
+    grad_bias is None when bias is False (the forward had no bias)."""
+    return _tconv.backward("conv", _array("grad_output", grad_output), _array("input", input),
+                           _array("weight", weight), _params(stride, padding, 0, dilation, groups), bool(bias))
+
+
+def conv_transpose_backward(grad_output, input, weight, stride=1, padding=0, output_padding=0, groups=1, dilation=1,
+                            bias=True):
+    """(grad_input, grad_weight, grad_bias) of conv_transpose(input, weight, ...) given the output's gradient;
+    grad_bias is None when bias is False (the forward had no bias)."""
+    return _tconv.backward("conv_transpose", _array("grad_output", grad_output), _array("input", input),
+                           _array("weight", weight), _params(stride, padding, output_padding, dilation, groups),
+                           bool(bias))
 
 
 def conv_matrix(input_shape, weight, stride=1, padding=0, dilation=1, groups=1):
