@@ -90,6 +90,8 @@ MicroKernel micro_kernel_for(int rows, int nv) {
 // B panels aim to stay in L2 next to the streaming A panel.
 constexpr std::int64_t kPanelBudgetBytes = 192 * 1024;
 constexpr std::int64_t kMaxSubPanels = 8;
+// Enough work items per thread that uneven items still balance.
+constexpr std::int64_t kItemsPerThread = 4;
 
 template <class Isa>
 class PhaseGemmKernel final : public PreparedKernel {
@@ -115,12 +117,15 @@ class PhaseGemmKernel final : public PreparedKernel {
     const std::int64_t block = b.sub_panels * nr();
     const std::int64_t blocks = (b.columns + block - 1) / block;
     const std::size_t per_thread = scratch_bytes(b.sub_panels);
-    const std::int64_t count = pp_.groups * blocks;
+    const std::int64_t count = pp_.groups * blocks * b.m_chunks;
+    const std::int64_t blocks_per_chunk = (pp_.m_blocks() + b.m_chunks - 1) / b.m_chunks;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
     for (std::int64_t it = 0; it < count; ++it) {
       const Scratch scratch = carve(static_cast<std::byte*>(workspace) + omp_get_thread_num() * per_thread, b.sub_panels);
-      const std::int64_t first = (it % blocks) * block;
-      const WorkItem item{it / blocks, first, std::min(block, b.columns - first)};
+      const std::int64_t chunk = it % b.m_chunks, column_block = (it / b.m_chunks) % blocks;
+      const std::int64_t first = column_block * block;
+      const WorkItem item{it / (b.m_chunks * blocks), first, std::min(block, b.columns - first),
+                          chunk * blocks_per_chunk, std::min(pp_.m_blocks(), (chunk + 1) * blocks_per_chunk)};
       for (const Phase& phase : pp_.phases) process(g, b.grid, phase, item, src, dst, scratch);
     }
   }
@@ -128,6 +133,7 @@ class PhaseGemmKernel final : public PreparedKernel {
  private:
   struct WorkItem {
     std::int64_t group, first_column, columns;
+    std::int64_t first_m_block, end_m_block;
   };
   // Columns index the grid batch x grid[0] x grid[1] x grid[2], the largest
   // phase's positions; a smaller phase leaves its last columns unused.
@@ -135,6 +141,7 @@ class PhaseGemmKernel final : public PreparedKernel {
     Dims grid;
     std::int64_t columns;
     std::int64_t sub_panels;
+    std::int64_t m_chunks;  // output channels split this many ways when columns alone give too few items
   };
   // One thread's part of the workspace.
   struct Scratch {
@@ -196,6 +203,8 @@ class PhaseGemmKernel final : public PreparedKernel {
     while (b.sub_panels > 1 && pp_.groups * ((b.columns + b.sub_panels * nr() - 1) / (b.sub_panels * nr())) < 2 * threads) {
       --b.sub_panels;
     }
+    const std::int64_t items = pp_.groups * ((b.columns + b.sub_panels * nr() - 1) / (b.sub_panels * nr()));
+    b.m_chunks = std::clamp<std::int64_t>((kItemsPerThread * threads + items - 1) / items, 1, pp_.m_blocks());
     return b;
   }
 
@@ -286,7 +295,7 @@ class PhaseGemmKernel final : public PreparedKernel {
     // Multiply and write out.
     const std::int64_t m_blocks = pp_.m_blocks();
     const float* a_group = pp_.packed_a.data() + phase.packed_offset + item.group * m_blocks * k_count * pp_.max_mr;
-    for (std::int64_t mb = 0; mb < m_blocks; ++mb) {
+    for (std::int64_t mb = item.first_m_block; mb < item.end_m_block; ++mb) {
       const int rows = static_cast<int>(std::min<std::int64_t>(pp_.mr, pp_.m_per_group - mb * pp_.mr));
       const float* a_block = a_group + mb * k_count * pp_.max_mr;
       for (std::int64_t s = 0; s < subs; ++s) {
