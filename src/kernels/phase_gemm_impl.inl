@@ -136,7 +136,7 @@ class PhaseGemmKernel final : public PreparedKernel {
     std::int64_t first_m_block, end_m_block;
   };
   // Columns index the grid batch x grid[0] x grid[1] x grid[2], the largest
-  // phase's positions; a smaller phase leaves its last columns unused.
+  // phase's positions (rows possibly padded); a smaller phase leaves its last columns unused.
   struct Blocking {
     Dims grid;
     std::int64_t columns;
@@ -195,8 +195,12 @@ class PhaseGemmKernel final : public PreparedKernel {
     b.columns = g.batch;
     for (int d = 0; d < kMaxSpatial; ++d) {
       b.grid[d] = pp_.kind == ConvKind::conv ? g.small_size[d] : (g.big_size[d] + g.stride[d] - 1) / g.stride[d];
-      b.columns *= b.grid[d];
     }
+    // Rows padded to whole vectors keep each vector inside one input row, so it
+    // is one masked load and B needs no packing; worth it while padding wastes little.
+    const std::int64_t padded_row = (b.grid[2] + Isa::kLanes - 1) / Isa::kLanes * Isa::kLanes;
+    if (b.grid[1] * b.grid[0] > 1 && padded_row * 3 <= b.grid[2] * 4) b.grid[2] = padded_row;
+    for (int d = 0; d < kMaxSpatial; ++d) b.columns *= b.grid[d];
     const std::int64_t bytes_per_sub = std::max<std::int64_t>(max_k_, 1) * nr() * static_cast<std::int64_t>(sizeof(float));
     b.sub_panels = std::clamp<std::int64_t>(kPanelBudgetBytes / bytes_per_sub, 1, kMaxSubPanels);
     // Keep at least two items per thread so both cores stay busy at batch 1.
