@@ -2,7 +2,7 @@
 
 Every case draws an operation, a rank, a dtype and every parameter (as an int
 or a per-dimension tuple), lays the input out contiguous or as a transposed,
-sliced or reversed NumPy view, and in roughly one case out of six breaks one
+sliced or reversed NumPy view, and in about one case out of eight breaks one
 rule PyTorch enforces. Whatever torch does decides the verdict: where it
 raises, tconv must raise ValueError (TypeError for a dtype mismatch); where it
 returns, tconv must return the same shape, dtype and values.
@@ -12,20 +12,12 @@ import random
 
 import numpy as np
 import pytest
-import torch
-import torch.nn.functional as F
-
 import tconv
+import torch_reference
 
 CASE_COUNT = 600
-REFUSED_SHARE = 0.17
+BROKEN_SHARE = 0.12  # with the transposed cases whose padding crops everything, torch refuses about 18%
 TOLERANCE = {np.float32: 1e-4, np.float64: 1e-10}
-
-TORCH_FUNCTIONS = {
-    ("conv", 1): F.conv1d, ("conv", 2): F.conv2d, ("conv", 3): F.conv3d,
-    ("conv_transpose", 1): F.conv_transpose1d, ("conv_transpose", 2): F.conv_transpose2d,
-    ("conv_transpose", 3): F.conv_transpose3d,
-}
 
 
 def spelled(rng, values):
@@ -93,7 +85,8 @@ def draw_case(seed):
         params["output_padding"] = output_padding
     input_dtype = dtype
 
-    breakage = rng.choice(TRANSPOSE_BREAKAGES if op == "conv_transpose" else BREAKAGES) if rng.random() < REFUSED_SHARE else None
+    breakages = TRANSPOSE_BREAKAGES if op == "conv_transpose" else BREAKAGES
+    breakage = rng.choice(breakages) if rng.random() < BROKEN_SHARE else None
     d = rng.randrange(rank)
     if breakage == "output_padding_too_big":
         params["output_padding"] = list(output_padding)
@@ -143,25 +136,29 @@ def describe(case):
 
 
 def operands(case):
-    """NumPy operands (the input possibly a non-contiguous view) and contiguous torch copies."""
+    """The operands as NumPy arrays, the input possibly a non-contiguous view of its values."""
     data = np.random.default_rng(case["seed"])
     x = data.uniform(-1, 1, case["input_shape"]).astype(case["input_dtype"])
     w = data.uniform(-1, 1, case["weight_shape"]).astype(case["dtype"])
     b = None if case["bias_shape"] is None else data.uniform(-1, 1, case["bias_shape"]).astype(case["dtype"])
     x_view, x_layout = layout(random.Random(case["layout_seed"]), x)
     assert np.array_equal(x_view, x)
-    to_torch = (lambda a: None if a is None else torch.from_numpy(np.ascontiguousarray(a)))
-    return (x_view, w, b), (to_torch(x), to_torch(w), to_torch(b)), x_layout
+    return (x_view, w, b), x_layout
 
 
-def torch_outcome(case, torch_operands):
-    """torch's result as a NumPy array, or the exception it raised."""
-    function = TORCH_FUNCTIONS[(case["op"], case["rank"])]
+def torch_outcome(case, numpy_operands):
+    """torch's result, or the exception it raised. torch skips its checks for an
+    empty batch (it accepts zero dilation or mixed dtypes there), so an empty
+    batch takes its verdict and shape from the same problem with one sample."""
+    x, w, b = numpy_operands
+    empty_batch = x.ndim == w.ndim and x.shape[0] == 0
+    if empty_batch:
+        x = np.zeros((1,) + x.shape[1:], x.dtype)
     try:
-        with torch.no_grad():
-            return function(*torch_operands, **case["params"]).numpy()
-    except (RuntimeError, ValueError, TypeError, IndexError) as refusal:
+        result = torch_reference.compute(case["op"], x, w, b, **case["params"])
+    except (RuntimeError, ValueError, TypeError) as refusal:
         return refusal
+    return result[:0] if empty_batch else result
 
 
 def tconv_call(case, numpy_operands):
@@ -173,15 +170,15 @@ CASES = [draw_case(seed) for seed in range(CASE_COUNT)]
 
 
 def test_sweep_has_both_verdicts_in_proportion():
-    refused = sum(isinstance(torch_outcome(case, operands(case)[1]), Exception) for case in CASES)
-    assert 0.10 * CASE_COUNT <= refused <= 0.30 * CASE_COUNT, f"torch refused {refused} of {CASE_COUNT} cases"
+    refused = sum(isinstance(torch_outcome(case, operands(case)[0]), Exception) for case in CASES)
+    assert 0.12 * CASE_COUNT <= refused <= 0.25 * CASE_COUNT, f"torch refused {refused} of {CASE_COUNT} cases"
 
 
 @pytest.mark.parametrize("case", CASES, ids=[f"seed{case['seed']}" for case in CASES])
 def test_tconv_matches_torch(case):
-    numpy_operands, torch_operands, x_layout = operands(case)
+    numpy_operands, x_layout = operands(case)
     context = f"{describe(case)} layout={x_layout}"
-    expected = torch_outcome(case, torch_operands)
+    expected = torch_outcome(case, numpy_operands)
     if isinstance(expected, Exception):
         refusal = TypeError if case["input_dtype"] != case["dtype"] else ValueError
         with pytest.raises(refusal):
