@@ -126,7 +126,8 @@ class PhaseGemmKernel final : public PreparedKernel {
       const std::int64_t first = column_block * block;
       const WorkItem item{it / (b.m_chunks * blocks), first, std::min(block, b.columns - first),
                           chunk * blocks_per_chunk, std::min(pp_.m_blocks(), (chunk + 1) * blocks_per_chunk)};
-      for (const Phase& phase : pp_.phases) process(g, b.grid, phase, item, src, dst, scratch);
+      decode_columns(b.grid, item, scratch);
+      for (const Phase& phase : pp_.phases) process(g, phase, item, src, dst, scratch);
     }
   }
 
@@ -152,14 +153,16 @@ class PhaseGemmKernel final : public PreparedKernel {
     Load* runs;                // per tap and vector: up to kLanes runs
     int* run_count;            // per tap and vector
     Load* single_run;          // per tap and vector, when every count is at most 1
+    std::int64_t* position;    // per column: batch index and grid position j (kPositionFields each)
   };
+  static constexpr int kPositionFields = 1 + kMaxSpatial;
 
   std::int64_t nr() const { return static_cast<std::int64_t>(pp_.nv) * Isa::kLanes; }
 
   static std::size_t aligned(std::size_t bytes) { return (bytes + 63) / 64 * 64; }
 
   // The byte size of each Scratch part, in order.
-  std::array<std::size_t, 7> scratch_parts(std::int64_t sub_panels) const {
+  std::array<std::size_t, 8> scratch_parts(std::int64_t sub_panels) const {
     const auto columns = static_cast<std::size_t>(sub_panels * nr());
     const auto taps = static_cast<std::size_t>(std::max<std::int64_t>(max_taps_, 1));
     const std::size_t vectors = static_cast<std::size_t>(sub_panels) * static_cast<std::size_t>(pp_.nv);
@@ -169,7 +172,8 @@ class PhaseGemmKernel final : public PreparedKernel {
             aligned(taps * columns * sizeof(std::int64_t)),
             aligned(taps * vectors * Isa::kLanes * sizeof(Load)),
             aligned(taps * vectors * sizeof(int)),
-            aligned(taps * vectors * sizeof(Load))};
+            aligned(taps * vectors * sizeof(Load)),
+            aligned(columns * kPositionFields * sizeof(std::int64_t))};
   }
 
   std::size_t scratch_bytes(std::int64_t sub_panels) const {
@@ -180,14 +184,14 @@ class PhaseGemmKernel final : public PreparedKernel {
 
   Scratch carve(std::byte* base, std::int64_t sub_panels) const {
     const auto parts = scratch_parts(sub_panels);
-    std::array<std::byte*, 7> at{};
+    std::array<std::byte*, 8> at{};
     for (std::size_t i = 0; i < parts.size(); ++i) {
       at[i] = base;
       base += parts[i];
     }
     return {reinterpret_cast<float*>(at[0]), reinterpret_cast<float*>(at[1]), reinterpret_cast<std::int64_t*>(at[2]),
             reinterpret_cast<std::int64_t*>(at[3]), reinterpret_cast<Load*>(at[4]), reinterpret_cast<int*>(at[5]),
-            reinterpret_cast<Load*>(at[6])};
+            reinterpret_cast<Load*>(at[6]), reinterpret_cast<std::int64_t*>(at[7])};
   }
 
   Blocking blocking(const Geometry& g, int threads) const {
@@ -212,8 +216,21 @@ class PhaseGemmKernel final : public PreparedKernel {
     return b;
   }
 
-  void process(const Geometry& g, const Dims& grid, const Phase& phase, const WorkItem& item, const float* src,
-               float* dst, const Scratch& scratch) const {
+  // Grid position of each column of the item, shared by all its phases.
+  static void decode_columns(const Dims& grid, const WorkItem& item, const Scratch& scratch) {
+    for (std::int64_t col = 0; col < item.columns; ++col) {
+      std::int64_t rest = item.first_column + col;
+      std::int64_t* position = scratch.position + col * kPositionFields;
+      for (int d = kMaxSpatial - 1; d >= 0; --d) {
+        position[1 + d] = rest % grid[d];
+        rest /= grid[d];
+      }
+      position[0] = rest;
+    }
+  }
+
+  void process(const Geometry& g, const Phase& phase, const WorkItem& item, const float* src, float* dst,
+               const Scratch& scratch) const {
     const auto axes = axes_of(g, phase);
     const bool transposed = pp_.kind == ConvKind::conv_transpose;
     const Dims& in_size = transposed ? g.small_size : g.big_size;
@@ -232,16 +249,11 @@ class PhaseGemmKernel final : public PreparedKernel {
     std::fill(scratch.out_offset, scratch.out_offset + padded_columns, -1);
     std::fill(scratch.in_offset, scratch.in_offset + n_taps * padded_columns, -1);
     for (std::int64_t col = 0; col < item.columns; ++col) {
-      std::int64_t rest = item.first_column + col;
-      std::int64_t j[kMaxSpatial];
+      const std::int64_t n = scratch.position[col * kPositionFields];
+      const std::int64_t* j = scratch.position + col * kPositionFields + 1;
       bool in_phase = true;
-      for (int d = kMaxSpatial - 1; d >= 0; --d) {
-        j[d] = rest % grid[d];
-        rest /= grid[d];
-        in_phase = in_phase && j[d] < axes[d].out_count;
-      }
+      for (int d = 0; d < kMaxSpatial; ++d) in_phase = in_phase && j[d] < axes[d].out_count;
       if (!in_phase) continue;
-      const std::int64_t n = rest;
       std::int64_t out_pos = 0;
       for (int d = 0; d < kMaxSpatial; ++d) out_pos = out_pos * out_size[d] + axes[d].out_start + j[d] * axes[d].out_step;
       scratch.out_offset[col] = (n * out_channels + item.group * pp_.m_per_group) * out_plane + out_pos;
