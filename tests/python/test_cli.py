@@ -1,0 +1,223 @@
+"""The command-line tool: demo, run and shape on .npy files, and how it refuses
+bad invocations and bad files (exit status 2, one message, no output file)."""
+
+import os
+import re
+import subprocess
+
+import numpy as np
+import pytest
+
+import torch_reference
+
+CLI = os.environ.get("TCONV_CLI")
+pytestmark = pytest.mark.skipif(CLI is None, reason="TCONV_CLI (the path of the tconv executable) is not set")
+
+EXIT_BAD_INPUT = 2
+
+
+def tconv(*args):
+    return subprocess.run([CLI, *map(str, args)], capture_output=True, text=True, timeout=60)
+
+
+def printed_matrices(text):
+    """Every matrix the demo prints, as a list of rows of numbers."""
+    matrices, current = [], None
+    for line in text.splitlines():
+        row = re.fullmatch(r"\s*\[([-\d.\se+]*)\]\s*", line)
+        if row:
+            current.append([float(v) for v in row.group(1).split()])
+        else:
+            current = []
+            matrices.append(current)
+    return [m for m in matrices if m]
+
+
+def test_demo_prints_the_walkthrough_numbers():
+    result = tconv("demo")
+    assert result.returncode == 0, result.stderr
+    matrices = printed_matrices(result.stdout)
+    assert [[122, 148], [126, 134]] in matrices
+    assert [[1, 4, 1, 0, 1, 4, 3, 0, 3, 3, 1, 0, 0, 0, 0, 0],
+            [0, 1, 4, 1, 0, 1, 4, 3, 0, 3, 3, 1, 0, 0, 0, 0],
+            [0, 0, 0, 0, 1, 4, 1, 0, 1, 4, 3, 0, 3, 3, 1, 0],
+            [0, 0, 0, 0, 0, 1, 4, 1, 0, 1, 4, 3, 0, 3, 3, 1]] in matrices
+    assert [[1, 4, 7, 6], [7, 23, 33, 24], [19, 53, 63, 42], [21, 52, 59, 36]] in matrices
+    assert "DISAGREE" not in result.stdout
+    assert "All ways agree." in result.stdout
+
+
+# op, input shape, weight shape, bias, CLI flags, the same flags as torch keywords
+RUN_CASES = [
+    ("conv", (2, 3, 9, 8), (4, 3, 3, 2), True, {"--stride": "2,1", "--padding": "1"}, dict(stride=(2, 1), padding=1)),
+    ("conv", (3, 7), (6, 1, 3), False, {"--groups": "3", "--dilation": "2"}, dict(groups=3, dilation=2)),
+    ("conv_transpose", (1, 2, 5, 4), (2, 3, 3, 3), True,
+     {"--stride": "2", "--padding": "1", "--output-padding": "1,0"}, dict(stride=2, padding=1, output_padding=(1, 0))),
+    ("conv_transpose", (2, 4, 3, 2, 3), (4, 1, 2, 2, 2), False, {"--groups": "2", "--stride": "1,2,1"},
+     dict(groups=2, stride=(1, 2, 1))),
+]
+
+
+def save_operands(directory, op, input_shape, weight_shape, bias, params, dtype=np.float32):
+    rng = np.random.default_rng(len(input_shape) + len(weight_shape))
+    arrays = {"input": rng.uniform(-1, 1, input_shape).astype(dtype),
+              "weight": rng.uniform(-1, 1, weight_shape).astype(dtype)}
+    if bias:
+        out_channels = weight_shape[0] if op == "conv" else weight_shape[1] * params.get("groups", 1)
+        arrays["bias"] = rng.uniform(-1, 1, out_channels).astype(dtype)
+    paths = {}
+    for name, array in arrays.items():
+        paths[name] = directory / f"{name}.npy"
+        np.save(paths[name], array)
+    return arrays, paths
+
+
+def operand_flags(paths):
+    return [token for name, path in paths.items() for token in (f"--{name}", path)]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("op, input_shape, weight_shape, bias, flags, params", RUN_CASES)
+def test_run_matches_torch(tmp_path, op, input_shape, weight_shape, bias, flags, params, dtype):
+    arrays, paths = save_operands(tmp_path, op, input_shape, weight_shape, bias, params, dtype)
+    output = tmp_path / "output.npy"
+    result = tconv("run", op, *operand_flags(paths), *[t for flag in flags.items() for t in flag], "--output", output)
+    assert result.returncode == 0, result.stderr
+    got = np.load(output)
+    expected = torch_reference.compute(op, arrays["input"], arrays["weight"], arrays.get("bias"), **params)
+    assert got.dtype == dtype and got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, rtol=0, atol=(1e-5 if dtype == np.float32 else 1e-12))
+
+    shape = tconv("shape", op, "--input-shape", ",".join(map(str, input_shape)),
+                  "--weight-shape", ",".join(map(str, weight_shape)), *[t for flag in flags.items() for t in flag])
+    assert shape.returncode == 0, shape.stderr
+    assert shape.stdout.strip() == ",".join(map(str, expected.shape))
+
+
+@pytest.mark.parametrize("rewrite", [lambda a: a.astype(a.dtype.newbyteorder(">")), np.asfortranarray],
+                         ids=["big_endian", "fortran_order"])
+def test_run_reads_any_byte_order_and_layout(tmp_path, rewrite):
+    op, input_shape, weight_shape, bias, flags, _ = RUN_CASES[0]
+    arrays, paths = save_operands(tmp_path, op, input_shape, weight_shape, bias, {})
+    flag_tokens = [t for flag in flags.items() for t in flag]
+    assert tconv("run", op, *operand_flags(paths), *flag_tokens, "--output", tmp_path / "native.npy").returncode == 0
+    for name, array in arrays.items():
+        np.save(paths[name], rewrite(array))
+    result = tconv("run", op, *operand_flags(paths), *flag_tokens, "--output", tmp_path / "rewritten.npy")
+    assert result.returncode == 0, result.stderr
+    np.testing.assert_array_equal(np.load(tmp_path / "rewritten.npy"), np.load(tmp_path / "native.npy"))
+
+
+# --- refusals ------------------------------------------------------------------------------------
+
+def npy_bytes(array):
+    """What np.save writes for `array`: header and data."""
+    import io
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+GOOD_INPUT = npy_bytes(np.ones((1, 2, 4, 4), dtype=np.float32))
+BAD_INPUT_FILES = {  # the bytes of input.npy, the message
+    "truncated_data": (GOOD_INPUT[:-5], "truncated data: expected 128 bytes for shape (1, 2, 4, 4), found 123"),
+    "truncated_header": (GOOD_INPUT[:40], "truncated header"),
+    "bad_magic": (b"\x93NUMPI" + GOOD_INPUT[6:], "not a .npy file (bad magic)"),
+    "empty": (b"", "not a .npy file (bad magic)"),
+    "int_dtype": (npy_bytes(np.ones((1, 2, 4, 4), dtype=np.int32)), "unsupported dtype '<i4'"),
+    "float16": (npy_bytes(np.ones((1, 2, 4, 4), dtype=np.float16)), "unsupported dtype '<f2'"),
+    "no_descr": (GOOD_INPUT.replace(b"'descr'", b"'dtype'"), "malformed header: no 'descr' entry"),
+    "no_shape": (GOOD_INPUT.replace(b"'shape'", b"'shapo'"), "malformed header: no 'shape' tuple"),
+    "bad_shape": (GOOD_INPUT.replace(b"(1, 2, 4, 4)", b"(1, 2, x, 4)"), "malformed shape (1, 2, x, 4)"),
+    "trailing_bytes": (GOOD_INPUT + b"\0\0\0\0", "trailing bytes after the data"),
+    "bad_version": (GOOD_INPUT[:6] + b"\x07" + GOOD_INPUT[7:], "unsupported .npy format version 7"),
+}
+
+
+@pytest.fixture
+def good_operands(tmp_path):
+    """A valid conv problem on disk: input [1, 2, 4, 4], weight [3, 2, 3, 3]."""
+    _, paths = save_operands(tmp_path, "conv", (1, 2, 4, 4), (3, 2, 3, 3), False, {})
+    return paths
+
+
+def assert_refused(result, message, directory, files_before):
+    assert result.returncode == EXIT_BAD_INPUT, (result.returncode, result.stderr)
+    assert message in result.stderr
+    assert result.stderr.startswith("tconv: ") and result.stderr.count("\n") == 1, result.stderr
+    assert sorted(os.listdir(directory)) == files_before, "the refused run left a file behind"
+
+
+@pytest.mark.parametrize("name", BAD_INPUT_FILES)
+def test_bad_npy_files_are_refused(tmp_path, good_operands, name):
+    contents, message = BAD_INPUT_FILES[name]
+    good_operands["input"].write_bytes(contents)
+    files_before = sorted(os.listdir(tmp_path))
+    result = tconv("run", "conv", *operand_flags(good_operands), "--output", tmp_path / "output.npy")
+    assert_refused(result, message, tmp_path, files_before)
+
+
+def test_missing_file_is_refused(tmp_path, good_operands):
+    good_operands["weight"] = tmp_path / "nowhere.npy"
+    files_before = sorted(os.listdir(tmp_path))
+    result = tconv("run", "conv", *operand_flags(good_operands), "--output", tmp_path / "output.npy")
+    assert_refused(result, "nowhere.npy: cannot open: No such file or directory", tmp_path, files_before)
+
+
+BAD_INVOCATIONS = [  # the operation and the flags after the operands, the message
+    (["conv", "--stride", "2,x"], "--stride: '2,x' is not a comma-separated list of integers"),
+    (["conv", "--stride", ""], "--stride: '' is not a comma-separated list of integers"),
+    (["conv", "--groups", "1,1"], "--groups takes one integer, got '1,1'"),
+    (["conv", "--strides", "2"], "unknown option '--strides'"),
+    (["conv", "--stride", "1", "--stride", "2"], "--stride given twice"),
+    (["conv", "--stride"], "--stride needs a value"),
+    (["deconv"], "unknown operation 'deconv' (expected conv or conv_transpose)"),
+    (["conv", "--output-padding", "1"], "output_padding (1) applies to conv_transpose only"),
+    (["conv", "--padding", "-1"], "padding (-1) must be non-negative"),
+    (["conv", "--stride", "0"], "stride (0) must be positive"),
+    (["conv", "--dilation", "1,1,1"], "dilation has 3 values but the convolution is 2-D"),
+    (["conv", "--groups", "2"], "out_channels (3, weight dimension 0) is not divisible by groups (2)"),
+    (["conv", "--dilation", "2"], "computed output size is 0 x 0"),
+    (["conv_transpose"], "input has 2 channels but the weight's dimension 0 (in_channels) is 3"),
+]
+
+
+@pytest.mark.parametrize("arguments, message", BAD_INVOCATIONS, ids=[m[:40] for _, m in BAD_INVOCATIONS])
+def test_bad_invocations_are_refused(tmp_path, good_operands, arguments, message):
+    op, *flags = arguments
+    files_before = sorted(os.listdir(tmp_path))
+    result = tconv("run", op, *operand_flags(good_operands), "--output", tmp_path / "output.npy", *flags)
+    assert_refused(result, message, tmp_path, files_before)
+
+
+@pytest.mark.parametrize("missing", ["--input", "--weight", "--output"])
+def test_missing_required_flag_is_refused(tmp_path, good_operands, missing):
+    tokens = [*operand_flags(good_operands), "--output", tmp_path / "output.npy"]
+    at = tokens.index(missing)
+    files_before = sorted(os.listdir(tmp_path))
+    result = tconv("run", "conv", *tokens[:at], *tokens[at + 2:])
+    assert_refused(result, f"missing {missing}", tmp_path, files_before)
+
+
+@pytest.mark.parametrize("overwritten", ["input", "weight"])
+def test_output_over_an_operand_is_refused(tmp_path, good_operands, overwritten):
+    before = good_operands[overwritten].read_bytes()
+    files_before = sorted(os.listdir(tmp_path))
+    result = tconv("run", "conv", *operand_flags(good_operands), "--output", good_operands[overwritten])
+    assert_refused(result, f"is also --{overwritten}; write the result elsewhere", tmp_path, files_before)
+    assert good_operands[overwritten].read_bytes() == before
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["shape", "conv", "--input-shape", "1,2,4,4", "--weight-shape", "3,2,5,5"], "computed output size is 0 x 0"),
+    (["shape", "conv", "--input-shape", "1,2,4,4,4", "--weight-shape", "3,2,3,3"], "input must have 3 (unbatched) or 4"),
+    (["shape", "conv", "--input-shape", "1,2,4,4"], "missing --weight-shape"),
+    (["shape", "conv", "--input-shape", "1,2,a,4", "--weight-shape", "3,2,3,3"], "--input-shape: '1,2,a,4' is not"),
+    (["shape", "conv", "--input-shape", "1,2,4,4", "--weight-shape", "3,2,3,4611686018427387904"],
+     "has more than 2^56 elements"),
+    (["transpose"], "unknown command 'transpose'"),
+])
+def test_bad_shape_queries_are_refused(arguments, message):
+    result = tconv(*arguments)
+    assert result.returncode == EXIT_BAD_INPUT
+    assert message in result.stderr
