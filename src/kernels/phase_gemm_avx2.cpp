@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "kernels/cpu_features.hpp"
 #include "kernels/phase_gemm.hpp"
 #include "kernels/phase_gemm_family.hpp"
 
@@ -41,12 +42,10 @@ struct Avx2 {
 
 #pragma GCC pop_options
 
-bool cpu_has_avx2() { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
-
 }  // namespace
 }  // namespace tconv::detail::phase_gemm
 
 namespace tconv::detail {
-extern const KernelFamily kPhaseGemmAvx2Family{"phase_gemm_avx2", "AVX2 + FMA", phase_gemm::cpu_has_avx2,
+extern const KernelFamily kPhaseGemmAvx2Family{"phase_gemm_avx2", "AVX2 + FMA", cpu_has_avx2_fma,
                                                phase_gemm::rejects, phase_gemm::prepare_phase_gemm<phase_gemm::Avx2>};
 }  // namespace tconv::detail

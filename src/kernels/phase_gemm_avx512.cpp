@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "kernels/cpu_features.hpp"
 #include "kernels/phase_gemm.hpp"
 #include "kernels/phase_gemm_family.hpp"
 
@@ -38,16 +39,11 @@ struct Avx512 {
 
 #pragma GCC pop_options
 
-bool cpu_has_avx512() {
-  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-         __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq");
-}
-
 }  // namespace
 }  // namespace tconv::detail::phase_gemm
 
 namespace tconv::detail {
 extern const KernelFamily kPhaseGemmAvx512Family{"phase_gemm_avx512", "AVX-512 (F, VL, BW, DQ)",
-                                                 phase_gemm::cpu_has_avx512, phase_gemm::rejects,
+                                                 cpu_has_avx512, phase_gemm::rejects,
                                                  phase_gemm::prepare_phase_gemm<phase_gemm::Avx512>};
 }  // namespace tconv::detail

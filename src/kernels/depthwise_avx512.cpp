@@ -1,0 +1,180 @@
+// Depthwise transposed convolution for AVX-512, float32: one input and one
+// output channel per group, so every channel is an independent 2-D problem
+// that is memory-bound; the kernel touches each input and output element once
+// per tap from L1 and writes each output element exactly once.
+//
+// Math (conv_geometry.hpp, per channel): out[o] = bias + sum over taps t with
+// o = i*stride - pad + t*dilation of w[t] * in[i]. Along x the output splits
+// into stride phases r = o mod stride: phase position j is output r + stride*j
+// and reads input j + offset(tx) for the taps tx of that phase, so each
+// 16-lane vector of one phase is one masked load per tap. Phases are then
+// interleaved into contiguous output rows (stride 1: stored as is; stride 2:
+// two permutes; larger strides: element stores). Lanes outside the input are
+// left out of the sum (masked FMA), so a non-finite weight never meets a
+// padding zero that PyTorch would not have multiplied.
+// Layout: src [N*C][D][H][W], dst [N*C][D'][H'][W'], weights as given [C][1][taps].
+#include <immintrin.h>
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "kernels/cpu_features.hpp"
+#include "kernels/kernel.hpp"
+
+namespace tconv::detail {
+namespace {
+
+constexpr int kLanes = 16;
+
+// The x taps feeding one output phase, with their input offsets.
+struct PhaseTaps {
+  std::vector<std::int64_t> taps, offsets;
+};
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,fma,avx2")
+
+__mmask16 lanes_below(std::int64_t count) {
+  if (count <= 0) return 0;
+  return count >= kLanes ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << count) - 1);
+}
+
+class DepthwiseKernel final : public PreparedKernel {
+ public:
+  DepthwiseKernel(const Geometry& g, const float* weight, const float* bias)
+      : weight_(weight, weight + g.small_channels * g.kernel_taps()), bias_(static_cast<std::size_t>(g.big_channels), 0.0f) {
+    if (bias) std::copy(bias, bias + g.big_channels, bias_.begin());
+    for (std::int64_t r = 0; r < g.stride[2]; ++r) {
+      PhaseTaps phase;
+      for (std::int64_t t = 0; t < g.kernel[2]; ++t) {
+        const std::int64_t shifted = r + g.pad_begin[2] - t * g.dilation[2];
+        if (((shifted % g.stride[2]) + g.stride[2]) % g.stride[2] != 0) continue;
+        phase.taps.push_back(t);
+        phase.offsets.push_back(shifted / g.stride[2]);
+      }
+      x_phases_.push_back(std::move(phase));
+    }
+  }
+
+  std::size_t workspace_bytes(const Geometry&, int) const override { return 0; }
+
+  void run(const Geometry& g, const void* src_v, void* dst_v, void*, int threads) const override {
+    const auto* src = static_cast<const float*>(src_v);
+    auto* dst = static_cast<float*>(dst_v);
+    const std::int64_t planes = g.batch * g.big_channels;
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (std::int64_t plane = 0; plane < planes; ++plane) {
+      const std::int64_t channel = plane % g.big_channels;
+      run_plane(g, src + plane * g.small_spatial(), dst + plane * g.big_spatial(),
+                weight_.data() + channel * g.kernel_taps(), bias_[static_cast<std::size_t>(channel)]);
+    }
+  }
+
+ private:
+  // The input rows (z, y) feeding output row (oz, oy), with their kernel row index.
+  struct SourceRow {
+    std::int64_t offset, kernel_row;
+  };
+
+  void run_plane(const Geometry& g, const float* in, float* out, const float* w, float bias) const {
+    const std::int64_t in_w = g.small_size[2], out_w = g.big_size[2], stride_x = g.stride[2];
+    std::vector<SourceRow> rows;
+    for (std::int64_t oz = 0; oz < g.big_size[0]; ++oz)
+      for (std::int64_t oy = 0; oy < g.big_size[1]; ++oy) {
+        rows.clear();
+        for (std::int64_t tz = 0; tz < g.kernel[0]; ++tz) {
+          const std::int64_t iz = source_index(oz, tz, 0, g);
+          if (iz < 0) continue;
+          for (std::int64_t ty = 0; ty < g.kernel[1]; ++ty) {
+            const std::int64_t iy = source_index(oy, ty, 1, g);
+            if (iy >= 0) rows.push_back({(iz * g.small_size[1] + iy) * in_w, tz * g.kernel[1] + ty});
+          }
+        }
+        float* out_row = out + (oz * g.big_size[1] + oy) * out_w;
+        const std::int64_t phase_width = (out_w + stride_x - 1) / stride_x;
+        for (std::int64_t j0 = 0; j0 < phase_width; j0 += kLanes) {
+          __m512 acc[2];
+          for (std::int64_t r = 0; r < stride_x; ++r) {
+            const __m512 sum = phase_sum(g, in, w, rows, x_phases_[static_cast<std::size_t>(r)], j0, bias);
+            const std::int64_t valid = std::min<std::int64_t>(kLanes, (out_w - r + stride_x - 1) / stride_x - j0);
+            if (stride_x == 1) {
+              _mm512_mask_storeu_ps(out_row + j0, lanes_below(valid), sum);
+            } else if (stride_x == 2) {
+              acc[r] = sum;
+            } else {
+              alignas(64) float lanes[kLanes];
+              _mm512_store_ps(lanes, sum);
+              for (std::int64_t l = 0; l < valid; ++l) out_row[r + stride_x * (j0 + l)] = lanes[l];
+            }
+          }
+          if (stride_x == 2) {
+            // Interleave phase 0 (even outputs) and phase 1 (odd outputs).
+            const __m512i low = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+            const __m512i high = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+            const std::int64_t first = 2 * j0, remaining = out_w - first;
+            _mm512_mask_storeu_ps(out_row + first, lanes_below(remaining), _mm512_permutex2var_ps(acc[0], low, acc[1]));
+            _mm512_mask_storeu_ps(out_row + first + kLanes, lanes_below(remaining - kLanes),
+                                  _mm512_permutex2var_ps(acc[0], high, acc[1]));
+          }
+        }
+      }
+  }
+
+  // The input index that reaches output `o` through tap `t` along dimension d, or -1.
+  static std::int64_t source_index(std::int64_t o, std::int64_t t, int d, const Geometry& g) {
+    const std::int64_t shifted = o + g.pad_begin[d] - t * g.dilation[d];
+    if (shifted < 0 || shifted % g.stride[d] != 0) return -1;
+    const std::int64_t i = shifted / g.stride[d];
+    return i < g.small_size[d] ? i : -1;
+  }
+
+  // bias + sum of w * in over the phase's taps for phase positions j0 .. j0+15.
+  static __m512 phase_sum(const Geometry& g, const float* in, const float* w, const std::vector<SourceRow>& rows,
+                          const PhaseTaps& phase, std::int64_t j0, float bias) {
+    const std::int64_t in_w = g.small_size[2];
+    __m512 acc = _mm512_set1_ps(bias);
+    const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    for (std::size_t e = 0; e < phase.taps.size(); ++e) {
+      // Lanes whose input column j0 + lane + offset lies in [0, in_w).
+      const std::int64_t first = j0 + phase.offsets[e];
+      const __m512i column = _mm512_add_epi32(lane, _mm512_set1_epi32(static_cast<int>(first)));
+      const __mmask16 inside = _mm512_cmpge_epi32_mask(column, _mm512_setzero_si512()) &
+                               _mm512_cmplt_epi32_mask(column, _mm512_set1_epi32(static_cast<int>(in_w)));
+      for (const SourceRow& row : rows) {
+        const __m512 x = _mm512_maskz_loadu_ps(inside, in + row.offset + first);
+        const __m512 wv = _mm512_set1_ps(w[row.kernel_row * g.kernel[2] + phase.taps[e]]);
+        acc = _mm512_mask3_fmadd_ps(wv, x, acc, inside);
+      }
+    }
+    return acc;
+  }
+
+  std::vector<float> weight_;
+  std::vector<float> bias_;
+  std::vector<PhaseTaps> x_phases_;
+};
+
+#pragma GCC pop_options
+
+std::string rejects(const Geometry& g, DType dtype) {
+  if (dtype != DType::f32) return "it computes float32 only";
+  if (g.kind != ConvKind::conv_transpose) return "it computes transposed convolutions only";
+  if (g.small_per_group() != 1 || g.big_per_group() != 1) return "it needs one input and one output channel per group";
+  // Lane indices are 32-bit.
+  if (g.small_size[2] + g.kernel[2] * g.dilation[2] + g.big_size[2] > (std::int64_t{1} << 30)) return "rows are too long";
+  return {};
+}
+
+std::unique_ptr<PreparedKernel> prepare(const Geometry& g, DType, const void* weight, const void* bias) {
+  return std::make_unique<DepthwiseKernel>(g, static_cast<const float*>(weight), static_cast<const float*>(bias));
+}
+
+}  // namespace
+
+extern const KernelFamily kDepthwiseAvx512Family{"depthwise_avx512", "AVX-512 (F, VL, BW, DQ)", cpu_has_avx512,
+                                                 rejects, prepare};
+
+}  // namespace tconv::detail
