@@ -104,6 +104,8 @@ class PyOperator {
 
 }  // namespace
 
+void bind_explain(py::module_& m);  // explain_bindings.cpp
+
 PYBIND11_MODULE(_tconv, m) {
   m.doc() = "tconv compiled core";
 
@@ -209,4 +211,5 @@ PYBIND11_MODULE(_tconv, m) {
   m.def("set_num_threads", &tconv::set_num_threads, py::arg("threads"));
   m.def("num_threads", &tconv::num_threads);
   m.def("available_implementations", &tconv::available_implementations);
+  bind_explain(m);
 }

@@ -2,6 +2,7 @@
 //   tconv demo
 //   tconv run conv|conv_transpose --input X.npy --weight W.npy [--bias B.npy] [flags] --output Y.npy
 //   tconv shape conv|conv_transpose --input-shape 1,3,32,32 --weight-shape 8,3,3,3 [flags]
+//   tconv explain conv|conv_transpose --input-shape H,W --kernel-shape KH,KW [flags] [--svg FILE]
 // Exit status: 0 success, 2 bad input or usage, 1 internal error; one line on stderr.
 #include <algorithm>
 #include <cstdio>
@@ -15,7 +16,8 @@
 #include "io/npy.hpp"
 #include "tconv/tconv.hpp"
 
-namespace {
+// The parsing helpers are shared with the other commands' files through cli.hpp.
+namespace tconv::cli {
 
 using tconv::ConvKind;
 using tconv::Error;
@@ -30,6 +32,8 @@ const char* kUsage =
     "  tconv run conv|conv_transpose --input X.npy --weight W.npy [--bias B.npy] [--stride S] [--padding P]\n"
     "            [--output-padding OP] [--dilation D] [--groups G] --output Y.npy\n"
     "  tconv shape conv|conv_transpose --input-shape 1,3,32,32 --weight-shape 8,3,3,3 [same flags]\n"
+    "  tconv explain conv|conv_transpose --input-shape H,W --kernel-shape KH,KW [--stride S] [--padding P]\n"
+    "            [--output-padding OP] [--dilation D] [--input X.npy] [--weight W.npy] [--highlight R,C] [--svg FILE]\n"
     "S, P, OP, D: one integer, or one per spatial dimension separated by commas (2 or 2,1).\n";
 
 [[noreturn]] void usage_error(const std::string& message) { throw Error(ErrorKind::invalid_argument, message); }
@@ -54,11 +58,6 @@ std::vector<std::int64_t> parse_ints(const std::string& flag, const std::string&
   }
   return values;
 }
-
-struct Arguments {
-  ConvKind kind;
-  std::map<std::string, std::string> flags;
-};
 
 Arguments parse(int argc, char** argv, const std::vector<std::string>& allowed) {
   if (argc < 3) usage_error("missing the operation: conv or conv_transpose");
@@ -141,7 +140,9 @@ int command_shape(int argc, char** argv) {
   return 0;
 }
 
-}  // namespace
+}  // namespace tconv::cli
+
+using namespace tconv::cli;
 
 int main(int argc, char** argv) {
   const std::string command = argc > 1 ? argv[1] : "";
@@ -149,6 +150,7 @@ int main(int argc, char** argv) {
     if (command == "demo") return tconv::cli::run_demo();
     if (command == "run") return command_run(argc, argv);
     if (command == "shape") return command_shape(argc, argv);
+    if (command == "explain") return tconv::cli::run_explain(argc, argv);
     if (command == "--help" || command == "-h" || command == "help") {
       std::cout << kUsage;
       return 0;

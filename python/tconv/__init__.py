@@ -151,3 +151,7 @@ class ConvTranspose(_Prepared):
     def __init__(self, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1,
                  implementation=""):
         super().__init__(weight, bias, _params(stride, padding, output_padding, dilation, groups), implementation)
+
+
+from .explain import Explanation, explain  # noqa: E402  (needs _array and _params above)
+__all__ += ["explain", "Explanation"]

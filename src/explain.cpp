@@ -1,0 +1,257 @@
+// The explanation model: every field follows from the one index relation of
+// conv_geometry.hpp (big o = small i * stride - pad_begin + tap * dilation),
+// enumerated once per (input cell, kernel tap) pair.
+#include "tconv/explain.hpp"
+
+#include <algorithm>
+#include <sstream>
+
+#include "validate.hpp"
+
+namespace tconv {
+namespace {
+
+using detail::Dims;
+using detail::Geometry;
+using detail::kMaxSpatial;
+
+[[noreturn]] void refuse(const std::string& message) { throw Error(ErrorKind::invalid_argument, message); }
+
+// Geometry keeps three spatial dimensions, leading ones of size 1; the drawn
+// rows and columns are its last two.
+constexpr int kRowAxis = kMaxSpatial - 2;
+constexpr int kColAxis = kMaxSpatial - 1;
+
+std::vector<double> to_double(const TensorView& view) {
+  const Tensor contiguous = Tensor::copy_of(view);
+  std::vector<double> values(static_cast<std::size_t>(contiguous.numel()));
+  for (std::size_t k = 0; k < values.size(); ++k) {
+    values[k] = view.dtype == DType::f32 ? contiguous.data_as<float>()[k] : contiguous.data_as<double>()[k];
+  }
+  return values;
+}
+
+// The spatial part of a one-channel tensor: its shape without leading 1s.
+Shape spatial_shape_of(const TensorView& view, const char* name, const Shape& given_size) {
+  const Shape& shape = view.shape;
+  std::size_t first = 0;
+  while (first < shape.size() && shape.size() - first > 2 && shape[first] == 1) ++first;
+  // A 1-D tensor [1, W] stays 1-D only when the given size says so.
+  if (given_size.size() == 1 && shape.size() - first == 2 && shape[first] == 1) ++first;
+  const Shape spatial(shape.begin() + static_cast<std::ptrdiff_t>(first), shape.end());
+  if (spatial.empty() || spatial.size() > 3 || shape.size() > spatial.size() + 2) {
+    refuse(std::string(name) + " of shape " + shape_to_string(shape) +
+           " is not one channel: explain takes [H, W] or [W], optionally preceded by dimensions of size 1");
+  }
+  if (!given_size.empty() && given_size != spatial) {
+    refuse(std::string(name) + " has spatial shape " + shape_to_string(spatial) + " but its size was given as " +
+           shape_to_string(given_size) + "; give one or make them agree");
+  }
+  return spatial;
+}
+
+Shape size_of(const Shape& given, const TensorView* tensor, const char* name, const char* size_name) {
+  if (tensor) return spatial_shape_of(*tensor, name, given);
+  if (given.empty()) refuse(std::string(size_name) + " is missing (and no " + name + " values were given)");
+  return given;
+}
+
+Shape one_channel_shape(const Shape& spatial) {
+  Shape shape{1, 1};
+  shape.insert(shape.end(), spatial.begin(), spatial.end());
+  return shape;
+}
+
+// `view` reshaped to [1, 1, spatial...], the layout `tconv run` takes.
+Tensor one_channel(const TensorView& view, const Shape& spatial) {
+  const Tensor contiguous = Tensor::copy_of(view);
+  return Tensor::copy_of(TensorView(contiguous.data(), contiguous.dtype(), one_channel_shape(spatial)));
+}
+
+Tensor one_channel(const std::vector<double>& values, const Shape& spatial, DType dtype) {
+  Tensor tensor(dtype, one_channel_shape(spatial));
+  for (std::size_t k = 0; k < values.size(); ++k) {
+    if (dtype == DType::f32) tensor.data_as<float>()[k] = static_cast<float>(values[k]);
+    else tensor.data_as<double>()[k] = values[k];
+  }
+  return tensor;
+}
+
+Dims per_dimension(const SpatialParam& param, int rank, std::int64_t fill) {
+  Dims dims{fill, fill, fill};
+  for (int d = 0; d < rank; ++d) dims[kMaxSpatial - rank + d] = param.at(d);
+  return dims;
+}
+
+// "2" when every dimension has the same value, "2x1" when they differ.
+std::string per_dimension_text(const Dims& dims, int rank) {
+  const Shape values(dims.end() - rank, dims.end());
+  const bool same = std::all_of(values.begin(), values.end(), [&](std::int64_t v) { return v == values[0]; });
+  return same ? std::to_string(values[0]) : shape_to_string(values, "x");
+}
+
+// One axis of the drawing: where input position `in` goes through tap `tap`
+// in output coordinates, if anywhere (a convolution's output position must be
+// a whole number of strides).
+struct Axis {
+  ConvKind kind;
+  std::int64_t stride, dilation, pad_begin;
+
+  std::optional<std::int64_t> output_of(std::int64_t in, std::int64_t tap) const {
+    if (kind == ConvKind::conv_transpose) return in * stride - pad_begin + tap * dilation;
+    const std::int64_t scaled = in + pad_begin - tap * dilation;
+    if (scaled < 0 || scaled % stride != 0) return std::nullopt;
+    return scaled / stride;
+  }
+};
+
+Axis axis_of(const Geometry& g, int axis) { return {g.kind, g.stride[axis], g.dilation[axis], g.pad_begin[axis]}; }
+
+std::string size_formula(ConvKind kind, const std::string& name, std::int64_t in, std::int64_t kernel,
+                         std::int64_t stride, std::int64_t pad_begin, std::int64_t pad_end,
+                         std::int64_t dilation, std::int64_t output_padding, std::int64_t out) {
+  const bool symmetric = pad_begin == pad_end;
+  const std::string pad_rule = symmetric ? "2*padding" : "(padding_begin + padding_end)";
+  const std::string pad_value = symmetric ? "2*" + std::to_string(pad_begin)
+                                          : "(" + std::to_string(pad_begin) + " + " + std::to_string(pad_end) + ")";
+  std::ostringstream text;
+  const auto k = std::to_string(kernel), d = std::to_string(dilation), s = std::to_string(stride);
+  if (kind == ConvKind::conv) {
+    text << name << "_out = floor((" << name << "_in + " << pad_rule << " - dilation*(k-1) - 1) / stride) + 1"
+         << " = floor((" << in << " + " << pad_value << " - " << d << "*(" << k << "-1) - 1) / " << s << ") + 1";
+  } else {
+    text << name << "_out = (" << name << "_in - 1)*stride - " << pad_rule
+         << " + dilation*(k-1) + output_padding + 1 = (" << in << " - 1)*" << s << " - " << pad_value << " + " << d
+         << "*(" << k << "-1) + " << output_padding << " + 1";
+  }
+  text << " = " << out;
+  return text.str();
+}
+
+ExplainGrid grid(const Dims& size) {
+  ExplainGrid g;
+  g.rows = size[kRowAxis];
+  g.cols = size[kColAxis];
+  return g;
+}
+
+}  // namespace
+
+Explanation explain(const ExplainRequest& request) {
+  const Shape input_size = size_of(request.input_size, request.input, "input", "input_size");
+  const Shape kernel_size = size_of(request.kernel_size, request.weight, "weight", "kernel_size");
+  const int rank = static_cast<int>(input_size.size());
+  if (rank == 3 || kernel_size.size() == 3) {
+    refuse("explain draws 1-D and 2-D convolutions; input " + shape_to_string(input_size) + " with kernel " +
+           shape_to_string(kernel_size) + " is 3-D");
+  }
+  if (rank > 3) refuse("input_size " + shape_to_string(input_size) + " must have 1 or 2 values");
+  if (kernel_size.size() != input_size.size()) {
+    refuse("kernel_size " + shape_to_string(kernel_size) + " has " + std::to_string(kernel_size.size()) +
+           " values but input_size " + shape_to_string(input_size) + " has " + std::to_string(rank));
+  }
+  if (request.params.groups != 1) {
+    refuse("groups (" + std::to_string(request.params.groups) + ") must be 1: explain draws one channel in and one out");
+  }
+  const Geometry g = detail::resolve_geometry(request.kind, one_channel_shape(input_size),
+                                              one_channel_shape(kernel_size), std::nullopt, request.params);
+
+  Explanation e;
+  e.kind = request.kind;
+  e.spatial_rank = rank;
+  e.input = grid(g.input_size());
+  e.output = grid(g.output_size());
+  e.kernel = grid(g.kernel);
+
+  const Dims pad_end = request.params.padding_end ? per_dimension(*request.params.padding_end, rank, 0)
+                                                  : g.pad_begin;
+  const Dims output_padding = per_dimension(request.params.output_padding, rank, 0);
+  const Dims in_size = g.input_size(), out_size = g.output_size();
+  const char* names[] = {"H", "W"};
+  for (int axis = kMaxSpatial - rank; axis < kMaxSpatial; ++axis) {
+    const std::string name = rank == 1 ? "L" : names[axis - kRowAxis];
+    e.size_formulas.push_back(size_formula(g.kind, name, in_size[axis], g.kernel[axis], g.stride[axis],
+                                           g.pad_begin[axis], pad_end[axis], g.dilation[axis],
+                                           output_padding[axis], out_size[axis]));
+  }
+  ExplainGrid& framed = g.kind == ConvKind::conv ? e.input : e.output;
+  auto frame = [&](int axis) {
+    // A transposed convolution's output_padding is taken from the cropped end first.
+    const std::int64_t after = g.kind == ConvKind::conv ? pad_end[axis] : std::max<std::int64_t>(0, pad_end[axis] - output_padding[axis]);
+    return Margin{g.pad_begin[axis], after};
+  };
+  framed.row_frame = frame(kRowAxis);
+  framed.col_frame = frame(kColAxis);
+  e.output_padding_rows = output_padding[kRowAxis];
+  e.output_padding_cols = output_padding[kColAxis];
+  e.parameters = "stride " + per_dimension_text(g.stride, rank) + ", padding " + per_dimension_text(g.pad_begin, rank) +
+                 (request.params.padding_end ? " (begin), " + per_dimension_text(pad_end, rank) + " (end)" : "") +
+                 ", dilation " + per_dimension_text(g.dilation, rank) +
+                 (g.kind == ConvKind::conv_transpose ? ", output_padding " + per_dimension_text(output_padding, rank)
+                                                     : "");
+
+  if (request.weight) {
+    e.kernel.values = to_double(*request.weight);
+  } else {
+    e.kernel.values.resize(static_cast<std::size_t>(e.kernel.cells()));
+    for (std::size_t t = 0; t < e.kernel.values.size(); ++t) e.kernel.values[t] = static_cast<double>(t + 1);
+  }
+  if (request.input) {
+    e.input.values = to_double(*request.input);
+    // The values `tconv run` would write: the same call on the same arrays.
+    const Tensor x = one_channel(*request.input, input_size);
+    const Tensor w = request.weight ? one_channel(*request.weight, kernel_size)
+                                    : one_channel(e.kernel.values, kernel_size, x.dtype());
+    const Tensor y = g.kind == ConvKind::conv ? conv(x.view(), w.view(), nullptr, request.params)
+                                              : conv_transpose(x.view(), w.view(), nullptr, request.params);
+    e.output.values = to_double(y.view());
+  }
+
+  e.highlighted = (e.input.rows - 1) / 2 * e.input.cols + (e.input.cols - 1) / 2;
+  if (request.highlight) {
+    const auto& cell = *request.highlight;
+    const Shape bounds(input_size.begin(), input_size.end());
+    bool inside = static_cast<int>(cell.size()) == rank;
+    for (std::size_t d = 0; inside && d < cell.size(); ++d) inside = cell[d] >= 0 && cell[d] < bounds[d];
+    if (!inside) {
+      refuse("highlight (" + shape_to_string(cell, ",") + ") must be an input cell: " + std::to_string(rank) +
+             " indices within " + shape_to_string(input_size));
+    }
+    e.highlighted = rank == 1 ? cell[0] : cell[0] * e.input.cols + cell[1];
+  }
+
+  e.matrix_rows = e.output.cells();
+  e.matrix_cols = e.input.cells();
+  e.matrix.assign(static_cast<std::size_t>(e.matrix_rows * e.matrix_cols), 0.0);
+  e.overlap.assign(static_cast<std::size_t>(e.output.cells()), 0);
+  e.touched.resize(static_cast<std::size_t>(e.input.cells()));
+  const Axis row_axis = axis_of(g, kRowAxis), col_axis = axis_of(g, kColAxis);
+  const Margin& rows_drawn = e.output.row_frame;
+  const Margin& cols_drawn = e.output.col_frame;
+  for (std::int64_t r = 0; r < e.input.rows; ++r) {
+    for (std::int64_t c = 0; c < e.input.cols; ++c) {
+      const std::int64_t in = r * e.input.cols + c;
+      for (std::int64_t tr = 0; tr < e.kernel.rows; ++tr) {
+        for (std::int64_t tc = 0; tc < e.kernel.cols; ++tc) {
+          const auto out_r = row_axis.output_of(r, tr);
+          const auto out_c = col_axis.output_of(c, tc);
+          if (!out_r || !out_c) continue;
+          const std::int64_t tap = tr * e.kernel.cols + tc;
+          if (in == e.highlighted && *out_r >= -rows_drawn.before && *out_r < e.output.rows + rows_drawn.after &&
+              *out_c >= -cols_drawn.before && *out_c < e.output.cols + cols_drawn.after) {
+            e.window.push_back({*out_r, *out_c, tap});
+          }
+          if (*out_r < 0 || *out_r >= e.output.rows || *out_c < 0 || *out_c >= e.output.cols) continue;
+          const std::int64_t out = *out_r * e.output.cols + *out_c;
+          e.matrix[static_cast<std::size_t>(out * e.matrix_cols + in)] += e.kernel.values[static_cast<std::size_t>(tap)];
+          ++e.overlap[static_cast<std::size_t>(out)];
+          e.touched[static_cast<std::size_t>(in)].push_back(out);
+        }
+      }
+      std::sort(e.touched[static_cast<std::size_t>(in)].begin(), e.touched[static_cast<std::size_t>(in)].end());
+    }
+  }
+  return e;
+}
+
+}  // namespace tconv
