@@ -31,21 +31,28 @@ std::vector<double> to_double(const TensorView& view) {
   return values;
 }
 
-// The spatial part of a one-channel tensor: its shape without leading 1s.
+// The spatial size of a one-channel tensor: `given_size` when the tensor is
+// that size preceded by up to two 1s, else its shape without leading 1s.
 Shape spatial_shape_of(const TensorView& view, const char* name, const Shape& given_size) {
   const Shape& shape = view.shape;
+  const std::string rule = std::string(": explain takes one channel, [H, W] or [W], optionally preceded by dimensions of size 1");
+  auto all_ones = [](auto begin, auto end) { return std::all_of(begin, end, [](std::int64_t d) { return d == 1; }); };
+  if (!given_size.empty()) {
+    const std::size_t rank = given_size.size();
+    const bool fits = shape.size() >= rank && shape.size() <= rank + 2 &&
+                      std::equal(given_size.rbegin(), given_size.rend(), shape.rbegin()) &&
+                      all_ones(shape.begin(), shape.end() - static_cast<std::ptrdiff_t>(rank));
+    if (!fits) {
+      refuse(std::string(name) + " of shape " + shape_to_string(shape) + " does not hold one channel of size " +
+             shape_to_string(given_size) + rule);
+    }
+    return given_size;
+  }
   std::size_t first = 0;
-  while (first < shape.size() && shape.size() - first > 2 && shape[first] == 1) ++first;
-  // A 1-D tensor [1, W] stays 1-D only when the given size says so.
-  if (given_size.size() == 1 && shape.size() - first == 2 && shape[first] == 1) ++first;
+  while (shape.size() - first > 2 && shape[first] == 1) ++first;
   const Shape spatial(shape.begin() + static_cast<std::ptrdiff_t>(first), shape.end());
   if (spatial.empty() || spatial.size() > 3 || shape.size() > spatial.size() + 2) {
-    refuse(std::string(name) + " of shape " + shape_to_string(shape) +
-           " is not one channel: explain takes [H, W] or [W], optionally preceded by dimensions of size 1");
-  }
-  if (!given_size.empty() && given_size != spatial) {
-    refuse(std::string(name) + " has spatial shape " + shape_to_string(spatial) + " but its size was given as " +
-           shape_to_string(given_size) + "; give one or make them agree");
+    refuse(std::string(name) + " of shape " + shape_to_string(shape) + " is not one channel" + rule);
   }
   return spatial;
 }

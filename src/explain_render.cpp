@@ -129,6 +129,7 @@ struct CellLook {
   std::string fill;
   std::string label;
   std::string extra;  // attributes: data-*, stroke
+  std::string corner;  // small orange note: the kernel value a reached cell receives
 };
 
 struct GridPanel {
@@ -197,6 +198,9 @@ void draw_grid(Svg& svg, double x, double y, const GridPanel& p, double cell) {
       if (!look.label.empty() && font * 0.6 * static_cast<double>(look.label.size()) < cell * 0.95 && cell >= 12) {
         svg.text(cx + cell / 2, cy + cell / 2 + font * 0.35, look.label, font, " text-anchor=\"middle\"");
       }
+      if (!look.corner.empty() && cell >= 30) {
+        svg.text(cx + cell - 2, cy + 9, look.corner, 8, " text-anchor=\"end\" fill=\"#c05800\"");
+      }
     }
   }
   draw_caption(svg, x, top + grid_height(p, cell), p.caption);
@@ -261,14 +265,17 @@ std::vector<GridPanel> grid_panels(const Explanation& e) {
                    }};
   kernel.caption = "tap values";
   GridPanel output{"Output " + size_text(e.output, e.spatial_rank),
-                   transposed ? "orange: reached by the highlighted input cell"
-                              : "orange: cells that read the highlighted input cell",
+                   std::string(transposed ? "orange: reached by the highlighted input cell"
+                                          : "orange: cells that read the highlighted input cell") +
+                       "; corner: the kernel value it is multiplied by",
                    e.output.rows, e.output.cols, e.output.row_frame, e.output.col_frame,
                    [&e, output_labels](std::int64_t r, std::int64_t c) -> CellLook {
                      const WindowCell* reached = window_at(e, r, c);
+                     const std::string tap_note =
+                         reached ? "\u00d7" + format_value(e.kernel.values[static_cast<std::size_t>(reached->tap)]) : "";
                      if (r < 0 || r >= e.output.rows || c < 0 || c >= e.output.cols) {
                        return {reached ? "cell cropped reached" : "cell cropped", kFrameFill, "",
-                               reached ? kReachedFrameStroke : kFrameStroke};
+                               reached ? kReachedFrameStroke : kFrameStroke, tap_note};
                      }
                      const bool padded = r >= e.output.rows - e.output_padding_rows ||
                                          c >= e.output.cols - e.output_padding_cols;
@@ -277,7 +284,7 @@ std::vector<GridPanel> grid_panels(const Explanation& e) {
                      if (reached) cls += " reached";
                      return {cls, padded ? kOutputPaddingFill : kOutputFill,
                              output_labels[static_cast<std::size_t>(r * e.output.cols + c)],
-                             reached ? kReachedStroke : kCellStroke};
+                             reached ? kReachedStroke : kCellStroke, tap_note};
                    }};
   if (e.output.row_frame.before + e.output.row_frame.after + e.output.col_frame.before + e.output.col_frame.after > 0) {
     output.caption += "; dashed: cropped by padding";
@@ -341,7 +348,8 @@ void draw_matrix(Svg& svg, double x, double y, const MatrixPanel& p, double cell
                position_attributes(r, c) + " data-value=\"" + format_value(v) + "\"" +
                    (every_cell ? " stroke=\"#bbb\" stroke-width=\"0.5\"" : ""));
       const std::string label = format_value(v);
-      if (cell >= 16 && font * 0.6 * static_cast<double>(label.size()) < cell * 0.95) {
+      // Zeros are left blank in small cells so that the non-zero pattern stands out.
+      if (cell >= 16 && font * 0.6 * static_cast<double>(label.size()) < cell * 0.95 && (v != 0 || cell >= 20)) {
         svg.text(cx + cell / 2, cy + cell / 2 + font * 0.35, label, font,
                  std::string(" text-anchor=\"middle\"") + (v == 0 ? " fill=\"#bbb\"" : ""));
       }
