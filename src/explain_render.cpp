@@ -397,7 +397,7 @@ std::string explanation_svg(const Explanation& e) {
     y += 18;
   }
   y += 12;
-  double width = 9.0 * static_cast<double>(title.size()) + 2 * kMargin;
+  double width = 10.2 * static_cast<double>(title.size()) + 2 * kMargin;
   for (const auto& formula : e.size_formulas) width = std::max(width, 7.3 * static_cast<double>(formula.size()) + 2 * kMargin);
 
   const std::vector<GridPanel> grids = grid_panels(e);
@@ -407,16 +407,17 @@ std::string explanation_svg(const Explanation& e) {
                        p.cols + p.col_frame.before + p.col_frame.after});
   }
   const double cell = std::clamp(std::floor(300.0 / static_cast<double>(extent)), 8.0, 40.0);
-  double x = kMargin, row_height = 0;
+  double x = kMargin, row_height = 0, legend_x = 0;
   for (const auto& p : grids) {
     draw_grid(svg, x, y, p, cell);
+    legend_x = x + grid_width(p, cell) + 16;  // beside the last panel's grid: the overlap map
     x += panel_width(p, cell) + kGap;
     row_height = std::max(row_height, panel_height(p, cell));
   }
   std::int64_t max_overlap = 0;
   for (auto n : e.overlap) max_overlap = std::max(max_overlap, n);
-  draw_heat_legend(svg, x - kGap + 14, y + kTitleHeight + 10, max_overlap);
-  width = std::max(width, x + 80);
+  draw_heat_legend(svg, legend_x, y + kTitleHeight + 10, max_overlap);
+  width = std::max({width, x, legend_x + 90});
   row_height = std::max(row_height, kTitleHeight + 30 + 20.0 * static_cast<double>(std::min<std::int64_t>(max_overlap, 9) + 1));
   y += row_height + kGap;
 

@@ -20,6 +20,7 @@ needs_cli = pytest.mark.skipif(CLI is None, reason="TCONV_CLI (the path of the t
 SVG_NS = "{http://www.w3.org/2000/svg}"
 
 # The walk-through of `tconv demo`: a 4x4 input and this 3x3 kernel.
+SEED_INPUT = np.array([[4, 5, 8, 7], [1, 8, 8, 8], [3, 6, 6, 4], [6, 5, 7, 8]], dtype=np.float32)
 SEED_KERNEL = np.array([[1, 4, 1], [1, 4, 3], [3, 3, 1]], dtype=np.float32)
 SEED_MATRIX = [[1, 4, 1, 0, 1, 4, 3, 0, 3, 3, 1, 0, 0, 0, 0, 0],
                [0, 1, 4, 1, 0, 1, 4, 3, 0, 3, 3, 1, 0, 0, 0, 0],
@@ -220,11 +221,15 @@ def png_size(path):
 @needs_cli
 @pytest.mark.skipif(shutil.which("rsvg-convert") is None, reason="rsvg-convert (librsvg2-bin) is not installed")
 @pytest.mark.parametrize("args", [
-    ["conv", "--input-shape", "4,4", "--kernel-shape", "3,3"],
+    ["conv", "--input", "{seed_input}", "--weight", "{seed_kernel}"],
     ["conv_transpose", "--input-shape", "3,3", "--kernel-shape", "3,3", "--stride", "2", "--padding", "1",
      "--output-padding", "1"],
 ], ids=["seed", "stride2-checkerboard"])
 def test_pictures_render_to_png(tmp_path, args):
+    """The two pictures of docs/explain.md, drawn as there."""
+    np.save(tmp_path / "seed_input.npy", SEED_INPUT)
+    np.save(tmp_path / "seed_kernel.npy", SEED_KERNEL)
+    args = [a.format(seed_input=tmp_path / "seed_input.npy", seed_kernel=tmp_path / "seed_kernel.npy") for a in args]
     svg, png = tmp_path / "explain.svg", tmp_path / "explain.png"
     result = subprocess.run([CLI, "explain", *args, "--svg", str(svg)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
