@@ -1,0 +1,549 @@
+// The engine: every implementation this CPU runs (forced one at a time) against
+// the oracle on a randomized sweep and on the public performance suite; the
+// operator lifecycle (plan, caller buffers with strides, concurrency, choice of
+// implementation); the same bits for any thread count.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <iostream>
+#include <cstdlib>
+#include <limits>
+#include <random>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "test_support.hpp"
+#include "tconv/tconv.hpp"
+
+namespace tconv {
+namespace {
+
+using testing::Case;
+using testing::CaseLimits;
+using testing::bits_equal;
+using testing::close_to;
+using testing::error_of;
+using testing::oracle;
+using testing::oracle_scale;
+using testing::random_case;
+using testing::random_operands;
+using testing::tolerance;
+using testing::value_at;
+
+// An operator forced to `name`, or nothing when that family declines the
+// problem (it must then say so in the documented words).
+std::optional<Operator> forced(const std::string& name, ConvKind kind, const TensorView& weight,
+                               const TensorView* bias, const ConvParams& params) {
+  OperatorOptions options;
+  options.implementation = name;
+  try {
+    Operator op = Operator::create(kind, weight, bias, params, options);
+    EXPECT_EQ(op.implementation(), name);
+    return op;
+  } catch (const Error& e) {
+    EXPECT_NE(name, "direct") << "the direct family accepts everything: " << e.what();
+    EXPECT_EQ(std::string(e.what()).rfind("implementation '" + name + "' was forced but ", 0), 0u) << e.what();
+    return std::nullopt;
+  }
+}
+
+std::optional<Operator> forced(const std::string& name, const Case& c, const testing::Operands& o) {
+  return forced(name, c.kind, o.weight.view(), o.bias_view(), c.params());
+}
+
+TEST(Implementations, DirectIsAlwaysAvailable) {
+  const auto names = available_implementations();
+  EXPECT_NE(std::find(names.begin(), names.end(), "direct"), names.end());
+  EXPECT_EQ(std::set<std::string>(names.begin(), names.end()).size(), names.size()) << "duplicate names";
+}
+
+// Every implementation against the oracle on random cases over every parameter;
+// half of them depthwise (one channel per group), which specialist families take.
+TEST(Implementations, MatchTheOracleOnARandomSweep) {
+  CaseLimits general;
+  general.asymmetric_padding = true;
+  CaseLimits depthwise = general;
+  depthwise.max_channels_per_group = 1;
+  depthwise.max_groups = 8;
+  for (const std::string& name : available_implementations()) {
+    SCOPED_TRACE(name);
+    std::mt19937_64 rng(99);
+    int ran = 0, declined = 0;
+    for (int k = 0; k < 600; ++k) {
+      const Case c = random_case(rng, k % 2 == 0 ? general : depthwise);
+      const testing::Operands o = random_operands(c, rng);
+      const auto op = forced(name, c, o);
+      if (!op) {
+        ++declined;
+        continue;
+      }
+      const Tensor want = oracle(c, o.input.view(), o.weight.view(), o.bias_view());
+      const Tensor scale = oracle_scale(c, o.input.view(), o.weight.view(), o.bias_view());
+      EXPECT_TRUE(close_to(op->run(o.input.view()), want, scale, tolerance(c.dtype), c.dtype)) << c.describe();
+      ++ran;
+    }
+    std::cout << name << ": " << ran << " cases run, " << declined << " declined\n";
+    EXPECT_GT(ran, 50) << "the sweep barely reaches this family: widen it";
+  }
+}
+
+// Channel counts and widths that leave partial vector lanes, channel blocks and
+// column panels, with every stride phase and dilation under stride, in both dtypes.
+TEST(Implementations, MatchTheOracleAcrossPartialTiles) {
+  const std::vector<std::int64_t> channels{1, 3, 17, 33, 65};
+  for (const std::string& name : available_implementations()) {
+    SCOPED_TRACE(name);
+    std::mt19937_64 rng(53);
+    for (std::int64_t width = 1; width <= 40; ++width) {
+      Case c;
+      c.kind = width % 2 ? ConvKind::conv_transpose : ConvKind::conv;
+      c.dtype = width % 4 < 2 ? DType::f32 : DType::f64;
+      c.batch = 1 + width % 2;
+      c.in_channels = channels[static_cast<std::size_t>(width % 5)];
+      c.out_channels = channels[static_cast<std::size_t>((3 * width + 1) % 5)];
+      c.size = width % 3 == 0 ? std::vector<std::int64_t>{1 + width % 4, width} : std::vector<std::int64_t>{width};
+      for (std::size_t d = 0; d < c.size.size(); ++d) {
+        c.kernel.push_back(1 + (width + static_cast<std::int64_t>(d)) % 5);
+        c.stride.push_back(1 + width % 4);
+        c.dilation.push_back(1 + (width / 4) % 2);
+        c.padding.push_back(width % 3);
+        c.output_padding.push_back(c.kind == ConvKind::conv_transpose ? width % std::max(c.stride[d], c.dilation[d]) : 0);
+      }
+      c.bias = width % 5 != 0;
+      if (!c.valid()) continue;
+      const testing::Operands o = random_operands(c, rng);
+      const auto op = forced(name, c, o);
+      if (!op) continue;
+      const Tensor want = oracle(c, o.input.view(), o.weight.view(), o.bias_view());
+      const Tensor scale = oracle_scale(c, o.input.view(), o.weight.view(), o.bias_view());
+      EXPECT_TRUE(close_to(op->run(o.input.view()), want, scale, tolerance(c.dtype), c.dtype)) << c.describe();
+    }
+  }
+}
+
+// Small integers make every sum exact: the results must equal the oracle's bit for bit.
+TEST(Implementations, ExactOnIntegerValuedData) {
+  for (const std::string& name : available_implementations()) {
+    SCOPED_TRACE(name);
+    std::mt19937_64 rng(17);
+    CaseLimits lim;
+    lim.max_channels_per_group = 5;
+    for (int k = 0; k < 150; ++k) {
+      const Case c = random_case(rng, lim);
+      const testing::Operands o = random_operands(c, rng, /*integers=*/true);
+      const auto op = forced(name, c, o);
+      if (!op) continue;
+      const Tensor want = testing::convert(oracle(c, o.input.view(), o.weight.view(), o.bias_view()).view(), c.dtype);
+      EXPECT_TRUE(bits_equal(op->run(o.input.view()), want)) << c.describe();
+    }
+  }
+}
+
+// Shapes big enough to cross every blocking boundary: channel blocks, vector
+// lanes, panels of columns, several phases, groups, all three ranks.
+TEST(Implementations, MatchTheOracleOnLargerShapes) {
+  auto make = [](ConvKind kind, std::int64_t n, std::int64_t cin, std::int64_t cout, std::int64_t g,
+                 std::vector<std::int64_t> size, std::int64_t k, std::int64_t s, std::int64_t p, std::int64_t op,
+                 std::int64_t d, bool bias) {
+    Case c;
+    c.kind = kind;
+    c.dtype = DType::f32;
+    c.batch = n;
+    c.in_channels = cin;
+    c.out_channels = cout;
+    c.groups = g;
+    c.size = size;
+    const auto r = size.size();
+    c.kernel.assign(r, k);
+    c.stride.assign(r, s);
+    c.padding.assign(r, p);
+    c.output_padding.assign(r, op);
+    c.dilation.assign(r, d);
+    c.bias = bias;
+    return c;
+  };
+  const ConvKind T = ConvKind::conv_transpose, C = ConvKind::conv;
+  const std::vector<Case> cases = {
+      make(T, 3, 20, 30, 1, {9, 11}, 4, 2, 1, 0, 1, true),
+      make(T, 2, 13, 27, 1, {7, 5}, 3, 2, 1, 1, 1, false),
+      make(T, 1, 16, 3, 1, {16, 16}, 4, 2, 1, 0, 1, true),
+      make(T, 1, 24, 16, 1, {17, 13}, 2, 2, 0, 0, 1, false),
+      make(T, 1, 8, 8, 1, {300}, 16, 8, 4, 0, 1, true),
+      make(T, 1, 12, 10, 2, {6, 7, 5}, 2, 2, 0, 1, 1, true),
+      make(T, 2, 32, 32, 32, {9, 9}, 4, 2, 1, 0, 1, true),
+      make(T, 1, 6, 6, 3, {10, 12}, 3, 1, 2, 0, 2, false),
+      make(T, 1, 5, 7, 1, {3, 3}, 7, 3, 2, 2, 1, true),
+      make(T, 2, 4, 5, 1, {2, 3}, 6, 5, 3, 4, 1, true),
+      make(C, 3, 30, 20, 1, {12, 10}, 3, 1, 1, 0, 1, true),
+      make(C, 2, 27, 13, 1, {15, 11}, 4, 2, 1, 0, 1, false),
+      make(C, 1, 8, 16, 2, {40}, 5, 3, 2, 0, 2, true),
+      make(C, 1, 10, 12, 1, {6, 7, 8}, 3, 2, 1, 0, 1, true),
+      make(C, 2, 32, 32, 32, {11, 9}, 3, 2, 1, 0, 1, false),
+  };
+  for (const std::string& name : available_implementations()) {
+    SCOPED_TRACE(name);
+    std::mt19937_64 rng(23);
+    for (const Case& c : cases) {
+      ASSERT_TRUE(c.valid()) << c.describe();
+      const testing::Operands o = random_operands(c, rng);
+      const auto op = forced(name, c, o);
+      if (!op) continue;
+      const Tensor want = oracle(c, o.input.view(), o.weight.view(), o.bias_view());
+      const Tensor scale = oracle_scale(c, o.input.view(), o.weight.view(), o.bias_view());
+      EXPECT_TRUE(close_to(op->run(o.input.view()), want, scale, 1e-5, DType::f32)) << c.describe();
+    }
+  }
+}
+
+// The public performance suite (shared/bench/suite_public.txt), every
+// implementation in float32 against the direct family in float64.
+TEST(Implementations, MatchFloat64OnThePublicSuite) {
+  struct SuiteCase {
+    const char* name;
+    int dims;
+    std::int64_t n, cin, cout;
+    std::vector<std::int64_t> size;
+    std::int64_t k, s, p, op, d, g;
+  };
+  const std::vector<SuiteCase> suite = {
+      {"dcgan_512_256_4x4", 2, 8, 512, 256, {4, 4}, 4, 2, 1, 0, 1, 1},
+      {"dcgan_256_128_8x8", 2, 8, 256, 128, {8, 8}, 4, 2, 1, 0, 1, 1},
+      {"dcgan_64_3_32x32", 2, 8, 64, 3, {32, 32}, 4, 2, 1, 0, 1, 1},
+      {"unet_128_64_64x64_k2s2", 2, 1, 128, 64, {64, 64}, 2, 2, 0, 0, 1, 1},
+      {"s1_k3_64_56x56", 2, 1, 64, 64, {56, 56}, 3, 1, 1, 0, 1, 1},
+      {"fcn32_21_k64s32", 2, 1, 21, 21, {10, 10}, 64, 32, 16, 0, 1, 1},
+      {"hifigan_1d_512_256_k16s8", 1, 1, 512, 256, {100}, 16, 8, 4, 0, 1, 1},
+      {"vnet_3d_64_32_16c_k2s2", 3, 1, 64, 32, {16, 16, 16}, 2, 2, 0, 0, 1, 1},
+      {"depthwise_128_k4s2_32x32", 2, 1, 128, 128, {32, 32}, 4, 2, 1, 0, 1, 128},
+      {"dilated_64_k3d2_32x32", 2, 1, 64, 64, {32, 32}, 3, 1, 2, 0, 2, 1},
+  };
+  std::mt19937_64 rng(31);
+  for (const SuiteCase& s : suite) {
+    SCOPED_TRACE(s.name);
+    Case c;
+    c.kind = ConvKind::conv_transpose;
+    c.dtype = DType::f32;
+    c.batch = s.n;
+    c.in_channels = s.cin;
+    c.out_channels = s.cout;
+    c.groups = s.g;
+    c.size = s.size;
+    c.kernel.assign(s.size.size(), s.k);
+    c.stride.assign(s.size.size(), s.s);
+    c.padding.assign(s.size.size(), s.p);
+    c.output_padding.assign(s.size.size(), s.op);
+    c.dilation.assign(s.size.size(), s.d);
+    c.bias = true;
+    const testing::Operands o = random_operands(c, rng);
+    // The float64 answer, and its error scale, from the direct family.
+    OperatorOptions direct;
+    direct.implementation = "direct";
+    const Tensor x64 = testing::convert(o.input.view(), DType::f64), w64 = testing::convert(o.weight.view(), DType::f64);
+    const Tensor b64 = testing::convert(o.bias.view(), DType::f64);
+    const TensorView b64v = b64.view();
+    const Tensor want = Operator::create(c.kind, w64.view(), &b64v, c.params(), direct).run(x64.view());
+    const Tensor ax = testing::absolute(o.input.view()), aw = testing::absolute(o.weight.view()),
+                 ab = testing::absolute(o.bias.view());
+    const TensorView abv = ab.view();
+    const Tensor scale = Operator::create(c.kind, aw.view(), &abv, c.params(), direct).run(ax.view());
+    EXPECT_EQ(want.shape(), c.output_shape());
+    for (const std::string& name : available_implementations()) {
+      const auto op = forced(name, c, o);
+      if (!op) continue;
+      EXPECT_TRUE(close_to(op->run(o.input.view()), want, scale, 1e-4, DType::f32)) << name;
+    }
+    // And the automatic choice.
+    const Operator automatic = Operator::create(c.kind, o.weight.view(), o.bias_view(), c.params());
+    EXPECT_TRUE(close_to(automatic.run(o.input.view()), want, scale, 1e-4, DType::f32)) << automatic.implementation();
+  }
+}
+
+// run() gives the same bits for any thread count.
+TEST(Implementations, SameBitsForAnyThreadCount) {
+  testing::ThreadCountGuard guard;
+  for (const std::string& name : available_implementations()) {
+    SCOPED_TRACE(name);
+    std::mt19937_64 rng(41);
+    CaseLimits lim;
+    lim.max_channels_per_group = 16;
+    lim.max_groups = 2;
+    lim.max_size = 12;
+    lim.max_batch = 4;
+    lim.max_rank = 2;
+    for (int k = 0; k < 20; ++k) {
+      const Case c = random_case(rng, lim);
+      const testing::Operands o = random_operands(c, rng);
+      const auto op = forced(name, c, o);
+      if (!op) continue;
+      set_num_threads(1);
+      const Tensor one = op->run(o.input.view());
+      for (int threads : {2, 3, 7}) {
+        set_num_threads(threads);
+        EXPECT_EQ(op->plan(c.input_shape()).threads, threads);
+        EXPECT_TRUE(bits_equal(op->run(o.input.view()), one)) << threads << " threads: " << c.describe();
+      }
+    }
+  }
+}
+
+// Output elements that no kernel tap reaches (stride larger than the kernel)
+// hold the bias: the kernel overwrites the whole caller buffer.
+TEST(Implementations, EveryOutputElementIsWrittenEvenWhereNoTapLands) {
+  for (const std::string& name : available_implementations()) {
+    SCOPED_TRACE(name);
+    std::mt19937_64 rng(43);
+    for (std::int64_t k : {1, 2}) {
+      Case c;
+      c.dtype = DType::f32;
+      c.kind = ConvKind::conv_transpose;
+      c.batch = 2;
+      c.in_channels = 3;
+      c.out_channels = 5;
+      c.size = {4, 3};
+      c.kernel = {k, k};
+      c.stride = {3, 4};
+      c.padding = {0, 0};
+      c.output_padding = {2, 3};
+      c.dilation = {1, 1};
+      c.bias = true;
+      const testing::Operands o = random_operands(c, rng);
+      const auto op = forced(name, c, o);
+      if (!op) continue;
+      Tensor out(DType::f32, c.output_shape());
+      for (std::int64_t q = 0; q < out.numel(); ++q) out.data_as<float>()[q] = std::numeric_limits<float>::quiet_NaN();
+      op->run(o.input.view(), out.mutable_view());
+      const Tensor want = oracle(c, o.input.view(), o.weight.view(), o.bias_view());
+      const Tensor scale = oracle_scale(c, o.input.view(), o.weight.view(), o.bias_view());
+      EXPECT_TRUE(close_to(out, want, scale, 1e-5, DType::f32)) << c.describe();
+    }
+  }
+}
+
+TEST(Operator, PlanReportsTheOutputShapeWorkspaceAndThreads) {
+  const Tensor w(DType::f32, {4, 3, 3, 3});
+  ConvParams p;
+  p.stride = 2;
+  p.padding = 1;
+  p.output_padding = 1;
+  const Operator op = Operator::create(ConvKind::conv_transpose, w.view(), nullptr, p);
+  const Plan plan = op.plan({2, 4, 5, 6});
+  EXPECT_EQ(plan.output_shape, (Shape{2, 3, 10, 12}));
+  EXPECT_EQ(plan.output_shape, output_shape(ConvKind::conv_transpose, {2, 4, 5, 6}, {4, 3, 3, 3}, p));
+  EXPECT_EQ(plan.threads, num_threads());
+  EXPECT_EQ(op.plan({4, 5, 6}).output_shape, (Shape{3, 10, 12}));
+  EXPECT_EQ(op.kind(), ConvKind::conv_transpose);
+  EXPECT_EQ(op.dtype(), DType::f32);
+  EXPECT_FALSE(op.reason().empty());
+  // A plan for a bad input gives the computation's error.
+  const auto e = error_of([&] { op.plan({2, 3, 5, 6}); });
+  ASSERT_TRUE(e);
+  EXPECT_EQ(std::string(e->what()), "input has 3 channels but the weight's dimension 0 (in_channels) is 4");
+}
+
+TEST(Operator, WorkspaceStaysSmallNotAColumnBuffer) {
+  // No hidden col2im buffer of Cout*k*k*H*W floats: the workspace of the
+  // largest suite layer stays below a few MiB per thread.
+  const Tensor w(DType::f32, {512, 256, 4, 4});
+  ConvParams p;
+  p.stride = 2;
+  p.padding = 1;
+  for (const std::string& name : available_implementations()) {
+    const auto op = forced(name, ConvKind::conv_transpose, w.view(), nullptr, p);
+    if (!op) continue;
+    const Plan plan = op->plan({8, 512, 4, 4});
+    EXPECT_LE(plan.workspace_bytes, static_cast<std::size_t>(plan.threads) * (4u << 20)) << name;
+  }
+}
+
+TEST(Operator, WritesIntoAStridedCallerBufferAndLeavesTheRestAlone) {
+  std::mt19937_64 rng(47);
+  for (const std::string& name : available_implementations()) {
+    SCOPED_TRACE(name);
+    for (DType dt : {DType::f32, DType::f64}) {
+      const Tensor w = testing::random_tensor(dt, {3, 2, 3, 3}, rng);
+      const Tensor b = testing::random_tensor(dt, {2}, rng);
+      const TensorView bv = b.view();
+      ConvParams p;
+      p.stride = 2;
+      OperatorOptions options;
+      options.implementation = name;
+      std::optional<Operator> op;
+      try {
+        op.emplace(Operator::create(ConvKind::conv_transpose, w.view(), &bv, p, options));
+      } catch (const Error&) {
+        continue;
+      }
+      const Tensor x = testing::random_tensor(dt, {2, 3, 4, 4}, rng);
+      const Tensor want = op->run(x.view());  // [2, 2, 9, 9]
+      ASSERT_EQ(want.shape(), (Shape{2, 2, 9, 9}));
+      // A buffer [2, 2, 11, 10] with the output in its [.., 1:10, 0:9] window, filled with a sentinel.
+      Tensor big(dt, {2, 2, 11, 10});
+      for (std::int64_t q = 0; q < big.numel(); ++q) testing::set_value(big, q, -777.0);
+      const std::int64_t offset = 10;  // row 1
+      void* origin = static_cast<char*>(big.data()) + offset * static_cast<std::int64_t>(dtype_size(dt));
+      const MutableTensorView window(origin, dt, {2, 2, 9, 9}, {220, 110, 10, 1});
+      op->run(x.view(), window);
+      for (std::int64_t n = 0; n < 2; ++n)
+        for (std::int64_t c = 0; c < 2; ++c)
+          for (std::int64_t r = 0; r < 11; ++r)
+            for (std::int64_t q = 0; q < 10; ++q) {
+              const double got = value_at(big, ((n * 2 + c) * 11 + r) * 10 + q);
+              if (r >= 1 && r <= 9 && q < 9) {
+                EXPECT_EQ(got, value_at(want, ((n * 2 + c) * 9 + (r - 1)) * 9 + q));
+              } else {
+                EXPECT_EQ(got, -777.0) << "wrote outside the window at " << n << "," << c << "," << r << "," << q;
+              }
+            }
+    }
+  }
+}
+
+TEST(Operator, StridedInputsGiveTheSameBitsAsContiguousOnes) {
+  std::mt19937_64 rng(53);
+  // A [N, C, H, W] view of storage laid out [H, N, W, C] (channels-last-like and batch-inner).
+  const std::int64_t N = 2, C = 3, H = 5, W = 4;
+  for (DType dt : {DType::f32, DType::f64}) {
+    const Tensor storage = testing::random_tensor(dt, {H, N, W, C}, rng);
+    const TensorView view(storage.data(), dt, {N, C, H, W}, {W * C, 1, N * W * C, C});
+    const Tensor contiguous = Tensor::copy_of(view);
+    EXPECT_FALSE(view.is_contiguous());
+    const Tensor w = testing::random_tensor(dt, {3, 4, 2, 3}, rng);
+    // The weight, too, may be a strided view: the same values laid out [k..., in, out].
+    Tensor w_storage(dt, {2, 3, 3, 4});
+    for (std::int64_t i = 0; i < 3; ++i)
+      for (std::int64_t o = 0; o < 4; ++o)
+        for (std::int64_t a = 0; a < 2; ++a)
+          for (std::int64_t b = 0; b < 3; ++b)
+            testing::set_value(w_storage, ((a * 3 + b) * 3 + i) * 4 + o, value_at(w, ((i * 4 + o) * 2 + a) * 3 + b));
+    const TensorView w_view(w_storage.data(), dt, {3, 4, 2, 3}, {4, 1, 36, 12});
+    ConvParams p;
+    p.stride = {2, 1};
+    p.padding = {1, 0};
+    p.output_padding = {1, 0};
+    const Tensor a = conv_transpose(view, w_view, nullptr, p);
+    const Tensor b = conv_transpose(contiguous.view(), w.view(), nullptr, p);
+    EXPECT_TRUE(bits_equal(a, b)) << dtype_name(dt);
+    const Tensor ca = conv(view, testing::random_tensor(dt, {2, 3, 2, 2}, rng).view(), nullptr);
+    EXPECT_EQ(ca.shape(), (Shape{2, 2, 4, 3}));
+  }
+}
+
+TEST(Operator, RefusesAnOutputOfTheWrongShapeOrDtype) {
+  const Tensor w(DType::f32, {1, 1, 3, 3});
+  const Operator op = Operator::create(ConvKind::conv_transpose, w.view(), nullptr, {});
+  const Tensor x(DType::f32, {1, 1, 2, 2});
+  Tensor wrong(DType::f32, {1, 1, 3, 3});
+  auto e = error_of([&] { op.run(x.view(), wrong.mutable_view()); });
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->kind(), ErrorKind::invalid_argument);
+  EXPECT_EQ(std::string(e->what()), "output has shape 1x1x3x3 but this convolution produces 1x1x4x4");
+  Tensor wrong_type(DType::f64, {1, 1, 4, 4});
+  e = error_of([&] { op.run(x.view(), wrong_type.mutable_view()); });
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->kind(), ErrorKind::wrong_type);
+  EXPECT_EQ(std::string(e->what()), "output is float64 but the weight is float32; all operands must share one dtype");
+  const Tensor x64(DType::f64, {1, 1, 2, 2});
+  e = error_of([&] { op.run(x64.view()); });
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->kind(), ErrorKind::wrong_type);
+  EXPECT_EQ(std::string(e->what()), "input is float64 but the weight is float32; all operands must share one dtype");
+}
+
+TEST(Operator, KeepsItsOwnCopyOfTheWeights) {
+  std::mt19937_64 rng(59);
+  Tensor w = testing::random_tensor(DType::f32, {2, 3, 3, 3}, rng);
+  const Tensor x = testing::random_tensor(DType::f32, {1, 2, 4, 4}, rng);
+  const Operator op = Operator::create(ConvKind::conv_transpose, w.view(), nullptr, {});
+  const Tensor before = op.run(x.view());
+  for (std::int64_t q = 0; q < w.numel(); ++q) w.data_as<float>()[q] = 0;
+  EXPECT_TRUE(bits_equal(op.run(x.view()), before));
+}
+
+TEST(Operator, MovedOperatorsKeepWorking) {
+  std::mt19937_64 rng(61);
+  const Tensor w = testing::random_tensor(DType::f32, {2, 3, 3, 3}, rng);
+  const Tensor x = testing::random_tensor(DType::f32, {1, 2, 4, 4}, rng);
+  Operator a = Operator::create(ConvKind::conv_transpose, w.view(), nullptr, {});
+  const Tensor want = a.run(x.view());
+  Operator b = std::move(a);
+  EXPECT_TRUE(bits_equal(b.run(x.view()), want));
+  Operator c = Operator::create(ConvKind::conv, w.view(), nullptr, {});
+  c = std::move(b);
+  EXPECT_TRUE(bits_equal(c.run(x.view()), want));
+}
+
+TEST(Operator, OneConstOperatorFromSeveralThreadsAtOnce) {
+  std::mt19937_64 rng(67);
+  const Tensor w = testing::random_tensor(DType::f32, {16, 8, 4, 4}, rng);
+  ConvParams p;
+  p.stride = 2;
+  p.padding = 1;
+  for (const std::string& name : available_implementations()) {
+    SCOPED_TRACE(name);
+    const auto forced_op = forced(name, ConvKind::conv_transpose, w.view(), nullptr, p);
+    if (!forced_op) continue;
+    const Operator& op = *forced_op;
+    std::vector<Tensor> inputs, expected;
+    for (int t = 0; t < 4; ++t) {
+      inputs.push_back(testing::random_tensor(DType::f32, {2, 16, 6 + t, 5}, rng));
+      expected.push_back(op.run(inputs.back().view()));
+    }
+    std::vector<std::vector<Tensor>> got(4);
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t) {
+      threads.emplace_back([&, t] {
+        for (int rep = 0; rep < 5; ++rep) got[static_cast<std::size_t>(t)].push_back(op.run(inputs[static_cast<std::size_t>(t)].view()));
+      });
+    }
+    for (auto& th : threads) th.join();
+    for (int t = 0; t < 4; ++t)
+      for (const Tensor& g : got[static_cast<std::size_t>(t)]) EXPECT_TRUE(bits_equal(g, expected[static_cast<std::size_t>(t)])) << "thread " << t;
+  }
+}
+
+TEST(Choice, UnknownImplementationNamesTheKnownOnes) {
+  const Tensor w(DType::f32, {1, 1, 3, 3});
+  OperatorOptions options;
+  options.implementation = "nope";
+  const auto e = error_of([&] { Operator::create(ConvKind::conv, w.view(), nullptr, {}, options); });
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->kind(), ErrorKind::invalid_argument);
+  const std::string what = e->what();
+  EXPECT_EQ(what.rfind("implementation 'nope' does not exist (known: ", 0), 0u) << what;
+  EXPECT_NE(what.find("direct"), std::string::npos) << what;
+}
+
+TEST(Choice, EnvironmentVariableForcesAnImplementation) {
+  const Tensor w(DType::f32, {1, 1, 3, 3});
+  ASSERT_EQ(setenv("TCONV_IMPL", "direct", 1), 0);
+  const Operator op = Operator::create(ConvKind::conv, w.view(), nullptr, {});
+  ASSERT_EQ(setenv("TCONV_IMPL", "nope", 1), 0);
+  const auto e = error_of([&] { Operator::create(ConvKind::conv, w.view(), nullptr, {}); });
+  unsetenv("TCONV_IMPL");
+  EXPECT_EQ(op.implementation(), "direct");
+  EXPECT_NE(op.reason().find("forced"), std::string::npos) << op.reason();
+  ASSERT_TRUE(e);
+  EXPECT_EQ(std::string(e->what()).rfind("implementation 'nope' does not exist", 0), 0u) << e->what();
+}
+
+TEST(Choice, AutomaticChoiceNamesAnAvailableImplementationAndWhy) {
+  const auto names = available_implementations();
+  for (DType dt : {DType::f32, DType::f64}) {
+    const Tensor w(dt, {8, 8, 4, 4});
+    const Operator op = Operator::create(ConvKind::conv_transpose, w.view(), nullptr, {});
+    EXPECT_NE(std::find(names.begin(), names.end(), op.implementation()), names.end()) << op.implementation();
+    EXPECT_FALSE(op.reason().empty());
+  }
+}
+
+TEST(Threads, SetAndRead) {
+  testing::ThreadCountGuard guard;
+  set_num_threads(3);
+  EXPECT_EQ(num_threads(), 3);
+  set_num_threads(1);
+  EXPECT_EQ(num_threads(), 1);
+}
+
+}  // namespace
+}  // namespace tconv
