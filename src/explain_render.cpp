@@ -109,6 +109,9 @@ class Svg {
   }
   void title(double x, double y, const std::string& content) { text(x, y, content, 15, " font-weight=\"bold\""); }
   std::string document(double width, double height) const {
+    // Whole pixels, so that a renderer's PNG has exactly the document's size.
+    width = std::ceil(width);
+    height = std::ceil(height);
     std::ostringstream out;
     out << "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
         << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << number(width) << "\" height=\"" << number(height)
