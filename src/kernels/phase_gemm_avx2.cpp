@@ -36,6 +36,18 @@ struct Avx2 {
         _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32(static_cast<int>(lanes)), bit), bit);
     return _mm256_blendv_ps(into, _mm256_maskload_ps(p, selected), _mm256_castsi256_ps(selected));
   }
+  static V set1(float value) { return _mm256_set1_ps(value); }
+  static V add(V a, V b) { return _mm256_add_ps(a, b); }
+  static void store_first(float* p, V v, int count) {
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    _mm256_maskstore_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32(count), lane), v);
+  }
+  static void store_interleaved(float* p, V even, V odd, int count) {
+    const V low_pairs = _mm256_unpacklo_ps(even, odd);   // e0 o0 e1 o1 | e4 o4 e5 o5
+    const V high_pairs = _mm256_unpackhi_ps(even, odd);  // e2 o2 e3 o3 | e6 o6 e7 o7
+    store_first(p, _mm256_permute2f128_ps(low_pairs, high_pairs, 0x20), count);
+    store_first(p + kLanes, _mm256_permute2f128_ps(low_pairs, high_pairs, 0x31), count - kLanes);
+  }
 };
 
 #include "kernels/phase_gemm_impl.inl"

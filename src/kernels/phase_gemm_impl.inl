@@ -2,7 +2,9 @@
 // Included inside an anonymous namespace by each phase_gemm_<isa>.cpp, under
 // that ISA's target pragma, so every instantiation is private to its file.
 // The traits provide: V, kLanes, kMaxMr, kMaxAccumulators, zero, load, store,
-// broadcast, fmadd, masked_load(into, lane bits, pointer).
+// broadcast, fmadd, set1, add, masked_load(into, lane bits, pointer),
+// store_first(p, v, count) (the first `count` lanes) and
+// store_interleaved(p, even, odd, count) (even[l] at p[2l], odd[l] at p[2l+1], the first `count` of those).
 
 using MicroKernel = void (*)(std::int64_t k_count, const float* a, const float* b, float* c);
 
@@ -97,7 +99,7 @@ template <class Isa>
 class PhaseGemmKernel final : public PreparedKernel {
  public:
   PhaseGemmKernel(const Geometry& g, const float* weight, const float* bias)
-      : pp_(pack(g, weight, bias, Isa::kMaxMr, Isa::kMaxAccumulators)) {
+      : pp_(pack(g, weight, bias, Isa::kMaxMr, Isa::kMaxAccumulators)), stride_x_(g.stride[2]) {
     for (const auto& phase : pp_.phases) {
       max_k_ = std::max(max_k_, pp_.k_of(phase));
       max_taps_ = std::max(max_taps_, static_cast<std::int64_t>(phase.taps.size()));
@@ -127,7 +129,10 @@ class PhaseGemmKernel final : public PreparedKernel {
       const WorkItem item{it / (b.m_chunks * blocks), first, std::min(block, b.columns - first),
                           chunk * blocks_per_chunk, std::min(pp_.m_blocks(), (chunk + 1) * blocks_per_chunk)};
       decode_columns(b.grid, item, scratch);
-      for (const Phase& phase : pp_.phases) process(g, phase, item, src, dst, scratch);
+      const int together = phases_per_write();
+      for (std::size_t p = 0; p < pp_.phases.size(); p += static_cast<std::size_t>(together)) {
+        process(g, &pp_.phases[p], together, item, src, dst, scratch);
+      }
     }
   }
 
@@ -144,8 +149,8 @@ class PhaseGemmKernel final : public PreparedKernel {
     std::int64_t sub_panels;
     std::int64_t m_chunks;  // output channels split this many ways when columns alone give too few items
   };
-  // One thread's part of the workspace.
-  struct Scratch {
+  // What one phase of a work item needs, in one thread's workspace.
+  struct Slot {
     float* panel;              // [sub-panels][K][NR]
     float* tile;               // [kMaxMr][NR]
     std::int64_t* out_offset;  // per column: dst offset of its group's channel 0, -1 if unused
@@ -153,16 +158,31 @@ class PhaseGemmKernel final : public PreparedKernel {
     Load* runs;                // per tap and vector: up to kLanes runs
     int* run_count;            // per tap and vector
     Load* single_run;          // per tap and vector, when every count is at most 1
+  };
+  struct Scratch {
+    std::array<Slot, 2> slot;  // phases written together (see phases_per_write)
     std::int64_t* position;    // per column: batch index and grid position j (kPositionFields each)
+    std::int64_t* write_base;  // per vector: dst offset of its first output, or -1: element by element
+    int* write_count;          // per vector: contiguous outputs from write_base
   };
   static constexpr int kPositionFields = 1 + kMaxSpatial;
+  static constexpr int kSlotParts = 7;
+  // A phase whose B is ready for the micro-kernels.
+  struct PreparedPhase {
+    bool direct;  // B read from the input (single runs) rather than from the packed panel
+    std::int64_t k_count, n_taps;
+    const float* a_group;  // packed A of this phase and group
+  };
 
   std::int64_t nr() const { return static_cast<std::int64_t>(pp_.nv) * Isa::kLanes; }
 
+  // Stride-2 transposed convolutions compute both x phases of a block before
+  // writing, so the two interleave into whole output vectors.
+  int phases_per_write() const { return pp_.kind == ConvKind::conv_transpose && stride_x_ == 2 ? 2 : 1; }
+
   static std::size_t aligned(std::size_t bytes) { return (bytes + 63) / 64 * 64; }
 
-  // The byte size of each Scratch part, in order.
-  std::array<std::size_t, 8> scratch_parts(std::int64_t sub_panels) const {
+  std::array<std::size_t, kSlotParts> slot_parts(std::int64_t sub_panels) const {
     const auto columns = static_cast<std::size_t>(sub_panels * nr());
     const auto taps = static_cast<std::size_t>(std::max<std::int64_t>(max_taps_, 1));
     const std::size_t vectors = static_cast<std::size_t>(sub_panels) * static_cast<std::size_t>(pp_.nv);
@@ -172,26 +192,46 @@ class PhaseGemmKernel final : public PreparedKernel {
             aligned(taps * columns * sizeof(std::int64_t)),
             aligned(taps * vectors * Isa::kLanes * sizeof(Load)),
             aligned(taps * vectors * sizeof(int)),
-            aligned(taps * vectors * sizeof(Load)),
-            aligned(columns * kPositionFields * sizeof(std::int64_t))};
+            aligned(taps * vectors * sizeof(Load))};
+  }
+
+  std::array<std::size_t, 3> shared_parts(std::int64_t sub_panels) const {
+    const auto columns = static_cast<std::size_t>(sub_panels * nr());
+    const std::size_t vectors = static_cast<std::size_t>(sub_panels) * static_cast<std::size_t>(pp_.nv);
+    return {aligned(columns * kPositionFields * sizeof(std::int64_t)), aligned(vectors * sizeof(std::int64_t)),
+            aligned(vectors * sizeof(int))};
   }
 
   std::size_t scratch_bytes(std::int64_t sub_panels) const {
     std::size_t total = 0;
-    for (std::size_t part : scratch_parts(sub_panels)) total += part;
+    for (std::size_t part : slot_parts(sub_panels)) total += part * static_cast<std::size_t>(phases_per_write());
+    for (std::size_t part : shared_parts(sub_panels)) total += part;
     return total;
   }
 
   Scratch carve(std::byte* base, std::int64_t sub_panels) const {
-    const auto parts = scratch_parts(sub_panels);
-    std::array<std::byte*, 8> at{};
-    for (std::size_t i = 0; i < parts.size(); ++i) {
-      at[i] = base;
-      base += parts[i];
+    Scratch s{};
+    auto take = [&base](std::size_t bytes) {
+      std::byte* at = base;
+      base += bytes;
+      return at;
+    };
+    const auto parts = slot_parts(sub_panels);
+    for (int q = 0; q < phases_per_write(); ++q) {
+      Slot& slot = s.slot[static_cast<std::size_t>(q)];
+      slot.panel = reinterpret_cast<float*>(take(parts[0]));
+      slot.tile = reinterpret_cast<float*>(take(parts[1]));
+      slot.out_offset = reinterpret_cast<std::int64_t*>(take(parts[2]));
+      slot.in_offset = reinterpret_cast<std::int64_t*>(take(parts[3]));
+      slot.runs = reinterpret_cast<Load*>(take(parts[4]));
+      slot.run_count = reinterpret_cast<int*>(take(parts[5]));
+      slot.single_run = reinterpret_cast<Load*>(take(parts[6]));
     }
-    return {reinterpret_cast<float*>(at[0]), reinterpret_cast<float*>(at[1]), reinterpret_cast<std::int64_t*>(at[2]),
-            reinterpret_cast<std::int64_t*>(at[3]), reinterpret_cast<Load*>(at[4]), reinterpret_cast<int*>(at[5]),
-            reinterpret_cast<Load*>(at[6]), reinterpret_cast<std::int64_t*>(at[7])};
+    const auto shared = shared_parts(sub_panels);
+    s.position = reinterpret_cast<std::int64_t*>(take(shared[0]));
+    s.write_base = reinterpret_cast<std::int64_t*>(take(shared[1]));
+    s.write_count = reinterpret_cast<int*>(take(shared[2]));
+    return s;
   }
 
   Blocking blocking(const Geometry& g, int threads) const {
@@ -229,8 +269,9 @@ class PhaseGemmKernel final : public PreparedKernel {
     }
   }
 
-  void process(const Geometry& g, const Phase& phase, const WorkItem& item, const float* src, float* dst,
-               const Scratch& scratch) const {
+  // Offsets, load runs and (unless every vector is one run) the packed B of one phase.
+  PreparedPhase prepare_phase(const Geometry& g, const Phase& phase, const WorkItem& item, const float* src,
+                              const Slot& slot, const Scratch& scratch) const {
     const auto axes = axes_of(g, phase);
     const bool transposed = pp_.kind == ConvKind::conv_transpose;
     const Dims& in_size = transposed ? g.small_size : g.big_size;
@@ -245,9 +286,8 @@ class PhaseGemmKernel final : public PreparedKernel {
     const std::int64_t vectors = subs * pp_.nv;
     const std::int64_t padded_columns = subs * nr_;
 
-    // Where each column lands in dst and what it reads from src per tap.
-    std::fill(scratch.out_offset, scratch.out_offset + padded_columns, -1);
-    std::fill(scratch.in_offset, scratch.in_offset + n_taps * padded_columns, -1);
+    std::fill(slot.out_offset, slot.out_offset + padded_columns, -1);
+    std::fill(slot.in_offset, slot.in_offset + n_taps * padded_columns, -1);
     for (std::int64_t col = 0; col < item.columns; ++col) {
       const std::int64_t n = scratch.position[col * kPositionFields];
       const std::int64_t* j = scratch.position + col * kPositionFields + 1;
@@ -256,7 +296,7 @@ class PhaseGemmKernel final : public PreparedKernel {
       if (!in_phase) continue;
       std::int64_t out_pos = 0;
       for (int d = 0; d < kMaxSpatial; ++d) out_pos = out_pos * out_size[d] + axes[d].out_start + j[d] * axes[d].out_step;
-      scratch.out_offset[col] = (n * out_channels + item.group * pp_.m_per_group) * out_plane + out_pos;
+      slot.out_offset[col] = (n * out_channels + item.group * pp_.m_per_group) * out_plane + out_pos;
       const std::int64_t group_base = (n * in_channels + item.group * pp_.c_per_group) * in_plane;
       for (std::int64_t e = 0; e < n_taps; ++e) {
         std::int64_t in_pos = 0;
@@ -266,7 +306,7 @@ class PhaseGemmKernel final : public PreparedKernel {
           inside = inside && i >= 0 && i < in_size[d];
           in_pos = in_pos * in_size[d] + i;
         }
-        if (inside) scratch.in_offset[e * padded_columns + col] = group_base + in_pos;
+        if (inside) slot.in_offset[e * padded_columns + col] = group_base + in_pos;
       }
     }
 
@@ -274,10 +314,10 @@ class PhaseGemmKernel final : public PreparedKernel {
     bool single = true;
     for (std::int64_t e = 0; e < n_taps; ++e)
       for (std::int64_t v = 0; v < vectors; ++v) {
-        Load* runs = scratch.runs + (e * vectors + v) * Isa::kLanes;
-        int& count = scratch.run_count[e * vectors + v];
+        Load* runs = slot.runs + (e * vectors + v) * Isa::kLanes;
+        int& count = slot.run_count[e * vectors + v];
         count = 0;
-        const std::int64_t* offsets = scratch.in_offset + e * padded_columns + v * Isa::kLanes;
+        const std::int64_t* offsets = slot.in_offset + e * padded_columns + v * Isa::kLanes;
         for (int lane = 0; lane < Isa::kLanes; ++lane) {
           if (offsets[lane] < 0) continue;
           if (count > 0 && lane > 0 && offsets[lane - 1] >= 0 && offsets[lane] == offsets[lane - 1] + 1) {
@@ -286,7 +326,7 @@ class PhaseGemmKernel final : public PreparedKernel {
             runs[count++] = {offsets[lane] - lane, 1u << lane};
           }
         }
-        scratch.single_run[e * vectors + v] = count == 1 ? runs[0] : Load{0, 0};
+        slot.single_run[e * vectors + v] = count == 1 ? runs[0] : Load{0, 0};
         single = single && count <= 1;
       }
 
@@ -294,10 +334,10 @@ class PhaseGemmKernel final : public PreparedKernel {
     // then the micro-kernel reads the input directly.
     if (!single) {
       for (std::int64_t v = 0; v < vectors; ++v) {
-        float* column_block = scratch.panel + (v / pp_.nv) * k_count * nr_ + (v % pp_.nv) * Isa::kLanes;
+        float* column_block = slot.panel + (v / pp_.nv) * k_count * nr_ + (v % pp_.nv) * Isa::kLanes;
         for (std::int64_t e = 0; e < n_taps; ++e) {
-          const Load* runs = scratch.runs + (e * vectors + v) * Isa::kLanes;
-          const int count = scratch.run_count[e * vectors + v];
+          const Load* runs = slot.runs + (e * vectors + v) * Isa::kLanes;
+          const int count = slot.run_count[e * vectors + v];
           for (std::int64_t c = 0; c < pp_.c_per_group; ++c) {
             typename Isa::V value = Isa::zero();
             const float* plane = src + c * in_plane;
@@ -307,38 +347,101 @@ class PhaseGemmKernel final : public PreparedKernel {
         }
       }
     }
+    const float* a_group = pp_.packed_a.data() + phase.packed_offset + item.group * pp_.m_blocks() * k_count * pp_.max_mr;
+    return {single, k_count, n_taps, a_group};
+  }
 
-    // Multiply and write out.
-    const std::int64_t m_blocks = pp_.m_blocks();
-    const float* a_group = pp_.packed_a.data() + phase.packed_offset + item.group * m_blocks * k_count * pp_.max_mr;
-    for (std::int64_t mb = item.first_m_block; mb < item.end_m_block; ++mb) {
-      const int rows = static_cast<int>(std::min<std::int64_t>(pp_.mr, pp_.m_per_group - mb * pp_.mr));
-      const float* a_block = a_group + mb * k_count * pp_.max_mr;
-      for (std::int64_t s = 0; s < subs; ++s) {
-        if (single) {
-          direct_micro_kernel_for<Isa>(rows, pp_.nv)(pp_.c_per_group, n_taps, a_block, src, in_plane,
-                                                     scratch.single_run + s * pp_.nv, vectors, scratch.tile);
-        } else {
-          micro_kernel_for<Isa>(rows, pp_.nv)(k_count, a_block, scratch.panel + s * k_count * nr_, scratch.tile);
+  // Per vector: can its outputs (of all `phases` slots) be stored as one
+  // contiguous run? Slot q's lane l must land at base + phases*l + q, valid lanes first.
+  void plan_writes(int phases, std::int64_t vectors, const Scratch& scratch) const {
+    for (std::int64_t v = 0; v < vectors; ++v) {
+      const std::int64_t base = scratch.slot[0].out_offset[v * Isa::kLanes];
+      int count = 0;
+      bool contiguous = base >= 0;
+      for (int lane = 0; lane < Isa::kLanes && contiguous; ++lane)
+        for (int q = 0; q < phases; ++q) {
+          const std::int64_t at = scratch.slot[static_cast<std::size_t>(q)].out_offset[v * Isa::kLanes + lane];
+          if (at < 0) continue;
+          const int position = phases * lane + q;
+          contiguous = contiguous && at == base + position && position == count;
+          ++count;
         }
-        const std::int64_t cols = std::min(nr_, item.columns - s * nr_);
-        const std::int64_t* where = scratch.out_offset + s * nr_;
-        for (int m = 0; m < rows; ++m) {
-          const std::int64_t channel = mb * pp_.mr + m;
-          const float bias = pp_.bias[static_cast<std::size_t>(item.group * pp_.m_per_group + channel)];
-          float* out = dst + channel * out_plane;
-          const float* row = scratch.tile + m * nr_;
-          for (std::int64_t col = 0; col < cols; ++col) {
-            if (where[col] >= 0) out[where[col]] = row[col] + bias;
+      scratch.write_base[v] = contiguous ? base : -1;
+      scratch.write_count[v] = count;
+    }
+  }
+
+  // Multiplies the prepared phases for output-channel block mb and sub-panel s and stores the results.
+  void multiply_and_write(const std::array<PreparedPhase, 2>& phases, int count, std::int64_t mb, std::int64_t s,
+                          const WorkItem& item, const Geometry& g, const float* src, float* dst,
+                          const Scratch& scratch) const {
+    const bool transposed = pp_.kind == ConvKind::conv_transpose;
+    const Dims& in_size = transposed ? g.small_size : g.big_size;
+    const Dims& out_size = transposed ? g.big_size : g.small_size;
+    const std::int64_t in_plane = in_size[0] * in_size[1] * in_size[2];
+    const std::int64_t out_plane = out_size[0] * out_size[1] * out_size[2];
+    const std::int64_t nr_ = nr();
+    const std::int64_t vectors = (item.columns + nr_ - 1) / nr_ * pp_.nv;
+    const int rows = static_cast<int>(std::min<std::int64_t>(pp_.mr, pp_.m_per_group - mb * pp_.mr));
+    for (int q = 0; q < count; ++q) {
+      const PreparedPhase& p = phases[static_cast<std::size_t>(q)];
+      const Slot& slot = scratch.slot[static_cast<std::size_t>(q)];
+      const float* a_block = p.a_group + mb * p.k_count * pp_.max_mr;
+      if (p.direct) {
+        direct_micro_kernel_for<Isa>(rows, pp_.nv)(pp_.c_per_group, p.n_taps, a_block, src, in_plane,
+                                                   slot.single_run + s * pp_.nv, vectors, slot.tile);
+      } else {
+        micro_kernel_for<Isa>(rows, pp_.nv)(p.k_count, a_block, slot.panel + s * p.k_count * nr_, slot.tile);
+      }
+    }
+    for (int m = 0; m < rows; ++m) {
+      const std::int64_t channel = mb * pp_.mr + m;
+      const float bias = pp_.bias[static_cast<std::size_t>(item.group * pp_.m_per_group + channel)];
+      const typename Isa::V bias_v = Isa::set1(bias);
+      float* out = dst + channel * out_plane;
+      for (int v = 0; v < pp_.nv; ++v) {
+        const std::int64_t vector = s * pp_.nv + v;
+        const std::int64_t lane0 = m * nr_ + v * Isa::kLanes;
+        if (scratch.write_base[vector] >= 0) {
+          const typename Isa::V first = Isa::add(Isa::load(scratch.slot[0].tile + lane0), bias_v);
+          if (count == 1) {
+            Isa::store_first(out + scratch.write_base[vector], first, scratch.write_count[vector]);
+          } else {
+            Isa::store_interleaved(out + scratch.write_base[vector], first,
+                                   Isa::add(Isa::load(scratch.slot[1].tile + lane0), bias_v),
+                                   scratch.write_count[vector]);
+          }
+          continue;
+        }
+        for (int q = 0; q < count; ++q) {
+          const Slot& slot = scratch.slot[static_cast<std::size_t>(q)];
+          const std::int64_t* where = slot.out_offset + vector * Isa::kLanes;
+          const float* values = slot.tile + lane0;
+          for (int lane = 0; lane < Isa::kLanes; ++lane) {
+            if (where[lane] >= 0) out[where[lane]] = values[lane] + bias;
           }
         }
       }
     }
   }
 
+  // Runs `count` consecutive phases (x phases of one row when stride is 2) over one work item.
+  void process(const Geometry& g, const Phase* phases, int count, const WorkItem& item, const float* src, float* dst,
+               const Scratch& scratch) const {
+    std::array<PreparedPhase, 2> prepared{};
+    for (int q = 0; q < count; ++q) {
+      prepared[static_cast<std::size_t>(q)] = prepare_phase(g, phases[q], item, src, scratch.slot[static_cast<std::size_t>(q)], scratch);
+    }
+    const std::int64_t subs = (item.columns + nr() - 1) / nr();
+    plan_writes(count, subs * pp_.nv, scratch);
+    for (std::int64_t mb = item.first_m_block; mb < item.end_m_block; ++mb)
+      for (std::int64_t s = 0; s < subs; ++s) multiply_and_write(prepared, count, mb, s, item, g, src, dst, scratch);
+  }
+
   PackedProblem pp_;
   std::int64_t max_k_ = 0;
   std::int64_t max_taps_ = 0;
+  std::int64_t stride_x_ = 1;
 };
 
 template <class Isa>
