@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <sstream>
 
+#include "tensor_values.hpp"
 #include "validate.hpp"
 
 namespace tconv {
@@ -14,6 +15,7 @@ namespace {
 using detail::Dims;
 using detail::Geometry;
 using detail::kMaxSpatial;
+using detail::to_double;
 
 [[noreturn]] void refuse(const std::string& message) { throw Error(ErrorKind::invalid_argument, message); }
 
@@ -21,15 +23,6 @@ using detail::kMaxSpatial;
 // rows and columns are its last two.
 constexpr int kRowAxis = kMaxSpatial - 2;
 constexpr int kColAxis = kMaxSpatial - 1;
-
-std::vector<double> to_double(const TensorView& view) {
-  const Tensor contiguous = Tensor::copy_of(view);
-  std::vector<double> values(static_cast<std::size_t>(contiguous.numel()));
-  for (std::size_t k = 0; k < values.size(); ++k) {
-    values[k] = view.dtype == DType::f32 ? contiguous.data_as<float>()[k] : contiguous.data_as<double>()[k];
-  }
-  return values;
-}
 
 // The spatial size of a one-channel tensor: `given_size` when the tensor is
 // that size preceded by up to two 1s, else its shape without leading 1s.
@@ -73,15 +66,6 @@ Shape one_channel_shape(const Shape& spatial) {
 Tensor one_channel(const TensorView& view, const Shape& spatial) {
   const Tensor contiguous = Tensor::copy_of(view);
   return Tensor::copy_of(TensorView(contiguous.data(), contiguous.dtype(), one_channel_shape(spatial)));
-}
-
-Tensor one_channel(const std::vector<double>& values, const Shape& spatial, DType dtype) {
-  Tensor tensor(dtype, one_channel_shape(spatial));
-  for (std::size_t k = 0; k < values.size(); ++k) {
-    if (dtype == DType::f32) tensor.data_as<float>()[k] = static_cast<float>(values[k]);
-    else tensor.data_as<double>()[k] = values[k];
-  }
-  return tensor;
 }
 
 Dims per_dimension(const SpatialParam& param, int rank, std::int64_t fill) {
@@ -208,7 +192,7 @@ Explanation explain(const ExplainRequest& request) {
     // The values `tconv run` would write: the same call on the same arrays.
     const Tensor x = one_channel(*request.input, input_size);
     const Tensor w = request.weight ? one_channel(*request.weight, kernel_size)
-                                    : one_channel(e.kernel.values, kernel_size, x.dtype());
+                                    : detail::from_double(e.kernel.values, x.dtype(), one_channel_shape(kernel_size));
     const Tensor y = g.kind == ConvKind::conv ? conv(x.view(), w.view(), nullptr, request.params)
                                               : conv_transpose(x.view(), w.view(), nullptr, request.params);
     e.output.values = to_double(y.view());

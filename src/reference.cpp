@@ -3,6 +3,7 @@
 // sum is formed in double, and only the result is rounded to the dtype.
 #include <vector>
 
+#include "tensor_values.hpp"
 #include "validate.hpp"
 #include "tconv/tconv.hpp"
 
@@ -11,29 +12,10 @@ namespace reference {
 namespace {
 
 using detail::Dims;
+using detail::from_double;
 using detail::Geometry;
 using detail::kMaxSpatial;
-
-std::vector<double> to_double(const TensorView& view) {
-  const Tensor contiguous = Tensor::copy_of(view);
-  std::vector<double> values(static_cast<std::size_t>(contiguous.numel()));
-  for (std::size_t k = 0; k < values.size(); ++k) {
-    values[k] = view.dtype == DType::f32 ? contiguous.data_as<float>()[k] : contiguous.data_as<double>()[k];
-  }
-  return values;
-}
-
-Tensor from_double(const std::vector<double>& values, DType dtype, const Shape& shape) {
-  Tensor out(dtype, shape);
-  for (std::size_t k = 0; k < values.size(); ++k) {
-    if (dtype == DType::f32) {
-      out.data_as<float>()[k] = static_cast<float>(values[k]);
-    } else {
-      out.data_as<double>()[k] = values[k];
-    }
-  }
-  return out;
-}
+using detail::to_double;
 
 // Iterates a 3-D box in C order.
 template <typename F>
@@ -253,8 +235,8 @@ Tensor conv_matrix(const Shape& input_shape, const TensorView& weight, const Con
     throw Error(ErrorKind::invalid_argument, "conv_matrix describes one sample: input_shape must be unbatched [C, ...] "
                                              "or have batch 1, got " + shape_to_string(input_shape));
   }
-  const std::vector<double> m = reference::build_matrix(g, reference::to_double(weight));
-  return reference::from_double(m, weight.dtype, {g.small_channels * g.small_spatial(), g.big_channels * g.big_spatial()});
+  const std::vector<double> m = reference::build_matrix(g, detail::to_double(weight));
+  return detail::from_double(m, weight.dtype, {g.small_channels * g.small_spatial(), g.big_channels * g.big_spatial()});
 }
 
 }  // namespace tconv

@@ -4,6 +4,7 @@
 
 #include "tconv/error.hpp"
 #include "tconv/tensor.hpp"
+#include "tensor_values.hpp"
 
 namespace tconv {
 
@@ -115,6 +116,31 @@ Tensor Tensor::copy_of(const TensorView& view) {
   copy(view, out.mutable_view());
   return out;
 }
+
+namespace detail {
+
+std::vector<double> to_double(const TensorView& view) {
+  const Tensor contiguous = Tensor::copy_of(view);
+  std::vector<double> values(static_cast<std::size_t>(contiguous.numel()));
+  for (std::size_t k = 0; k < values.size(); ++k) {
+    values[k] = view.dtype == DType::f32 ? contiguous.data_as<float>()[k] : contiguous.data_as<double>()[k];
+  }
+  return values;
+}
+
+Tensor from_double(const std::vector<double>& values, DType dtype, const Shape& shape) {
+  Tensor out(dtype, shape);
+  for (std::size_t k = 0; k < values.size(); ++k) {
+    if (dtype == DType::f32) {
+      out.data_as<float>()[k] = static_cast<float>(values[k]);
+    } else {
+      out.data_as<double>()[k] = values[k];
+    }
+  }
+  return out;
+}
+
+}  // namespace detail
 
 std::string shape_to_string(const Shape& shape, const char* separator) {
   std::string s;
