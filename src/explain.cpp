@@ -126,6 +126,76 @@ ExplainGrid grid(const Dims& size) {
   return g;
 }
 
+// Kernel values (given, or 1..k), and input and output values when an input is given.
+void fill_values(const ExplainRequest& request, const Shape& input_size, const Shape& kernel_size, Explanation& e) {
+  if (request.weight) {
+    e.kernel.values = to_double(*request.weight);
+  } else {
+    e.kernel.values.resize(static_cast<std::size_t>(e.kernel.cells()));
+    for (std::size_t t = 0; t < e.kernel.values.size(); ++t) e.kernel.values[t] = static_cast<double>(t + 1);
+  }
+  if (!request.input) return;
+  e.input.values = to_double(*request.input);
+  // The values `tconv run` would write: the same call on the same arrays.
+  const Tensor x = one_channel(*request.input, input_size);
+  const Tensor w = request.weight ? one_channel(*request.weight, kernel_size)
+                                  : detail::from_double(e.kernel.values, x.dtype(), one_channel_shape(kernel_size));
+  const Tensor y = request.kind == ConvKind::conv ? conv(x.view(), w.view(), nullptr, request.params)
+                                                  : conv_transpose(x.view(), w.view(), nullptr, request.params);
+  e.output.values = to_double(y.view());
+}
+
+// The flat input cell asked for, or the centre one.
+std::int64_t highlighted_cell(const std::optional<std::vector<std::int64_t>>& asked, const Shape& input_size,
+                              const ExplainGrid& input) {
+  if (!asked) return (input.rows - 1) / 2 * input.cols + (input.cols - 1) / 2;
+  const auto& cell = *asked;
+  bool inside = cell.size() == input_size.size();
+  for (std::size_t d = 0; inside && d < cell.size(); ++d) inside = cell[d] >= 0 && cell[d] < input_size[d];
+  if (!inside) {
+    refuse("highlight (" + shape_to_string(cell, ",") + ") must be an input cell: " +
+           std::to_string(input_size.size()) + " indices within " + shape_to_string(input_size));
+  }
+  return cell.size() == 1 ? cell[0] : cell[0] * input.cols + cell[1];
+}
+
+// Every (input cell, kernel tap) pair: the matrix, overlap and touched cells
+// from those that land in the output, the highlighted cell's window from those
+// that land in the output or its cropped frame.
+void link_cells(const Axis& row_axis, const Axis& col_axis, Explanation& e) {
+  e.matrix_rows = e.output.cells();
+  e.matrix_cols = e.input.cells();
+  e.matrix.assign(static_cast<std::size_t>(e.matrix_rows * e.matrix_cols), 0.0);
+  e.overlap.assign(static_cast<std::size_t>(e.output.cells()), 0);
+  e.touched.resize(static_cast<std::size_t>(e.input.cells()));
+  const Margin& rows_drawn = e.output.row_frame;
+  const Margin& cols_drawn = e.output.col_frame;
+  for (std::int64_t r = 0; r < e.input.rows; ++r) {
+    for (std::int64_t c = 0; c < e.input.cols; ++c) {
+      const std::int64_t in = r * e.input.cols + c;
+      auto& touched = e.touched[static_cast<std::size_t>(in)];
+      for (std::int64_t tr = 0; tr < e.kernel.rows; ++tr) {
+        for (std::int64_t tc = 0; tc < e.kernel.cols; ++tc) {
+          const auto out_r = row_axis.output_of(r, tr);
+          const auto out_c = col_axis.output_of(c, tc);
+          if (!out_r || !out_c) continue;
+          const std::int64_t tap = tr * e.kernel.cols + tc;
+          if (in == e.highlighted && *out_r >= -rows_drawn.before && *out_r < e.output.rows + rows_drawn.after &&
+              *out_c >= -cols_drawn.before && *out_c < e.output.cols + cols_drawn.after) {
+            e.window.push_back({*out_r, *out_c, tap});
+          }
+          if (!e.output.contains(*out_r, *out_c)) continue;
+          const std::int64_t out = *out_r * e.output.cols + *out_c;
+          e.matrix[static_cast<std::size_t>(out * e.matrix_cols + in)] += e.kernel.values[static_cast<std::size_t>(tap)];
+          ++e.overlap[static_cast<std::size_t>(out)];
+          touched.push_back(out);
+        }
+      }
+      std::sort(touched.begin(), touched.end());
+    }
+  }
+}
+
 }  // namespace
 
 Explanation explain(const ExplainRequest& request) {
@@ -146,6 +216,13 @@ Explanation explain(const ExplainRequest& request) {
   }
   const Geometry g = detail::resolve_geometry(request.kind, one_channel_shape(input_size),
                                               one_channel_shape(kernel_size), std::nullopt, request.params);
+  // The matrix is dense: a picture of more cells than this would not be read anyway.
+  constexpr std::int64_t kMostMatrixCells = std::int64_t{1} << 22;
+  if (g.small_spatial() * g.big_spatial() > kMostMatrixCells) {
+    refuse("explain draws small convolutions: input " + shape_to_string(input_size) + " gives a matrix of " +
+           std::to_string(g.small_spatial()) + " x " + std::to_string(g.big_spatial()) + " cells, more than " +
+           std::to_string(kMostMatrixCells) + "; use a smaller input_size");
+  }
 
   Explanation e;
   e.kind = request.kind;
@@ -181,67 +258,9 @@ Explanation explain(const ExplainRequest& request) {
                  (g.kind == ConvKind::conv_transpose ? ", output_padding " + per_dimension_text(output_padding, rank)
                                                      : "");
 
-  if (request.weight) {
-    e.kernel.values = to_double(*request.weight);
-  } else {
-    e.kernel.values.resize(static_cast<std::size_t>(e.kernel.cells()));
-    for (std::size_t t = 0; t < e.kernel.values.size(); ++t) e.kernel.values[t] = static_cast<double>(t + 1);
-  }
-  if (request.input) {
-    e.input.values = to_double(*request.input);
-    // The values `tconv run` would write: the same call on the same arrays.
-    const Tensor x = one_channel(*request.input, input_size);
-    const Tensor w = request.weight ? one_channel(*request.weight, kernel_size)
-                                    : detail::from_double(e.kernel.values, x.dtype(), one_channel_shape(kernel_size));
-    const Tensor y = g.kind == ConvKind::conv ? conv(x.view(), w.view(), nullptr, request.params)
-                                              : conv_transpose(x.view(), w.view(), nullptr, request.params);
-    e.output.values = to_double(y.view());
-  }
-
-  e.highlighted = (e.input.rows - 1) / 2 * e.input.cols + (e.input.cols - 1) / 2;
-  if (request.highlight) {
-    const auto& cell = *request.highlight;
-    const Shape bounds(input_size.begin(), input_size.end());
-    bool inside = static_cast<int>(cell.size()) == rank;
-    for (std::size_t d = 0; inside && d < cell.size(); ++d) inside = cell[d] >= 0 && cell[d] < bounds[d];
-    if (!inside) {
-      refuse("highlight (" + shape_to_string(cell, ",") + ") must be an input cell: " + std::to_string(rank) +
-             " indices within " + shape_to_string(input_size));
-    }
-    e.highlighted = rank == 1 ? cell[0] : cell[0] * e.input.cols + cell[1];
-  }
-
-  e.matrix_rows = e.output.cells();
-  e.matrix_cols = e.input.cells();
-  e.matrix.assign(static_cast<std::size_t>(e.matrix_rows * e.matrix_cols), 0.0);
-  e.overlap.assign(static_cast<std::size_t>(e.output.cells()), 0);
-  e.touched.resize(static_cast<std::size_t>(e.input.cells()));
-  const Axis row_axis = axis_of(g, kRowAxis), col_axis = axis_of(g, kColAxis);
-  const Margin& rows_drawn = e.output.row_frame;
-  const Margin& cols_drawn = e.output.col_frame;
-  for (std::int64_t r = 0; r < e.input.rows; ++r) {
-    for (std::int64_t c = 0; c < e.input.cols; ++c) {
-      const std::int64_t in = r * e.input.cols + c;
-      for (std::int64_t tr = 0; tr < e.kernel.rows; ++tr) {
-        for (std::int64_t tc = 0; tc < e.kernel.cols; ++tc) {
-          const auto out_r = row_axis.output_of(r, tr);
-          const auto out_c = col_axis.output_of(c, tc);
-          if (!out_r || !out_c) continue;
-          const std::int64_t tap = tr * e.kernel.cols + tc;
-          if (in == e.highlighted && *out_r >= -rows_drawn.before && *out_r < e.output.rows + rows_drawn.after &&
-              *out_c >= -cols_drawn.before && *out_c < e.output.cols + cols_drawn.after) {
-            e.window.push_back({*out_r, *out_c, tap});
-          }
-          if (*out_r < 0 || *out_r >= e.output.rows || *out_c < 0 || *out_c >= e.output.cols) continue;
-          const std::int64_t out = *out_r * e.output.cols + *out_c;
-          e.matrix[static_cast<std::size_t>(out * e.matrix_cols + in)] += e.kernel.values[static_cast<std::size_t>(tap)];
-          ++e.overlap[static_cast<std::size_t>(out)];
-          e.touched[static_cast<std::size_t>(in)].push_back(out);
-        }
-      }
-      std::sort(e.touched[static_cast<std::size_t>(in)].begin(), e.touched[static_cast<std::size_t>(in)].end());
-    }
-  }
+  fill_values(request, input_size, kernel_size, e);
+  e.highlighted = highlighted_cell(request.highlight, input_size, e.input);
+  link_cells(axis_of(g, kRowAxis), axis_of(g, kColAxis), e);
   return e;
 }
 

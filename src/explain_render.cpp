@@ -233,6 +233,10 @@ std::string matrix_fill(double value, double largest) {
   return buffer;
 }
 
+std::int64_t largest_overlap(const Explanation& e) {
+  return e.overlap.empty() ? 0 : *std::max_element(e.overlap.begin(), e.overlap.end());
+}
+
 const WindowCell* window_at(const Explanation& e, std::int64_t row, std::int64_t col) {
   for (const auto& w : e.window) {
     if (w.row == row && w.col == col) return &w;
@@ -243,17 +247,15 @@ const WindowCell* window_at(const Explanation& e, std::int64_t row, std::int64_t
 std::vector<GridPanel> grid_panels(const Explanation& e) {
   const auto input_labels = cell_labels(e.input, 'x');
   const auto output_labels = cell_labels(e.output, 'y');
-  std::int64_t max_overlap = 0;
-  for (auto n : e.overlap) max_overlap = std::max(max_overlap, n);
+  const std::int64_t max_overlap = largest_overlap(e);
   const bool transposed = e.kind == ConvKind::conv_transpose;
 
   GridPanel input{"Input " + size_text(e.input, e.spatial_rank),
-                  e.input.row_frame.before + e.input.row_frame.after + e.input.col_frame.before + e.input.col_frame.after > 0
-                      ? "orange: the highlighted cell; dashed: zero padding"
-                      : "orange: the highlighted cell",
+                  e.input.has_frame() ? "orange: the highlighted cell; dashed: zero padding"
+                                      : "orange: the highlighted cell",
                   e.input.rows, e.input.cols, e.input.row_frame, e.input.col_frame,
                   [&e, input_labels](std::int64_t r, std::int64_t c) -> CellLook {
-                    if (r < 0 || r >= e.input.rows || c < 0 || c >= e.input.cols) {
+                    if (!e.input.contains(r, c)) {
                       return {"cell padding", kFrameFill, "0", kFrameStroke};
                     }
                     const std::int64_t flat = r * e.input.cols + c;
@@ -261,12 +263,11 @@ std::vector<GridPanel> grid_panels(const Explanation& e) {
                     return {"cell input", kInputFill, input_labels[flat], kCellStroke};
                   }};
   GridPanel kernel{"Kernel " + size_text(e.kernel, e.spatial_rank),
-                   "", e.kernel.rows, e.kernel.cols, {}, {},
+                   "tap values", e.kernel.rows, e.kernel.cols, {}, {},
                    [&e](std::int64_t r, std::int64_t c) -> CellLook {
                      return {"cell kernel", kKernelFill,
                              format_value(e.kernel.values[static_cast<std::size_t>(r * e.kernel.cols + c)]), kCellStroke};
                    }};
-  kernel.caption = "tap values";
   GridPanel output{"Output " + size_text(e.output, e.spatial_rank),
                    std::string(transposed ? "orange: reached by the highlighted input cell"
                                           : "orange: cells that read the highlighted input cell") +
@@ -276,7 +277,7 @@ std::vector<GridPanel> grid_panels(const Explanation& e) {
                      const WindowCell* reached = window_at(e, r, c);
                      const std::string tap_note =
                          reached ? "\u00d7" + format_value(e.kernel.values[static_cast<std::size_t>(reached->tap)]) : "";
-                     if (r < 0 || r >= e.output.rows || c < 0 || c >= e.output.cols) {
+                     if (!e.output.contains(r, c)) {
                        return {reached ? "cell cropped reached" : "cell cropped", kFrameFill, "",
                                reached ? kReachedFrameStroke : kFrameStroke, tap_note};
                      }
@@ -289,9 +290,7 @@ std::vector<GridPanel> grid_panels(const Explanation& e) {
                              output_labels[static_cast<std::size_t>(r * e.output.cols + c)],
                              reached ? kReachedStroke : kCellStroke, tap_note};
                    }};
-  if (e.output.row_frame.before + e.output.row_frame.after + e.output.col_frame.before + e.output.col_frame.after > 0) {
-    output.caption += "; dashed: cropped by padding";
-  }
+  if (e.output.has_frame()) output.caption += "; dashed: cropped by padding";
   if (e.output_padding_rows + e.output_padding_cols > 0) output.caption += "; yellow: added by output_padding";
   GridPanel overlap{"Overlap: kernel taps per output cell", "", e.output.rows, e.output.cols, {}, {},
                     [&e, max_overlap](std::int64_t r, std::int64_t c) -> CellLook {
@@ -417,8 +416,7 @@ std::string explanation_svg(const Explanation& e) {
     x += panel_width(p, cell) + kGap;
     row_height = std::max(row_height, panel_height(p, cell));
   }
-  std::int64_t max_overlap = 0;
-  for (auto n : e.overlap) max_overlap = std::max(max_overlap, n);
+  const std::int64_t max_overlap = largest_overlap(e);
   draw_heat_legend(svg, legend_x, y + kTitleHeight + 10, max_overlap);
   width = std::max({width, x, legend_x + 90});
   row_height = std::max(row_height, kTitleHeight + 30 + 20.0 * static_cast<double>(std::min<std::int64_t>(max_overlap, 9) + 1));

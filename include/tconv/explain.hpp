@@ -50,6 +50,8 @@ struct ExplainGrid {
   Margin col_frame;
 
   std::int64_t cells() const { return rows * cols; }
+  bool contains(std::int64_t row, std::int64_t col) const { return row >= 0 && row < rows && col >= 0 && col < cols; }
+  bool has_frame() const { return row_frame.before + row_frame.after + col_frame.before + col_frame.after > 0; }
 };
 
 // Where one kernel tap carries the highlighted input cell, in output

@@ -205,6 +205,7 @@ def test_values_are_what_tconv_conv_returns():
     (dict(input_shape=(5, 5), input=np.zeros((4, 4), np.float32), kernel_shape=(3, 3)), "one channel of size 5x5"),
     (dict(input=np.zeros((2, 3, 4, 4), np.float32), kernel_shape=(3, 3)), "not one channel"),
     (dict(input_shape=(4, 4)), "kernel_size is missing"),
+    (dict(input_shape=(48, 48), kernel_shape=(1, 1)), "small convolutions"),
 ])
 def test_bad_requests_are_refused_with_a_message(bad, message):
     with pytest.raises(ValueError, match=message):
