@@ -1,0 +1,265 @@
+"""Benchmark driver: tconv against every CPU peer on one suite, in one run.
+
+Run by Debian's /usr/bin/python3 (it has PyTorch 1.13, used as the reference
+output); bench/run.sh builds tconv_bench first. Builds and installs nothing.
+
+Each round runs every implementation in turn (round 1: all of them, round 2:
+all of them again, ...), each in its own process, and every implementation
+keeps, per case, its best time over all rounds. The FMA peak is measured in the
+same rounds. Round 1 also checks every peer's output against PyTorch's (or,
+for the C++ peers, against tconv's, inside tconv_bench).
+"""
+import argparse
+import datetime
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+import peers  # noqa: E402  (suite reading and the shared data)
+
+PIP_HINT = "python3 -m pip install onnxruntime openvino onnx  (into the pyenv python3 first on PATH)"
+
+
+def sh(argv, env):
+    p = subprocess.run(argv, capture_output=True, text=True, env=env)
+    if p.returncode != 0:
+        raise RuntimeError("%s failed (%d): %s" % (" ".join(argv), p.returncode, p.stderr.strip()[-500:]))
+    return p.stdout
+
+
+def probe(python, code):
+    try:
+        p = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=120)
+        return p.stdout.strip() if p.returncode == 0 else None
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+
+
+def backends(bench_bin, env):
+    """(label, argv or None, note) for every implementation, tconv first."""
+    out, missing = [], []
+    built = sh([bench_bin, "--impl", "list"], env).split() if os.path.exists(bench_bin) else []
+    for label, how in [("tconv", "bash bench/run.sh builds it"),
+                       ("onednn_blocked", "apt-get install libdnnl-dev, then rerun bench/run.sh"),
+                       ("onednn_nchw", "apt-get install libdnnl-dev, then rerun bench/run.sh"),
+                       ("xnnpack", "apt-get install libxnnpack-dev libpthreadpool0, then rerun bench/run.sh")]:
+        if label in built:
+            out.append((label, [bench_bin, "--impl", label]))
+        else:
+            out.append((label, None))
+            missing.append("%s: not built (%s)" % (label, how))
+    peers_py = os.path.join(HERE, "peers.py")
+    v = probe("/usr/bin/python3", "import torch; print(torch.__version__)")
+    if v:
+        out.append(("torch_%s" % ".".join(v.split(".")[:2]), ["/usr/bin/python3", peers_py, "--impl", "torch"]))
+    else:
+        out.append(("torch_1.13", None))
+        missing.append("torch_1.13: /usr/bin/python3 cannot import torch (apt-get install python3-torch)")
+    py = shutil.which("python3") or "python3"
+    py_real = os.path.realpath(probe(py, "import sys; print(sys.executable)") or py)
+    other = py_real != os.path.realpath("/usr/bin/python3")
+    v2 = probe(py, "import torch; print(torch.__version__)") if other else None
+    if v2 and int(v2.split(".")[0]) >= 2:
+        out.append(("torch_%s" % ".".join(v2.split(".")[:2]), [py, peers_py, "--impl", "torch"]))
+    else:
+        out.append(("torch_2.x", None))
+        missing.append("torch_2.x: not installed in %s (optional; python3 -m pip install torch)" % py)
+    for label in ["onnxruntime", "openvino"]:
+        if probe(py, "import %s, onnx" % label) is not None:
+            out.append((label, [py, peers_py, "--impl", label]))
+        else:
+            out.append((label, None))
+            missing.append("%s: %s cannot import it; install with: %s" % (label, py, PIP_HINT))
+    return out, missing
+
+
+def write_references(cases, verify_dir):
+    """PyTorch's output for every case, on peers.make_data's data."""
+    import torch
+    import torch.nn.functional as F
+    torch.set_num_threads(2)
+    fns = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
+    for i, c in enumerate(cases):
+        x, w, b = peers.make_data(c, i)
+        with torch.no_grad():
+            y = fns[c["dims"]](torch.from_numpy(x).double(), torch.from_numpy(w).double(),
+                               torch.from_numpy(b).double(), stride=c["s"], padding=c["p"],
+                               output_padding=c["op"], groups=c["g"], dilation=c["d"])
+        np.savez(os.path.join(verify_dir, c["name"] + ".npz"), y=y.float().numpy())
+
+
+def flops(c):
+    return 2.0 * c["n"] * c["cin"] * (c["cout"] // c["g"]) * c["k"] ** c["dims"] * math.prod(c["spatial"])
+
+
+def bytes_moved(c):
+    w = c["cin"] * (c["cout"] // c["g"]) * c["k"] ** c["dims"]
+    return 4.0 * (c["n"] * c["cin"] * math.prod(c["spatial"]) + w + math.prod(peers.out_shape(c)))
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--suite", default=os.path.join(ROOT, "../shared/bench/suite_public.txt"))
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--budget", type=float, default=0.3, help="seconds of timed runs per case per round")
+    ap.add_argument("--max-iters", type=int, default=20)
+    ap.add_argument("--min-iters", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--build-dir", default=os.path.join(ROOT, "build-bench"))
+    ap.add_argument("--only", help="comma-separated implementations to run (tconv always runs)")
+    ap.add_argument("--output", default=os.path.join(HERE, "latest.md"), help="markdown copy of the table")
+    args = ap.parse_args()
+
+    cases = peers.read_suite(args.suite)
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), OMP_PROC_BIND="false")
+    bench_bin = os.path.join(args.build_dir, "bench", "tconv_bench")
+    impls, missing = backends(bench_bin, env)
+    if args.only:
+        keep = set(args.only.split(",")) | {"tconv"}
+        impls = [(l, a) for l, a in impls if l in keep]
+    common = ["--suite", args.suite, "--budget", str(args.budget), "--max-iters", str(args.max_iters),
+              "--min-iters", str(args.min_iters), "--threads", str(args.threads), "--json"]
+    verify_dir = tempfile.mkdtemp(prefix="tconv_bench_ref_")
+    write_references(cases, verify_dir)
+
+    best = {l: {} for l, _ in impls}      # label -> case -> seconds
+    info = {l: {} for l, _ in impls}      # label -> case -> last result dict
+    errs = {l: {} for l, _ in impls}      # label -> case -> max abs error of round 1
+    failures = {}
+    peak = 0.0
+    peak_isa = "?"
+    for rnd in range(args.rounds):
+        p = json.loads(sh([bench_bin, "--impl", "peak", "--threads", str(args.threads), "--json"], env))
+        peak, peak_isa = max(peak, p["gflops"]), p["isa"]
+        for label, argv in impls:
+            if argv is None:
+                continue
+            extra = []
+            if rnd == 0:
+                extra = ["--verify"] if argv[0] == bench_bin else ["--verify-dir", verify_dir]
+            print("round %d/%d: %s" % (rnd + 1, args.rounds, label), file=sys.stderr, flush=True)
+            try:
+                res = json.loads(sh(argv + common + extra, env))
+            except (RuntimeError, ValueError) as e:
+                failures[label] = str(e)
+                continue
+            if not res.get("available", False):
+                failures[label] = res.get("why", "not available")
+                continue
+            for r in res["cases"]:
+                info[label][r["name"]] = r
+                if r["seconds"] > 0:
+                    best[label][r["name"]] = min(best[label].get(r["name"], 1e30), r["seconds"])
+                if rnd == 0 and r["max_abs_err"] >= 0:
+                    errs[label][r["name"]] = r["max_abs_err"]
+    shutil.rmtree(verify_dir, ignore_errors=True)
+
+    labels = [l for l, _ in impls]
+    peer_labels = [l for l in labels if l != "tconv"]
+    lines = []
+    now = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    lines.append("tconv benchmark, %s" % now)
+    lines.append("CPU: %s; %d threads; float32 NCHW; %d rounds interleaved, best per case; suite %s"
+                 % (cpu_model(), args.threads, args.rounds, os.path.relpath(args.suite, ROOT)))
+    lines.append("FMA peak measured in this run (%s, %d threads): %.1f GFLOP/s" % (peak_isa, args.threads, peak))
+    lines.append("")
+    lines.append("GFLOP/s (useful work: 2*N*Cin*(Cout/g)*prod(k)*prod(input spatial)); '-' = peer does not run this case")
+    lines.append("")
+    head = ["case"] + labels + ["best peer", "tconv/best", "tconv %peak"]
+    lines.append("| " + " | ".join(head) + " |")
+    lines.append("|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|")
+    ratios = []
+    for c in cases:
+        n = c["name"]
+        gf = {l: flops(c) / best[l][n] * 1e-9 for l in labels if n in best[l]}
+        row = [n] + [("%.1f" % gf[l]) if l in gf else "-" for l in labels]
+        peers_here = [l for l in peer_labels if l in gf]
+        if peers_here and "tconv" in gf:
+            bp = max(peers_here, key=lambda l: gf[l])
+            ratio = gf["tconv"] / gf[bp]
+            ratios.append(ratio)
+            row += [bp, "%.2f" % ratio]
+        else:
+            row += ["-", "-"]
+        row.append("%.1f%%" % (100 * gf["tconv"] / peak) if "tconv" in gf and peak > 0 else "-")
+        lines.append("| " + " | ".join(row) + " |")
+    if ratios:
+        geo = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
+        lines.append("")
+        lines.append("Geometric mean of tconv/best-peer over %d cases: %.2f (cases where tconv is slower: %d)"
+                     % (len(ratios), geo, sum(r < 1 for r in ratios)))
+    dw = [c for c in cases if c["g"] > 1 and c["g"] == c["cin"]]
+    for c in dw:
+        n = c["name"]
+        parts = ["%s %.1f" % (l, bytes_moved(c) / best[l][n] * 1e-9) for l in labels if n in best[l]]
+        lines.append("")
+        lines.append("Depthwise %s, GB/s (input + weight + output once, %.2f MB): %s"
+                     % (n, bytes_moved(c) / 1e6, ", ".join(parts)))
+    lines.append("")
+    lines.append("tconv's choice per case, and what the oneDNN variants chose:")
+    lines.append("")
+    dnnl = [l for l in labels if l.startswith("onednn")]
+    head = ["case", "tconv implementation", "tconv workspace bytes", "tconv ms"] + ["%s impl" % l for l in dnnl]
+    lines.append("| " + " | ".join(head) + " |")
+    lines.append("|" + "|".join(["---", "---", "---:", "---:"] + ["---"] * len(dnnl)) + "|")
+    for c in cases:
+        n = c["name"]
+        t = info.get("tconv", {}).get(n, {})
+        row = [n, t.get("detail", "-") or "-", str(t.get("workspace_bytes", "-")),
+               "%.3f" % (best["tconv"][n] * 1e3) if n in best.get("tconv", {}) else "-"]
+        for l in dnnl:
+            r = info[l].get(n, {})
+            row.append((r.get("detail") or "-") + (" (not timed)" if r.get("skipped") else ""))
+        lines.append("| " + " | ".join(row) + " |")
+    lines.append("")
+    lines.append("Correctness (round 1, max abs difference over all cases; C++ peers vs tconv, Python peers vs "
+                 "PyTorch in float64):")
+    for l in peer_labels:
+        if errs.get(l):
+            worst = max(errs[l].items(), key=lambda kv: kv[1])
+            lines.append("- %s: %.2g on %d cases (worst %s)" % (l, worst[1], len(errs[l]), worst[0]))
+    skipped = {}
+    for l in labels:
+        for n, r in info[l].items():
+            if r.get("skipped"):
+                skipped.setdefault((l, r["skipped"]), []).append(n)
+    if skipped or missing or failures:
+        lines.append("")
+        lines.append("Not measured:")
+        for (l, why), names in skipped.items():
+            lines.append("- %s on %s: %s" % (l, ", ".join(names), why))
+        for m in missing:
+            lines.append("- " + m)
+        for l, why in failures.items():
+            lines.append("- %s failed: %s" % (l, why))
+    text = "\n".join(lines)
+    print(text)
+    if args.output:
+        with open(args.output, "w") as f:
+            f.write("# Latest benchmark run\n\nProduced by `bash bench/run.sh`.\n\n")
+            f.write(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
