@@ -11,23 +11,15 @@ tconv.conv takes), the cells show their values and `e.output` is what
 tconv.conv / tconv.conv_transpose return for them.
 """
 
-import numbers
-
 import numpy as np
 
 # Imported at the end of tconv/__init__.py, once these helpers exist.
-from . import _array, _params, _tconv
+from . import _array, _params, _spatial, _tconv
 
 
 def _shape(name, value):
-    if value is None:
-        return []
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-        return [int(value)]
-    if isinstance(value, (tuple, list)) and all(isinstance(v, numbers.Integral) and not isinstance(v, bool)
-                                               for v in value):
-        return [int(v) for v in value]
-    raise TypeError(f"{name} must be an int or a tuple of ints, got {value!r}")
+    """An optional size or cell: [] when left out, else as tconv's spatial parameters are read."""
+    return [] if value is None else _spatial(name, value)
 
 
 class Explanation:

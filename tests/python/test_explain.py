@@ -298,3 +298,10 @@ def test_cli_values_are_what_tconv_run_writes(tmp_path, op, flags):
         assert len(labels) == 1
         shown[position(rect)] = float(labels[0])
     np.testing.assert_array_equal(shown, y)
+
+
+def test_wrong_types_raise_type_error():
+    with pytest.raises(TypeError, match="input_shape"):
+        tconv.explain("conv", (4, "a"), (3, 3))
+    with pytest.raises(TypeError, match="weight must be float32 or float64"):
+        tconv.explain("conv", (4, 4), weight=np.ones((3, 3), dtype=np.int64))
