@@ -28,53 +28,11 @@ void micro_kernel(std::int64_t k_count, const float* a, const float* b, float* c
     for (int v = 0; v < NV; ++v) Isa::store(c + m * kNr + v * Isa::kLanes, acc[m][v]);
 }
 
-// One run of lanes that reads consecutive input elements: lane l reads plane[base + l]
-// (lanes == 0: the vector is all zero).
+// One run of lanes that reads consecutive input elements: lane l reads plane[base + l].
 struct Load {
   std::int64_t base;
   std::uint32_t lanes;
 };
-
-// The same product with B read straight from the input: row k = c * n_taps + e
-// of B is, for vector v, the single run loads[e * loads_stride + v] of channel c.
-using DirectMicroKernel = void (*)(std::int64_t channels, std::int64_t n_taps, const float* a, const float* src,
-                                   std::int64_t in_plane, const Load* loads, std::int64_t loads_stride, float* c);
-
-template <class Isa, int MR, int NV>
-void direct_micro_kernel(std::int64_t channels, std::int64_t n_taps, const float* a, const float* src,
-                         std::int64_t in_plane, const Load* loads, std::int64_t loads_stride, float* c) {
-  using V = typename Isa::V;
-  constexpr int kNr = NV * Isa::kLanes;
-  V acc[MR][NV];
-  for (int m = 0; m < MR; ++m)
-    for (int v = 0; v < NV; ++v) acc[m][v] = Isa::zero();
-  for (std::int64_t ch = 0; ch < channels; ++ch) {
-    const float* plane = src + ch * in_plane;
-    for (std::int64_t e = 0; e < n_taps; ++e, a += Isa::kMaxMr) {
-      V bv[NV];
-      const Load* row = loads + e * loads_stride;
-      for (int v = 0; v < NV; ++v) bv[v] = Isa::masked_load(Isa::zero(), row[v].lanes, plane + row[v].base);
-      for (int m = 0; m < MR; ++m) {
-        const V av = Isa::broadcast(a + m);
-        for (int v = 0; v < NV; ++v) acc[m][v] = Isa::fmadd(av, bv[v], acc[m][v]);
-      }
-    }
-  }
-  for (int m = 0; m < MR; ++m)
-    for (int v = 0; v < NV; ++v) Isa::store(c + m * kNr + v * Isa::kLanes, acc[m][v]);
-}
-
-template <class Isa, int NV, std::size_t... Rows>
-constexpr std::array<DirectMicroKernel, sizeof...(Rows)> direct_micro_kernels_for(std::index_sequence<Rows...>) {
-  return {&direct_micro_kernel<Isa, static_cast<int>(Rows) + 1, NV>...};
-}
-
-template <class Isa>
-DirectMicroKernel direct_micro_kernel_for(int rows, int nv) {
-  static constexpr auto two = direct_micro_kernels_for<Isa, 2>(std::make_index_sequence<Isa::kMaxAccumulators / 2>());
-  static constexpr auto four = direct_micro_kernels_for<Isa, 4>(std::make_index_sequence<Isa::kMaxAccumulators / 4>());
-  return nv == 4 ? four[static_cast<std::size_t>(rows - 1)] : two[static_cast<std::size_t>(rows - 1)];
-}
 
 template <class Isa, int NV, std::size_t... Rows>
 constexpr std::array<MicroKernel, sizeof...(Rows)> micro_kernels_for(std::index_sequence<Rows...>) {
@@ -157,7 +115,6 @@ class PhaseGemmKernel final : public PreparedKernel {
     std::int64_t* in_offset;   // per tap and column: src offset of the group's channel 0, -1 outside
     Load* runs;                // per tap and vector: up to kLanes runs
     int* run_count;            // per tap and vector
-    Load* single_run;          // per tap and vector, when every count is at most 1
   };
   struct Scratch {
     std::array<Slot, 2> slot;  // phases written together (see phases_per_write)
@@ -166,11 +123,10 @@ class PhaseGemmKernel final : public PreparedKernel {
     int* write_count;          // per vector: contiguous outputs from write_base
   };
   static constexpr int kPositionFields = 1 + kMaxSpatial;
-  static constexpr int kSlotParts = 7;
-  // A phase whose B is ready for the micro-kernels.
+  static constexpr int kSlotParts = 6;
+  // A phase whose B is packed for the micro-kernels.
   struct PreparedPhase {
-    bool direct;  // B read from the input (single runs) rather than from the packed panel
-    std::int64_t k_count, n_taps;
+    std::int64_t k_count;
     const float* a_group;  // packed A of this phase and group
   };
 
@@ -191,8 +147,7 @@ class PhaseGemmKernel final : public PreparedKernel {
             aligned(columns * sizeof(std::int64_t)),
             aligned(taps * columns * sizeof(std::int64_t)),
             aligned(taps * vectors * Isa::kLanes * sizeof(Load)),
-            aligned(taps * vectors * sizeof(int)),
-            aligned(taps * vectors * sizeof(Load))};
+            aligned(taps * vectors * sizeof(int))};
   }
 
   std::array<std::size_t, 3> shared_parts(std::int64_t sub_panels) const {
@@ -225,7 +180,6 @@ class PhaseGemmKernel final : public PreparedKernel {
       slot.in_offset = reinterpret_cast<std::int64_t*>(take(parts[3]));
       slot.runs = reinterpret_cast<Load*>(take(parts[4]));
       slot.run_count = reinterpret_cast<int*>(take(parts[5]));
-      slot.single_run = reinterpret_cast<Load*>(take(parts[6]));
     }
     const auto shared = shared_parts(sub_panels);
     s.position = reinterpret_cast<std::int64_t*>(take(shared[0]));
@@ -240,8 +194,8 @@ class PhaseGemmKernel final : public PreparedKernel {
     for (int d = 0; d < kMaxSpatial; ++d) {
       b.grid[d] = pp_.kind == ConvKind::conv ? g.small_size[d] : (g.big_size[d] + g.stride[d] - 1) / g.stride[d];
     }
-    // Rows padded to whole vectors keep each vector inside one input row, so it
-    // is one masked load and B needs no packing; worth it while padding wastes little.
+    // Rows padded to whole vectors keep each vector inside one output row, so its
+    // results are stored as whole vectors; worth it while padding wastes little.
     const std::int64_t padded_row = (b.grid[2] + Isa::kLanes - 1) / Isa::kLanes * Isa::kLanes;
     if (b.grid[1] * b.grid[0] > 1 && padded_row * 3 <= b.grid[2] * 4) b.grid[2] = padded_row;
     for (int d = 0; d < kMaxSpatial; ++d) b.columns *= b.grid[d];
@@ -269,7 +223,8 @@ class PhaseGemmKernel final : public PreparedKernel {
     }
   }
 
-  // Offsets, load runs and (unless every vector is one run) the packed B of one phase.
+  // Offsets, load runs and the packed B of one phase. (Reading B straight from
+  // the input instead was measured slower: its rows are a channel plane apart.)
   PreparedPhase prepare_phase(const Geometry& g, const Phase& phase, const WorkItem& item, const float* src,
                               const Slot& slot, const Scratch& scratch) const {
     const auto axes = axes_of(g, phase);
@@ -311,7 +266,6 @@ class PhaseGemmKernel final : public PreparedKernel {
     }
 
     // Runs of consecutive input elements per (tap, vector): one masked load each.
-    bool single = true;
     for (std::int64_t e = 0; e < n_taps; ++e)
       for (std::int64_t v = 0; v < vectors; ++v) {
         Load* runs = slot.runs + (e * vectors + v) * Isa::kLanes;
@@ -326,13 +280,10 @@ class PhaseGemmKernel final : public PreparedKernel {
             runs[count++] = {offsets[lane] - lane, 1u << lane};
           }
         }
-        slot.single_run[e * vectors + v] = count == 1 ? runs[0] : Load{0, 0};
-        single = single && count <= 1;
       }
 
-    // B as sub-panels [K][NR], row k = c * n_taps + e, unless every vector is one run:
-    // then the micro-kernel reads the input directly.
-    if (!single) {
+    // B as sub-panels [K][NR], row k = c * n_taps + e.
+    {
       for (std::int64_t v = 0; v < vectors; ++v) {
         float* column_block = slot.panel + (v / pp_.nv) * k_count * nr_ + (v % pp_.nv) * Isa::kLanes;
         for (std::int64_t e = 0; e < n_taps; ++e) {
@@ -348,7 +299,7 @@ class PhaseGemmKernel final : public PreparedKernel {
       }
     }
     const float* a_group = pp_.packed_a.data() + phase.packed_offset + item.group * pp_.m_blocks() * k_count * pp_.max_mr;
-    return {single, k_count, n_taps, a_group};
+    return {k_count, a_group};
   }
 
   // Per vector: can its outputs (of all `phases` slots) be stored as one
@@ -373,26 +324,16 @@ class PhaseGemmKernel final : public PreparedKernel {
 
   // Multiplies the prepared phases for output-channel block mb and sub-panel s and stores the results.
   void multiply_and_write(const std::array<PreparedPhase, 2>& phases, int count, std::int64_t mb, std::int64_t s,
-                          const WorkItem& item, const Geometry& g, const float* src, float* dst,
-                          const Scratch& scratch) const {
-    const bool transposed = pp_.kind == ConvKind::conv_transpose;
-    const Dims& in_size = transposed ? g.small_size : g.big_size;
-    const Dims& out_size = transposed ? g.big_size : g.small_size;
-    const std::int64_t in_plane = in_size[0] * in_size[1] * in_size[2];
+                          const WorkItem& item, const Geometry& g, float* dst, const Scratch& scratch) const {
+    const Dims& out_size = pp_.kind == ConvKind::conv_transpose ? g.big_size : g.small_size;
     const std::int64_t out_plane = out_size[0] * out_size[1] * out_size[2];
     const std::int64_t nr_ = nr();
-    const std::int64_t vectors = (item.columns + nr_ - 1) / nr_ * pp_.nv;
     const int rows = static_cast<int>(std::min<std::int64_t>(pp_.mr, pp_.m_per_group - mb * pp_.mr));
     for (int q = 0; q < count; ++q) {
       const PreparedPhase& p = phases[static_cast<std::size_t>(q)];
       const Slot& slot = scratch.slot[static_cast<std::size_t>(q)];
       const float* a_block = p.a_group + mb * p.k_count * pp_.max_mr;
-      if (p.direct) {
-        direct_micro_kernel_for<Isa>(rows, pp_.nv)(pp_.c_per_group, p.n_taps, a_block, src, in_plane,
-                                                   slot.single_run + s * pp_.nv, vectors, slot.tile);
-      } else {
-        micro_kernel_for<Isa>(rows, pp_.nv)(p.k_count, a_block, slot.panel + s * p.k_count * nr_, slot.tile);
-      }
+      micro_kernel_for<Isa>(rows, pp_.nv)(p.k_count, a_block, slot.panel + s * p.k_count * nr_, slot.tile);
     }
     for (int m = 0; m < rows; ++m) {
       const std::int64_t channel = mb * pp_.mr + m;
@@ -435,7 +376,7 @@ class PhaseGemmKernel final : public PreparedKernel {
     const std::int64_t subs = (item.columns + nr() - 1) / nr();
     plan_writes(count, subs * pp_.nv, scratch);
     for (std::int64_t mb = item.first_m_block; mb < item.end_m_block; ++mb)
-      for (std::int64_t s = 0; s < subs; ++s) multiply_and_write(prepared, count, mb, s, item, g, src, dst, scratch);
+      for (std::int64_t s = 0; s < subs; ++s) multiply_and_write(prepared, count, mb, s, item, g, dst, scratch);
   }
 
   PackedProblem pp_;
