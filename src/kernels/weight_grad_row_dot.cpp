@@ -1,11 +1,13 @@
-// Blocked weight-gradient family: portable C++, any geometry, float32 and float64.
+// Row-dot weight-gradient family: portable C++, any geometry, float32 and
+// float64; the fallback for groups too narrow to fill the blocked family's
+// vectors (depthwise and other few-channel groups).
 //
 // Math and layout: weight_grad.hpp. One work item is one (small channel cs,
 // tap t) pair; it owns dw[cs, :, t], so threads never share an output element
 // and the bits do not depend on the thread count. Inside an item, big channels
 // go in blocks of kBlock so that each small row is loaded once per block; only
 // the small positions whose tap lands inside the big extent are visited
-// (tap_range). Each row's dot products are formed in T (vectorizable) and the
+// (tap_range). Each row's dot products are formed in T and the
 // rows are added up in double, which keeps float32 sums over large batches
 // and images accurate.
 #include <algorithm>
@@ -102,6 +104,6 @@ void run(const Geometry& g, DType dtype, const void* small, const void* big, voi
 
 }  // namespace
 
-extern const WeightGradFamily kBlockedWeightGradFamily{"blocked", "portable C++", always, accepts_all, run};
+extern const WeightGradFamily kRowDotWeightGradFamily{"row_dot", "portable C++", always, accepts_all, run};
 
 }  // namespace tconv::detail

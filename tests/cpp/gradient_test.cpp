@@ -32,14 +32,14 @@ struct RandomConv {
 };
 
 // A valid problem with odd sizes, groups and every parameter drawn at random.
-RandomConv random_conv(std::mt19937& rng, std::int64_t max_batch) {
+RandomConv random_conv(std::mt19937& rng, std::int64_t max_batch, std::int64_t max_per_group) {
   auto pick = [&rng](std::int64_t lo, std::int64_t hi) { return std::uniform_int_distribution<std::int64_t>(lo, hi)(rng); };
   while (true) {
     RandomConv p;
     p.kind = pick(0, 1) ? ConvKind::conv : ConvKind::conv_transpose;
     const int rank = static_cast<int>(pick(1, 3));
     const std::int64_t groups = pick(1, 3);
-    const std::int64_t in_per_group = pick(1, 5), out_per_group = pick(1, 6);
+    const std::int64_t in_per_group = pick(1, max_per_group), out_per_group = pick(1, max_per_group);
     std::vector<std::int64_t> stride, padding, output_padding, dilation;
     p.input_shape = {pick(0, max_batch), groups * in_per_group};
     p.weight_shape = {groups * (p.kind == ConvKind::conv ? out_per_group : in_per_group),
@@ -75,35 +75,59 @@ Tensor random_tensor(std::mt19937& rng, const Shape& shape) {
 }
 
 template <typename T>
-void check_blocked_against_reference(std::uint32_t seed) {
+void check_against_reference(const detail::WeightGradFamily& family, std::uint32_t seed) {
   std::mt19937 rng(seed);
-  const detail::WeightGradFamily& blocked = detail::weight_grad_families().at(0);
-  ASSERT_STREQ(blocked.name, "blocked");
-  for (int trial = 0; trial < 60; ++trial) {
-    const RandomConv p = random_conv(rng, 3);
+  int checked = 0;
+  while (checked < 60) {
+    // Up to 20 channels per group, so that the blocked family's vectors fill
+    // both fully and partly.
+    const RandomConv p = random_conv(rng, 3, 20);
     const detail::Geometry& g = p.geometry;
+    if (!family.rejects(g, dtype_of<T>()).empty()) continue;
+    ++checked;
     const Tensor small = random_tensor<T>(rng, {g.batch, g.small_channels, g.small_spatial()});
     const Tensor big = random_tensor<T>(rng, {g.batch, g.big_channels, g.big_spatial()});
     Tensor expected = random_tensor<T>(rng, p.weight_shape);  // garbage: the contract overwrites it all
     Tensor one_thread = random_tensor<T>(rng, p.weight_shape);
     Tensor two_threads = random_tensor<T>(rng, p.weight_shape);
     detail::weight_grad_reference(g, dtype_of<T>(), small.data(), big.data(), expected.data());
-    blocked.run(g, dtype_of<T>(), small.data(), big.data(), one_thread.data(), 1);
-    blocked.run(g, dtype_of<T>(), small.data(), big.data(), two_threads.data(), 2);
+    family.run(g, dtype_of<T>(), small.data(), big.data(), one_thread.data(), 1);
+    family.run(g, dtype_of<T>(), small.data(), big.data(), two_threads.data(), 2);
 
     ASSERT_EQ(0, std::memcmp(one_thread.data(), two_threads.data(), sizeof(T) * one_thread.numel()))
-        << "1 and 2 threads differ for " << p.describe();
+        << family.name << ": 1 and 2 threads differ for " << p.describe();
     const double tolerance = std::is_same_v<T, float> ? 1e-5 : 1e-13;
     for (std::int64_t k = 0; k < expected.numel(); ++k) {
       const double e = expected.data_as<T>()[k];
       ASSERT_NEAR(one_thread.data_as<T>()[k], e, tolerance * std::max(1.0, std::abs(e)))
-          << "dw element " << k << " of " << p.describe();
+          << family.name << ": dw element " << k << " of " << p.describe();
     }
   }
 }
 
-TEST(WeightGradKernel, BlockedMatchesReferenceTwinFloat32) { check_blocked_against_reference<float>(7); }
-TEST(WeightGradKernel, BlockedMatchesReferenceTwinFloat64) { check_blocked_against_reference<double>(8); }
+TEST(WeightGradKernel, EveryFamilyMatchesTheReferenceTwin) {
+  std::uint32_t seed = 7;
+  for (const auto& family : detail::weight_grad_families()) {
+    if (!family.cpu_supports()) continue;
+    SCOPED_TRACE(family.name);
+    check_against_reference<float>(family, seed++);
+    check_against_reference<double>(family, seed++);
+  }
+}
+
+TEST(WeightGradKernel, NarrowGroupsGoToTheRowDotFamily) {
+  const auto& families = detail::weight_grad_families();
+  ASSERT_EQ(families.size(), 2u);
+  ASSERT_STREQ(families[0].name, "blocked");
+  ASSERT_STREQ(families[1].name, "row_dot");
+  const detail::Geometry depthwise = detail::resolve_weight_geometry(ConvKind::conv, {8, 1, 3, 3}, std::nullopt, [] {
+    ConvParams p;
+    p.groups = 8;
+    return p;
+  }());
+  EXPECT_EQ(families[0].rejects(depthwise, DType::f32), "only 1 of its 8 vector lanes per group would hold a big channel");
+  EXPECT_EQ(families[1].rejects(depthwise, DType::f32), "");
+}
 
 // One sample's input gradient from the dense matrix M of the conv whose input is the big tensor.
 std::vector<double> input_gradient_from_matrix(const RandomConv& p, const Tensor& weight, const double* grad_output) {
@@ -129,7 +153,7 @@ TEST(Gradients, InputGradientIsTheConvolutionMatrixTransposeProduct) {
   std::mt19937 rng(11);
   int checked = 0;
   while (checked < 80) {
-    const RandomConv p = random_conv(rng, 2);
+    const RandomConv p = random_conv(rng, 2, 5);
     const detail::Geometry& g = p.geometry;
     // M's rows are the conv-of-big's output, which is longer
     // than the small side where output_padding reaches a whole stride (that
