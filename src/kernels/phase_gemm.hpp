@@ -18,12 +18,12 @@
 // thread in one fixed k order, so results do not depend on the thread count.
 //
 // Packed layouts (floats, 64-byte aligned):
-//   A (at creation, per group and phase): M blocks of MR rows, each [K][kMaxMr],
-//     rows past M zero. A micro-kernel for a block of MR <= kMaxMr rows reads
-//     A[k * kMaxMr + m], m < MR.
+//   A (at creation, per group and phase): M blocks of mr rows, each [K][mr],
+//     rows past M zero. A micro-kernel for a block of MR <= mr rows reads
+//     A[k * mr + m], m < MR.
 //   B (per call, per work item, in the workspace): sub-panels of NR = NV * lanes
 //     columns, each [K][NR]; columns past N zero.
-// Micro-kernel contract: acc[m][n] = sum_{k<K} A[k*kMaxMr + m] * B[k*NR + n]
+// Micro-kernel contract: acc[m][n] = sum_{k<K} A[k*mr + m] * B[k*NR + n]
 // for m < MR, n < NR, written to C[m * NR + n].
 #pragma once
 
@@ -52,11 +52,10 @@ struct Phase {
 struct PackedProblem {
   ConvKind kind;
   std::int64_t groups = 1, m_per_group = 0, c_per_group = 0;
-  int mr = 1;            // rows per M block: min(kMaxMr, M)
-  int nv = 2;            // vectors per B sub-panel
-  int max_mr = 12;       // the ISA's kMaxMr (A row stride)
+  int mr = 1;            // rows per M block (and A's row stride)
+  int nv = 2;            // vectors per B sub-panel: 2, 3 or 4
   std::vector<Phase> phases;
-  std::vector<float> packed_a;          // groups x phases x m-blocks x K x max_mr
+  std::vector<float> packed_a;          // phases x groups x m-blocks x K x mr
   std::vector<float> bias;                             // per output channel (zeros when none)
 
   std::int64_t m_blocks() const { return (m_per_group + mr - 1) / mr; }

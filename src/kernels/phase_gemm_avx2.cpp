@@ -30,12 +30,16 @@ struct Avx2 {
   static void store(float* p, V v) { _mm256_storeu_ps(p, v); }
   static V broadcast(const float* p) { return _mm256_broadcast_ss(p); }
   static V fmadd(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
-  static V masked_load(V into, std::uint32_t lanes, const float* p) {
+  // The lanes whose bit is set in `lanes`, as a vector mask.
+  static __m256i lane_mask(std::uint32_t lanes) {
     const __m256i bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
-    const __m256i selected =
-        _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32(static_cast<int>(lanes)), bit), bit);
+    return _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32(static_cast<int>(lanes)), bit), bit);
+  }
+  static V masked_load(V into, std::uint32_t lanes, const float* p) {
+    const __m256i selected = lane_mask(lanes);
     return _mm256_blendv_ps(into, _mm256_maskload_ps(p, selected), _mm256_castsi256_ps(selected));
   }
+  static void masked_store(float* p, std::uint32_t lanes, V v) { _mm256_maskstore_ps(p, lane_mask(lanes), v); }
   static V set1(float value) { return _mm256_set1_ps(value); }
   static V add(V a, V b) { return _mm256_add_ps(a, b); }
   static void store_first(float* p, V v, int count) {

@@ -38,12 +38,14 @@ struct Avx512 {
   static __mmask16 first_lanes(int count) {
     return count <= 0 ? 0 : count >= kLanes ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << count) - 1);
   }
-  static void store_first(float* p, V v, int count) { _mm512_mask_storeu_ps(p, first_lanes(count), v); }
+  static void masked_store(float* p, std::uint32_t lanes, V v) {
+    _mm512_mask_storeu_ps(p, static_cast<__mmask16>(lanes), v);
+  }
   static void store_interleaved(float* p, V even, V odd, int count) {
     const __m512i low = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
     const __m512i high = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
-    store_first(p, _mm512_permutex2var_ps(even, low, odd), count);
-    store_first(p + kLanes, _mm512_permutex2var_ps(even, high, odd), count - kLanes);
+    _mm512_mask_storeu_ps(p, first_lanes(count), _mm512_permutex2var_ps(even, low, odd));
+    _mm512_mask_storeu_ps(p + kLanes, first_lanes(count - kLanes), _mm512_permutex2var_ps(even, high, odd));
   }
 };
 

@@ -3,14 +3,14 @@
 // that ISA's target pragma, so every instantiation is private to its file.
 // The traits provide: V, kLanes, kMaxMr, kMaxAccumulators, zero, load, store,
 // broadcast, fmadd, set1, add, masked_load(into, lane bits, pointer),
-// store_first(p, v, count) (the first `count` lanes) and
+// masked_store(pointer, lane bits, v) and
 // store_interleaved(p, even, odd, count) (even[l] at p[2l], odd[l] at p[2l+1], the first `count` of those).
 
-using MicroKernel = void (*)(std::int64_t k_count, const float* a, const float* b, float* c);
+using MicroKernel = void (*)(std::int64_t k_count, const float* a, std::int64_t a_stride, const float* b, float* c);
 
-// acc[m][v] = sum_k A[k*kMaxMr + m] * B[k*NR + v*lanes ...]; stored to c[m*NR + ...].
+// acc[m][v] = sum_k A[k*a_stride + m] * B[k*NR + v*lanes ...]; stored to c[m*NR + ...].
 template <class Isa, int MR, int NV>
-void micro_kernel(std::int64_t k_count, const float* a, const float* b, float* c) {
+void micro_kernel(std::int64_t k_count, const float* a, std::int64_t a_stride, const float* b, float* c) {
   using V = typename Isa::V;
   constexpr int kNr = NV * Isa::kLanes;
   V acc[MR][NV];
@@ -20,7 +20,7 @@ void micro_kernel(std::int64_t k_count, const float* a, const float* b, float* c
     V bv[NV];
     for (int v = 0; v < NV; ++v) bv[v] = Isa::load(b + k * kNr + v * Isa::kLanes);
     for (int m = 0; m < MR; ++m) {
-      const V av = Isa::broadcast(a + k * Isa::kMaxMr + m);
+      const V av = Isa::broadcast(a + k * a_stride + m);
       for (int v = 0; v < NV; ++v) acc[m][v] = Isa::fmadd(av, bv[v], acc[m][v]);
     }
   }
@@ -43,8 +43,10 @@ constexpr std::array<MicroKernel, sizeof...(Rows)> micro_kernels_for(std::index_
 template <class Isa>
 MicroKernel micro_kernel_for(int rows, int nv) {
   static constexpr auto two = micro_kernels_for<Isa, 2>(std::make_index_sequence<Isa::kMaxAccumulators / 2>());
+  static constexpr auto three = micro_kernels_for<Isa, 3>(std::make_index_sequence<Isa::kMaxAccumulators / 3>());
   static constexpr auto four = micro_kernels_for<Isa, 4>(std::make_index_sequence<Isa::kMaxAccumulators / 4>());
-  return nv == 4 ? four[static_cast<std::size_t>(rows - 1)] : two[static_cast<std::size_t>(rows - 1)];
+  const auto row = static_cast<std::size_t>(rows - 1);
+  return nv == 4 ? four[row] : nv == 3 ? three[row] : two[row];
 }
 
 // B panels aim to stay in L2 next to the streaming A panel.
@@ -119,11 +121,12 @@ class PhaseGemmKernel final : public PreparedKernel {
   struct Scratch {
     std::array<Slot, 2> slot;  // phases written together (see phases_per_write)
     std::int64_t* position;    // per column: batch index and grid position j (kPositionFields each)
-    std::int64_t* write_base;  // per vector: dst offset of its first output, or -1: element by element
-    int* write_count;          // per vector: contiguous outputs from write_base
+    Load* write_runs;          // per vector: kMaxWriteRuns runs of outputs stored as (masked) vectors
+    int* write_count;          // per vector: runs (one phase) or outputs (two interleaved); -1: element by element
   };
   static constexpr int kPositionFields = 1 + kMaxSpatial;
   static constexpr int kSlotParts = 6;
+  static constexpr int kMaxWriteRuns = 4;
   // A phase whose B is packed for the micro-kernels.
   struct PreparedPhase {
     std::int64_t k_count;
@@ -153,7 +156,7 @@ class PhaseGemmKernel final : public PreparedKernel {
   std::array<std::size_t, 3> shared_parts(std::int64_t sub_panels) const {
     const auto columns = static_cast<std::size_t>(sub_panels * nr());
     const std::size_t vectors = static_cast<std::size_t>(sub_panels) * static_cast<std::size_t>(pp_.nv);
-    return {aligned(columns * kPositionFields * sizeof(std::int64_t)), aligned(vectors * sizeof(std::int64_t)),
+    return {aligned(columns * kPositionFields * sizeof(std::int64_t)), aligned(vectors * kMaxWriteRuns * sizeof(Load)),
             aligned(vectors * sizeof(int))};
   }
 
@@ -183,7 +186,7 @@ class PhaseGemmKernel final : public PreparedKernel {
     }
     const auto shared = shared_parts(sub_panels);
     s.position = reinterpret_cast<std::int64_t*>(take(shared[0]));
-    s.write_base = reinterpret_cast<std::int64_t*>(take(shared[1]));
+    s.write_runs = reinterpret_cast<Load*>(take(shared[1]));
     s.write_count = reinterpret_cast<int*>(take(shared[2]));
     return s;
   }
@@ -194,10 +197,10 @@ class PhaseGemmKernel final : public PreparedKernel {
     for (int d = 0; d < kMaxSpatial; ++d) {
       b.grid[d] = pp_.kind == ConvKind::conv ? g.small_size[d] : (g.big_size[d] + g.stride[d] - 1) / g.stride[d];
     }
-    // Rows padded to whole vectors keep each vector inside one output row, so its
-    // results are stored as whole vectors; worth it while padding wastes little.
+    // Interleaved phases store whole vectors only when a vector stays inside one
+    // output row: pad rows to whole vectors, while that wastes little.
     const std::int64_t padded_row = (b.grid[2] + Isa::kLanes - 1) / Isa::kLanes * Isa::kLanes;
-    if (b.grid[1] * b.grid[0] > 1 && padded_row * 3 <= b.grid[2] * 4) b.grid[2] = padded_row;
+    if (phases_per_write() == 2 && b.grid[1] * b.grid[0] > 1 && padded_row * 3 <= b.grid[2] * 4) b.grid[2] = padded_row;
     for (int d = 0; d < kMaxSpatial; ++d) b.columns *= b.grid[d];
     const std::int64_t bytes_per_sub = std::max<std::int64_t>(max_k_, 1) * nr() * static_cast<std::int64_t>(sizeof(float));
     b.sub_panels = std::clamp<std::int64_t>(kPanelBudgetBytes / bytes_per_sub, 1, kMaxSubPanels);
@@ -298,16 +301,34 @@ class PhaseGemmKernel final : public PreparedKernel {
         }
       }
     }
-    const float* a_group = pp_.packed_a.data() + phase.packed_offset + item.group * pp_.m_blocks() * k_count * pp_.max_mr;
+    const float* a_group = pp_.packed_a.data() + phase.packed_offset + item.group * pp_.m_blocks() * k_count * pp_.mr;
     return {k_count, a_group};
   }
 
-  // Per vector: can its outputs (of all `phases` slots) be stored as one
-  // contiguous run? Slot q's lane l must land at base + phases*l + q, valid lanes first.
+  // Per vector, how its results reach dst. One phase: as up to kMaxWriteRuns
+  // masked stores of consecutive outputs. Two phases: interleaved into one
+  // contiguous run (slot q's lane l at base + 2l + q, valid lanes first).
+  // Anything else: element by element.
   void plan_writes(int phases, std::int64_t vectors, const Scratch& scratch) const {
     for (std::int64_t v = 0; v < vectors; ++v) {
+      Load* runs = scratch.write_runs + v * kMaxWriteRuns;
+      int& count = scratch.write_count[v];
+      count = 0;
+      if (phases == 1) {
+        const std::int64_t* at = scratch.slot[0].out_offset + v * Isa::kLanes;
+        for (int lane = 0; lane < Isa::kLanes && count >= 0; ++lane) {
+          if (at[lane] < 0) continue;
+          if (count > 0 && lane > 0 && at[lane - 1] >= 0 && at[lane] == at[lane - 1] + 1) {
+            runs[count - 1].lanes |= 1u << lane;
+          } else if (count < kMaxWriteRuns) {
+            runs[count++] = {at[lane] - lane, 1u << lane};
+          } else {
+            count = -1;
+          }
+        }
+        continue;
+      }
       const std::int64_t base = scratch.slot[0].out_offset[v * Isa::kLanes];
-      int count = 0;
       bool contiguous = base >= 0;
       for (int lane = 0; lane < Isa::kLanes && contiguous; ++lane)
         for (int q = 0; q < phases; ++q) {
@@ -317,8 +338,8 @@ class PhaseGemmKernel final : public PreparedKernel {
           contiguous = contiguous && at == base + position && position == count;
           ++count;
         }
-      scratch.write_base[v] = contiguous ? base : -1;
-      scratch.write_count[v] = count;
+      runs[0] = {base, 0};
+      if (!contiguous) count = -1;
     }
   }
 
@@ -332,8 +353,8 @@ class PhaseGemmKernel final : public PreparedKernel {
     for (int q = 0; q < count; ++q) {
       const PreparedPhase& p = phases[static_cast<std::size_t>(q)];
       const Slot& slot = scratch.slot[static_cast<std::size_t>(q)];
-      const float* a_block = p.a_group + mb * p.k_count * pp_.max_mr;
-      micro_kernel_for<Isa>(rows, pp_.nv)(p.k_count, a_block, slot.panel + s * p.k_count * nr_, slot.tile);
+      const float* a_block = p.a_group + mb * p.k_count * pp_.mr;
+      micro_kernel_for<Isa>(rows, pp_.nv)(p.k_count, a_block, pp_.mr, slot.panel + s * p.k_count * nr_, slot.tile);
     }
     for (int m = 0; m < rows; ++m) {
       const std::int64_t channel = mb * pp_.mr + m;
@@ -343,14 +364,15 @@ class PhaseGemmKernel final : public PreparedKernel {
       for (int v = 0; v < pp_.nv; ++v) {
         const std::int64_t vector = s * pp_.nv + v;
         const std::int64_t lane0 = m * nr_ + v * Isa::kLanes;
-        if (scratch.write_base[vector] >= 0) {
+        const int writes = scratch.write_count[vector];
+        if (writes >= 0) {
+          const Load* runs = scratch.write_runs + vector * kMaxWriteRuns;
           const typename Isa::V first = Isa::add(Isa::load(scratch.slot[0].tile + lane0), bias_v);
           if (count == 1) {
-            Isa::store_first(out + scratch.write_base[vector], first, scratch.write_count[vector]);
+            for (int r = 0; r < writes; ++r) Isa::masked_store(out + runs[r].base, runs[r].lanes, first);
           } else {
-            Isa::store_interleaved(out + scratch.write_base[vector], first,
-                                   Isa::add(Isa::load(scratch.slot[1].tile + lane0), bias_v),
-                                   scratch.write_count[vector]);
+            Isa::store_interleaved(out + runs[0].base, first, Isa::add(Isa::load(scratch.slot[1].tile + lane0), bias_v),
+                                   writes);
           }
           continue;
         }

@@ -52,10 +52,21 @@ PackedProblem pack(const Geometry& g, const float* weight, const float* bias, in
   const bool transposed = g.kind == ConvKind::conv_transpose;
   pp.m_per_group = transposed ? g.big_per_group() : g.small_per_group();
   pp.c_per_group = transposed ? g.small_per_group() : g.big_per_group();
-  pp.max_mr = max_mr;
-  pp.mr = static_cast<int>(std::min<std::int64_t>(max_mr, std::max<std::int64_t>(1, pp.m_per_group)));
-  // Micro-kernels exist for 2 and 4 vectors; 4 keeps small-M tiles busy.
-  pp.nv = max_accumulators / pp.mr >= 4 ? 4 : 2;
+  // The register tile: mr output channels by nv vectors, mr * nv accumulators.
+  // Pick the shape that pads M least (then the tallest), since padded rows are
+  // multiplied for nothing.
+  pp.mr = 1;
+  pp.nv = 4;
+  std::int64_t best_padded = -1;
+  for (int nv = 2; nv <= 4; ++nv) {
+    const int mr = static_cast<int>(std::min<std::int64_t>({max_mr, max_accumulators / nv, std::max<std::int64_t>(1, pp.m_per_group)}));
+    const std::int64_t padded = (pp.m_per_group + mr - 1) / mr * mr;
+    if (best_padded < 0 || padded < best_padded || (padded == best_padded && mr > pp.mr)) {
+      best_padded = padded;
+      pp.mr = mr;
+      pp.nv = nv;
+    }
+  }
 
   if (transposed) {
     for (std::int64_t rz = 0; rz < g.stride[0]; ++rz)
@@ -68,7 +79,7 @@ PackedProblem pack(const Geometry& g, const float* weight, const float* bias, in
   std::int64_t total = 0;
   for (auto& phase : pp.phases) {
     phase.packed_offset = total;
-    total += pp.groups * pp.m_blocks() * pp.k_of(phase) * max_mr;
+    total += pp.groups * pp.m_blocks() * pp.k_of(phase) * pp.mr;
   }
   pp.packed_a.assign(static_cast<std::size_t>(total), 0.0f);
   const std::int64_t taps = g.kernel_taps();
@@ -85,7 +96,7 @@ PackedProblem pack(const Geometry& g, const float* weight, const float* bias, in
             const float w = weight[(small * g.big_per_group() + big_local) * taps + phase.taps[static_cast<std::size_t>(e)]];
             const std::int64_t block = m / pp.mr, row = m % pp.mr, k = c * n_taps + e;
             pp.packed_a[static_cast<std::size_t>(phase.packed_offset +
-                                                 ((grp * pp.m_blocks() + block) * k_count + k) * max_mr + row)] = w;
+                                                 ((grp * pp.m_blocks() + block) * k_count + k) * pp.mr + row)] = w;
           }
   }
   const std::int64_t out_channels = g.output_channels();
