@@ -53,7 +53,6 @@ struct PackedProblem {
   ConvKind kind;
   std::int64_t groups = 1, m_per_group = 0, c_per_group = 0;
   int mr = 1;            // rows per M block (and A's row stride)
-  int nv = 2;            // vectors per B sub-panel: 2, 3 or 4
   std::vector<Phase> phases;
   std::vector<float> packed_a;          // phases x groups x m-blocks x K x mr
   std::vector<float> bias;                             // per output channel (zeros when none)

@@ -67,7 +67,7 @@ class PhaseGemmKernel final : public PreparedKernel {
   }
 
   std::size_t workspace_bytes(const Geometry& g, int threads) const override {
-    return static_cast<std::size_t>(threads) * scratch_bytes(blocking(g, threads).sub_panels);
+    return static_cast<std::size_t>(threads) * scratch_bytes(blocking(g, threads));
   }
 
   // Work items are (group, block of grid columns); each runs every phase of its
@@ -76,18 +76,18 @@ class PhaseGemmKernel final : public PreparedKernel {
     const auto* src = static_cast<const float*>(src_v);
     auto* dst = static_cast<float*>(dst_v);
     const Blocking b = blocking(g, threads);
-    const std::int64_t block = b.sub_panels * nr();
+    const std::int64_t block = b.sub_panels * nr(b.nv);
     const std::int64_t blocks = (b.columns + block - 1) / block;
-    const std::size_t per_thread = scratch_bytes(b.sub_panels);
+    const std::size_t per_thread = scratch_bytes(b);
     const std::int64_t count = pp_.groups * blocks * b.m_chunks;
     const std::int64_t blocks_per_chunk = (pp_.m_blocks() + b.m_chunks - 1) / b.m_chunks;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
     for (std::int64_t it = 0; it < count; ++it) {
-      const Scratch scratch = carve(static_cast<std::byte*>(workspace) + omp_get_thread_num() * per_thread, b.sub_panels);
+      const Scratch scratch = carve(static_cast<std::byte*>(workspace) + omp_get_thread_num() * per_thread, b);
       const std::int64_t chunk = it % b.m_chunks, column_block = (it / b.m_chunks) % blocks;
       const std::int64_t first = column_block * block;
       const WorkItem item{it / (b.m_chunks * blocks), first, std::min(block, b.columns - first),
-                          chunk * blocks_per_chunk, std::min(pp_.m_blocks(), (chunk + 1) * blocks_per_chunk)};
+                          chunk * blocks_per_chunk, std::min(pp_.m_blocks(), (chunk + 1) * blocks_per_chunk), b.nv};
       decode_columns(b.grid, item, scratch);
       const int together = phases_per_write();
       for (std::size_t p = 0; p < pp_.phases.size(); p += static_cast<std::size_t>(together)) {
@@ -100,6 +100,7 @@ class PhaseGemmKernel final : public PreparedKernel {
   struct WorkItem {
     std::int64_t group, first_column, columns;
     std::int64_t first_m_block, end_m_block;
+    int nv;
   };
   // Columns index the grid batch x grid[0] x grid[1] x grid[2], the largest
   // phase's positions (rows possibly padded); a smaller phase leaves its last columns unused.
@@ -108,6 +109,7 @@ class PhaseGemmKernel final : public PreparedKernel {
     std::int64_t columns;
     std::int64_t sub_panels;
     std::int64_t m_chunks;  // output channels split this many ways when columns alone give too few items
+    int nv;                 // vectors per register tile (NR = nv * lanes columns)
   };
   // What one phase of a work item needs, in one thread's workspace.
   struct Slot {
@@ -133,7 +135,7 @@ class PhaseGemmKernel final : public PreparedKernel {
     const float* a_group;  // packed A of this phase and group
   };
 
-  std::int64_t nr() const { return static_cast<std::int64_t>(pp_.nv) * Isa::kLanes; }
+  static std::int64_t nr(int nv) { return static_cast<std::int64_t>(nv) * Isa::kLanes; }
 
   // Stride-2 transposed convolutions compute both x phases of a block before
   // writing, so the two interleave into whole output vectors.
@@ -141,40 +143,40 @@ class PhaseGemmKernel final : public PreparedKernel {
 
   static std::size_t aligned(std::size_t bytes) { return (bytes + 63) / 64 * 64; }
 
-  std::array<std::size_t, kSlotParts> slot_parts(std::int64_t sub_panels) const {
-    const auto columns = static_cast<std::size_t>(sub_panels * nr());
+  std::array<std::size_t, kSlotParts> slot_parts(std::int64_t sub_panels, int nv) const {
+    const auto columns = static_cast<std::size_t>(sub_panels * nr(nv));
     const auto taps = static_cast<std::size_t>(std::max<std::int64_t>(max_taps_, 1));
-    const std::size_t vectors = static_cast<std::size_t>(sub_panels) * static_cast<std::size_t>(pp_.nv);
+    const std::size_t vectors = static_cast<std::size_t>(sub_panels) * static_cast<std::size_t>(nv);
     return {aligned(columns * static_cast<std::size_t>(std::max<std::int64_t>(max_k_, 1)) * sizeof(float)),
-            aligned(static_cast<std::size_t>(Isa::kMaxMr) * static_cast<std::size_t>(nr()) * sizeof(float)),
+            aligned(static_cast<std::size_t>(Isa::kMaxMr) * static_cast<std::size_t>(nr(nv)) * sizeof(float)),
             aligned(columns * sizeof(std::int64_t)),
             aligned(taps * columns * sizeof(std::int64_t)),
             aligned(taps * vectors * Isa::kLanes * sizeof(Load)),
             aligned(taps * vectors * sizeof(int))};
   }
 
-  std::array<std::size_t, 3> shared_parts(std::int64_t sub_panels) const {
-    const auto columns = static_cast<std::size_t>(sub_panels * nr());
-    const std::size_t vectors = static_cast<std::size_t>(sub_panels) * static_cast<std::size_t>(pp_.nv);
+  static std::array<std::size_t, 3> shared_parts(std::int64_t sub_panels, int nv) {
+    const auto columns = static_cast<std::size_t>(sub_panels * nr(nv));
+    const std::size_t vectors = static_cast<std::size_t>(sub_panels) * static_cast<std::size_t>(nv);
     return {aligned(columns * kPositionFields * sizeof(std::int64_t)), aligned(vectors * kMaxWriteRuns * sizeof(Load)),
             aligned(vectors * sizeof(int))};
   }
 
-  std::size_t scratch_bytes(std::int64_t sub_panels) const {
+  std::size_t scratch_bytes(const Blocking& b) const {
     std::size_t total = 0;
-    for (std::size_t part : slot_parts(sub_panels)) total += part * static_cast<std::size_t>(phases_per_write());
-    for (std::size_t part : shared_parts(sub_panels)) total += part;
+    for (std::size_t part : slot_parts(b.sub_panels, b.nv)) total += part * static_cast<std::size_t>(phases_per_write());
+    for (std::size_t part : shared_parts(b.sub_panels, b.nv)) total += part;
     return total;
   }
 
-  Scratch carve(std::byte* base, std::int64_t sub_panels) const {
+  Scratch carve(std::byte* base, const Blocking& b) const {
     Scratch s{};
     auto take = [&base](std::size_t bytes) {
       std::byte* at = base;
       base += bytes;
       return at;
     };
-    const auto parts = slot_parts(sub_panels);
+    const auto parts = slot_parts(b.sub_panels, b.nv);
     for (int q = 0; q < phases_per_write(); ++q) {
       Slot& slot = s.slot[static_cast<std::size_t>(q)];
       slot.panel = reinterpret_cast<float*>(take(parts[0]));
@@ -184,7 +186,7 @@ class PhaseGemmKernel final : public PreparedKernel {
       slot.runs = reinterpret_cast<Load*>(take(parts[4]));
       slot.run_count = reinterpret_cast<int*>(take(parts[5]));
     }
-    const auto shared = shared_parts(sub_panels);
+    const auto shared = shared_parts(b.sub_panels, b.nv);
     s.position = reinterpret_cast<std::int64_t*>(take(shared[0]));
     s.write_runs = reinterpret_cast<Load*>(take(shared[1]));
     s.write_count = reinterpret_cast<int*>(take(shared[2]));
@@ -202,13 +204,23 @@ class PhaseGemmKernel final : public PreparedKernel {
     const std::int64_t padded_row = (b.grid[2] + Isa::kLanes - 1) / Isa::kLanes * Isa::kLanes;
     if (phases_per_write() == 2 && b.grid[1] * b.grid[0] > 1 && padded_row * 3 <= b.grid[2] * 4) b.grid[2] = padded_row;
     for (int d = 0; d < kMaxSpatial; ++d) b.columns *= b.grid[d];
-    const std::int64_t bytes_per_sub = std::max<std::int64_t>(max_k_, 1) * nr() * static_cast<std::int64_t>(sizeof(float));
+    // Vectors per tile: the count that pads the columns least (then the widest).
+    std::int64_t best_padded = -1;
+    for (int nv = 2; nv <= std::min(4, Isa::kMaxAccumulators / pp_.mr); ++nv) {
+      const std::int64_t padded = (b.columns + nr(nv) - 1) / nr(nv) * nr(nv);
+      if (best_padded < 0 || padded <= best_padded) {
+        best_padded = padded;
+        b.nv = nv;
+      }
+    }
+    const std::int64_t nr_ = nr(b.nv);
+    const std::int64_t bytes_per_sub = std::max<std::int64_t>(max_k_, 1) * nr_ * static_cast<std::int64_t>(sizeof(float));
     b.sub_panels = std::clamp<std::int64_t>(kPanelBudgetBytes / bytes_per_sub, 1, kMaxSubPanels);
     // Keep at least two items per thread so both cores stay busy at batch 1.
-    while (b.sub_panels > 1 && pp_.groups * ((b.columns + b.sub_panels * nr() - 1) / (b.sub_panels * nr())) < 2 * threads) {
+    while (b.sub_panels > 1 && pp_.groups * ((b.columns + b.sub_panels * nr_ - 1) / (b.sub_panels * nr_)) < 2 * threads) {
       --b.sub_panels;
     }
-    const std::int64_t items = pp_.groups * ((b.columns + b.sub_panels * nr() - 1) / (b.sub_panels * nr()));
+    const std::int64_t items = pp_.groups * ((b.columns + b.sub_panels * nr_ - 1) / (b.sub_panels * nr_));
     b.m_chunks = std::clamp<std::int64_t>((kItemsPerThread * threads + items - 1) / items, 1, pp_.m_blocks());
     return b;
   }
@@ -239,9 +251,9 @@ class PhaseGemmKernel final : public PreparedKernel {
     const std::int64_t in_channels = pp_.c_per_group * pp_.groups, out_channels = pp_.m_per_group * pp_.groups;
     const auto n_taps = static_cast<std::int64_t>(phase.taps.size());
     const std::int64_t k_count = pp_.k_of(phase);
-    const std::int64_t nr_ = nr();
+    const std::int64_t nr_ = nr(item.nv);
     const std::int64_t subs = (item.columns + nr_ - 1) / nr_;
-    const std::int64_t vectors = subs * pp_.nv;
+    const std::int64_t vectors = subs * item.nv;
     const std::int64_t padded_columns = subs * nr_;
 
     std::fill(slot.out_offset, slot.out_offset + padded_columns, -1);
@@ -288,7 +300,7 @@ class PhaseGemmKernel final : public PreparedKernel {
     // B as sub-panels [K][NR], row k = c * n_taps + e.
     {
       for (std::int64_t v = 0; v < vectors; ++v) {
-        float* column_block = slot.panel + (v / pp_.nv) * k_count * nr_ + (v % pp_.nv) * Isa::kLanes;
+        float* column_block = slot.panel + (v / item.nv) * k_count * nr_ + (v % item.nv) * Isa::kLanes;
         for (std::int64_t e = 0; e < n_taps; ++e) {
           const Load* runs = slot.runs + (e * vectors + v) * Isa::kLanes;
           const int count = slot.run_count[e * vectors + v];
@@ -348,21 +360,21 @@ class PhaseGemmKernel final : public PreparedKernel {
                           const WorkItem& item, const Geometry& g, float* dst, const Scratch& scratch) const {
     const Dims& out_size = pp_.kind == ConvKind::conv_transpose ? g.big_size : g.small_size;
     const std::int64_t out_plane = out_size[0] * out_size[1] * out_size[2];
-    const std::int64_t nr_ = nr();
+    const std::int64_t nr_ = nr(item.nv);
     const int rows = static_cast<int>(std::min<std::int64_t>(pp_.mr, pp_.m_per_group - mb * pp_.mr));
     for (int q = 0; q < count; ++q) {
       const PreparedPhase& p = phases[static_cast<std::size_t>(q)];
       const Slot& slot = scratch.slot[static_cast<std::size_t>(q)];
       const float* a_block = p.a_group + mb * p.k_count * pp_.mr;
-      micro_kernel_for<Isa>(rows, pp_.nv)(p.k_count, a_block, pp_.mr, slot.panel + s * p.k_count * nr_, slot.tile);
+      micro_kernel_for<Isa>(rows, item.nv)(p.k_count, a_block, pp_.mr, slot.panel + s * p.k_count * nr_, slot.tile);
     }
     for (int m = 0; m < rows; ++m) {
       const std::int64_t channel = mb * pp_.mr + m;
       const float bias = pp_.bias[static_cast<std::size_t>(item.group * pp_.m_per_group + channel)];
       const typename Isa::V bias_v = Isa::set1(bias);
       float* out = dst + channel * out_plane;
-      for (int v = 0; v < pp_.nv; ++v) {
-        const std::int64_t vector = s * pp_.nv + v;
+      for (int v = 0; v < item.nv; ++v) {
+        const std::int64_t vector = s * item.nv + v;
         const std::int64_t lane0 = m * nr_ + v * Isa::kLanes;
         const int writes = scratch.write_count[vector];
         if (writes >= 0) {
@@ -395,8 +407,8 @@ class PhaseGemmKernel final : public PreparedKernel {
     for (int q = 0; q < count; ++q) {
       prepared[static_cast<std::size_t>(q)] = prepare_phase(g, phases[q], item, src, scratch.slot[static_cast<std::size_t>(q)], scratch);
     }
-    const std::int64_t subs = (item.columns + nr() - 1) / nr();
-    plan_writes(count, subs * pp_.nv, scratch);
+    const std::int64_t subs = (item.columns + nr(item.nv) - 1) / nr(item.nv);
+    plan_writes(count, subs * item.nv, scratch);
     for (std::int64_t mb = item.first_m_block; mb < item.end_m_block; ++mb)
       for (std::int64_t s = 0; s < subs; ++s) multiply_and_write(prepared, count, mb, s, item, g, dst, scratch);
   }

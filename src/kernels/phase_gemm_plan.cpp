@@ -52,11 +52,10 @@ PackedProblem pack(const Geometry& g, const float* weight, const float* bias, in
   const bool transposed = g.kind == ConvKind::conv_transpose;
   pp.m_per_group = transposed ? g.big_per_group() : g.small_per_group();
   pp.c_per_group = transposed ? g.small_per_group() : g.big_per_group();
-  // The register tile: mr output channels by nv vectors, mr * nv accumulators.
-  // Pick the shape that pads M least (then the tallest), since padded rows are
-  // multiplied for nothing.
+  // The register tile is mr output channels by nv vectors (nv is chosen per
+  // input, mr * nv <= max_accumulators). Pick the mr that pads M least (then
+  // the tallest), since padded rows are multiplied for nothing.
   pp.mr = 1;
-  pp.nv = 4;
   std::int64_t best_padded = -1;
   for (int nv = 2; nv <= 4; ++nv) {
     const int mr = static_cast<int>(std::min<std::int64_t>({max_mr, max_accumulators / nv, std::max<std::int64_t>(1, pp.m_per_group)}));
@@ -64,7 +63,6 @@ PackedProblem pack(const Geometry& g, const float* weight, const float* bias, in
     if (best_padded < 0 || padded < best_padded || (padded == best_padded && mr > pp.mr)) {
       best_padded = padded;
       pp.mr = mr;
-      pp.nv = nv;
     }
   }
 
