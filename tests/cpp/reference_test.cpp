@@ -120,7 +120,14 @@ TEST(Reference, StridedViewsAreReadThroughTheirStrides) {
   std::mt19937_64 rng(3);
   const Tensor storage = testing::random_tensor(DType::f64, {2, 3, 5, 4}, rng);  // N, C, W, H
   const TensorView transposed(storage.data(), DType::f64, {2, 3, 4, 5}, {60, 20, 1, 4});
-  const Tensor contiguous = Tensor::copy_of(transposed);
+  // The same values laid out contiguously, element by element (not through tconv's own copy).
+  Tensor contiguous(DType::f64, {2, 3, 4, 5});
+  for (std::int64_t n = 0; n < 2; ++n)
+    for (std::int64_t c = 0; c < 3; ++c)
+      for (std::int64_t h = 0; h < 4; ++h)
+        for (std::int64_t w_ = 0; w_ < 5; ++w_)
+          contiguous.data_as<double>()[((n * 3 + c) * 4 + h) * 5 + w_] =
+              storage.data_as<double>()[((n * 3 + c) * 5 + w_) * 4 + h];
   const Tensor w = testing::random_tensor(DType::f64, {3, 2, 3, 2}, rng);
   ConvParams p;
   p.stride = {2, 1};
