@@ -53,6 +53,7 @@ struct PackedProblem {
   ConvKind kind;
   std::int64_t groups = 1, m_per_group = 0, c_per_group = 0;
   int mr = 1;            // rows per M block (and A's row stride)
+  int min_nv = 2, max_nv = 4;  // vectors per tile the run may choose from (mr * nv within the ISA's accumulators)
   std::vector<Phase> phases;
   std::vector<float> packed_a;          // phases x groups x m-blocks x K x mr
   std::vector<float> bias;                             // per output channel (zeros when none)
@@ -61,9 +62,14 @@ struct PackedProblem {
   std::int64_t k_of(const Phase& p) const { return c_per_group * static_cast<std::int64_t>(p.taps.size()); }
 };
 
-// max_mr and max_accumulators come from the ISA: rows per micro-kernel and
-// accumulator registers it may use.
-PackedProblem pack(const Geometry& g, const float* weight, const float* bias, int max_mr, int max_accumulators);
+// What an ISA's micro-kernels allow.
+struct TileLimits {
+  int max_mr;            // rows per micro-kernel
+  int max_accumulators;  // accumulator registers a micro-kernel may use
+  int min_accumulators;  // independent accumulators that hide the FMA latency
+  bool free_broadcast;   // an FMA can take its broadcast operand from memory
+};
+PackedProblem pack(const Geometry& g, const float* weight, const float* bias, const TileLimits& tiles);
 
 // The per-dimension axes of a phase for this input's geometry.
 std::array<Axis, kMaxSpatial> axes_of(const Geometry& g, const Phase& phase);

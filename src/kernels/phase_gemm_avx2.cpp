@@ -25,6 +25,7 @@ struct Avx2 {
   static constexpr int kLanes = 8;
   static constexpr int kMaxMr = 6;
   static constexpr int kMaxAccumulators = 12;  // of 16 ymm registers
+  static constexpr TileLimits kTiles{kMaxMr, kMaxAccumulators, 8, false};
   static V zero() { return _mm256_setzero_ps(); }
   static V load(const float* p) { return _mm256_loadu_ps(p); }
   static void store(float* p, V v) { _mm256_storeu_ps(p, v); }

@@ -23,8 +23,9 @@ namespace {
 struct Avx512 {
   using V = __m512;
   static constexpr int kLanes = 16;
-  static constexpr int kMaxMr = 12;
-  static constexpr int kMaxAccumulators = 24;  // of 32 zmm registers: the rest hold B and the broadcast
+  static constexpr int kMaxMr = 24;
+  static constexpr int kMaxAccumulators = 24;  // of 32 zmm registers: the rest hold B and broadcasts
+  static constexpr TileLimits kTiles{kMaxMr, kMaxAccumulators, 8, true};
   static V zero() { return _mm512_setzero_ps(); }
   static V load(const float* p) { return _mm512_loadu_ps(p); }
   static void store(float* p, V v) { _mm512_storeu_ps(p, v); }

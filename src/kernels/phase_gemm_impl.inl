@@ -1,7 +1,7 @@
 // Phase-GEMM run loop and micro-kernels, written once over an ISA traits type.
 // Included inside an anonymous namespace by each phase_gemm_<isa>.cpp, under
 // that ISA's target pragma, so every instantiation is private to its file.
-// The traits provide: V, kLanes, kMaxMr, kMaxAccumulators, zero, load, store,
+// The traits provide: V, kLanes, kMaxMr, kMaxAccumulators, kTiles, zero, load, store,
 // broadcast, fmadd, set1, add, masked_load(into, lane bits, pointer),
 // masked_store(pointer, lane bits, v) and
 // store_interleaved(p, even, odd, count) (even[l] at p[2l], odd[l] at p[2l+1], the first `count` of those).
@@ -42,11 +42,12 @@ constexpr std::array<MicroKernel, sizeof...(Rows)> micro_kernels_for(std::index_
 // micro_kernel_for(rows, nv): the instantiation for a block of `rows` output channels.
 template <class Isa>
 MicroKernel micro_kernel_for(int rows, int nv) {
+  static constexpr auto one = micro_kernels_for<Isa, 1>(std::make_index_sequence<Isa::kMaxMr>());
   static constexpr auto two = micro_kernels_for<Isa, 2>(std::make_index_sequence<Isa::kMaxAccumulators / 2>());
   static constexpr auto three = micro_kernels_for<Isa, 3>(std::make_index_sequence<Isa::kMaxAccumulators / 3>());
   static constexpr auto four = micro_kernels_for<Isa, 4>(std::make_index_sequence<Isa::kMaxAccumulators / 4>());
   const auto row = static_cast<std::size_t>(rows - 1);
-  return nv == 4 ? four[row] : nv == 3 ? three[row] : two[row];
+  return nv == 4 ? four[row] : nv == 3 ? three[row] : nv == 2 ? two[row] : one[row];
 }
 
 // B panels aim to stay in L2 next to the streaming A panel.
@@ -59,7 +60,7 @@ template <class Isa>
 class PhaseGemmKernel final : public PreparedKernel {
  public:
   PhaseGemmKernel(const Geometry& g, const float* weight, const float* bias)
-      : pp_(pack(g, weight, bias, Isa::kMaxMr, Isa::kMaxAccumulators)), stride_x_(g.stride[2]) {
+      : pp_(pack(g, weight, bias, Isa::kTiles)), stride_x_(g.stride[2]) {
     for (const auto& phase : pp_.phases) {
       max_k_ = std::max(max_k_, pp_.k_of(phase));
       max_taps_ = std::max(max_taps_, static_cast<std::int64_t>(phase.taps.size()));
@@ -206,7 +207,7 @@ class PhaseGemmKernel final : public PreparedKernel {
     for (int d = 0; d < kMaxSpatial; ++d) b.columns *= b.grid[d];
     // Vectors per tile: the count that pads the columns least (then the widest).
     std::int64_t best_padded = -1;
-    for (int nv = 2; nv <= std::min(4, Isa::kMaxAccumulators / pp_.mr); ++nv) {
+    for (int nv = pp_.min_nv; nv <= std::min(pp_.max_nv, Isa::kMaxAccumulators / pp_.mr); ++nv) {
       const std::int64_t padded = (b.columns + nr(nv) - 1) / nr(nv) * nr(nv);
       if (best_padded < 0 || padded <= best_padded) {
         best_padded = padded;

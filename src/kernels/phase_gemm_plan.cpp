@@ -45,7 +45,7 @@ Phase make_phase(const Geometry& g, const std::array<std::int64_t, kMaxSpatial>&
 
 }  // namespace
 
-PackedProblem pack(const Geometry& g, const float* weight, const float* bias, int max_mr, int max_accumulators) {
+PackedProblem pack(const Geometry& g, const float* weight, const float* bias, const TileLimits& tiles) {
   PackedProblem pp;
   pp.kind = g.kind;
   pp.groups = g.groups;
@@ -53,14 +53,22 @@ PackedProblem pack(const Geometry& g, const float* weight, const float* bias, in
   pp.m_per_group = transposed ? g.big_per_group() : g.small_per_group();
   pp.c_per_group = transposed ? g.small_per_group() : g.big_per_group();
   // The register tile is mr output channels by nv vectors (nv is chosen per
-  // input, mr * nv <= max_accumulators). Pick the mr that pads M least (then
-  // the tallest), since padded rows are multiplied for nothing.
+  // input, mr * nv <= max_accumulators). With free broadcasts (an FMA's
+  // embedded broadcast operand) one vector by many channels needs the fewest
+  // loads; otherwise several vectors share each broadcast. Few channels need
+  // several vectors anyway, to keep enough independent accumulators in flight.
+  const std::int64_t m = std::max<std::int64_t>(1, pp.m_per_group);
+  const bool one_vector = tiles.free_broadcast && m >= tiles.min_accumulators;
+  pp.min_nv = one_vector ? 1 : 2;
+  pp.max_nv = one_vector ? 1 : 4;
+  // Pick the mr that pads M least (then the tallest): padded rows are multiplied for nothing.
   pp.mr = 1;
   std::int64_t best_padded = -1;
-  for (int nv = 2; nv <= 4; ++nv) {
-    const int mr = static_cast<int>(std::min<std::int64_t>({max_mr, max_accumulators / nv, std::max<std::int64_t>(1, pp.m_per_group)}));
-    const std::int64_t padded = (pp.m_per_group + mr - 1) / mr * mr;
-    if (best_padded < 0 || padded < best_padded || (padded == best_padded && mr > pp.mr)) {
+  for (int mr = 1; mr <= std::min<std::int64_t>(tiles.max_mr, m); ++mr) {
+    if (mr * pp.min_nv > tiles.max_accumulators) break;
+    if (one_vector && mr < tiles.min_accumulators) continue;
+    const std::int64_t padded = (m + mr - 1) / mr * mr;
+    if (best_padded < 0 || padded <= best_padded) {
       best_padded = padded;
       pp.mr = mr;
     }
