@@ -34,6 +34,55 @@ struct Load {
   std::uint32_t lanes;
 };
 
+// The same product with B read straight from the input, for blocks whose B would
+// be used once (packing it would only copy it): row k = c * n_taps + e of B is,
+// for vector v, the run runs[e * tap_stride + v * kLanes] of channel c (lanes 0: zero).
+using DirectMicroKernel = void (*)(std::int64_t channels, std::int64_t n_taps, const float* a, std::int64_t a_stride,
+                                   const float* src, std::int64_t in_plane, const Load* runs, std::int64_t tap_stride,
+                                   float* c);
+
+template <class Isa, int MR, int NV>
+void direct_micro_kernel(std::int64_t channels, std::int64_t n_taps, const float* a, std::int64_t a_stride,
+                         const float* src, std::int64_t in_plane, const Load* runs, std::int64_t tap_stride, float* c) {
+  using V = typename Isa::V;
+  constexpr int kNr = NV * Isa::kLanes;
+  V acc[MR][NV];
+  for (int m = 0; m < MR; ++m)
+    for (int v = 0; v < NV; ++v) acc[m][v] = Isa::zero();
+  for (std::int64_t ch = 0; ch < channels; ++ch) {
+    const float* plane = src + ch * in_plane;
+    for (std::int64_t e = 0; e < n_taps; ++e, a += a_stride) {
+      V bv[NV];
+      const Load* row = runs + e * tap_stride;
+      for (int v = 0; v < NV; ++v) {
+        bv[v] = Isa::masked_load(Isa::zero(), row[v * Isa::kLanes].lanes, plane + row[v * Isa::kLanes].base);
+      }
+      for (int m = 0; m < MR; ++m) {
+        const V av = Isa::broadcast(a + m);
+        for (int v = 0; v < NV; ++v) acc[m][v] = Isa::fmadd(av, bv[v], acc[m][v]);
+      }
+    }
+  }
+  for (int m = 0; m < MR; ++m)
+    for (int v = 0; v < NV; ++v) Isa::store(c + m * kNr + v * Isa::kLanes, acc[m][v]);
+}
+
+// Direct kernels serve single-block items, which have fewer than 8 channels
+// (one-vector tiles pack): their tiles have 2-4 vectors.
+template <class Isa, int NV, std::size_t... Rows>
+constexpr std::array<DirectMicroKernel, sizeof...(Rows)> direct_micro_kernels_for(std::index_sequence<Rows...>) {
+  return {&direct_micro_kernel<Isa, static_cast<int>(Rows) + 1, NV>...};
+}
+
+template <class Isa>
+DirectMicroKernel direct_micro_kernel_for(int rows, int nv) {
+  static constexpr auto two = direct_micro_kernels_for<Isa, 2>(std::make_index_sequence<Isa::kMaxAccumulators / 2>());
+  static constexpr auto three = direct_micro_kernels_for<Isa, 3>(std::make_index_sequence<Isa::kMaxAccumulators / 3>());
+  static constexpr auto four = direct_micro_kernels_for<Isa, 4>(std::make_index_sequence<Isa::kMaxAccumulators / 4>());
+  const auto row = static_cast<std::size_t>(rows - 1);
+  return nv == 4 ? four[row] : nv == 3 ? three[row] : two[row];
+}
+
 template <class Isa, int NV, std::size_t... Rows>
 constexpr std::array<MicroKernel, sizeof...(Rows)> micro_kernels_for(std::index_sequence<Rows...>) {
   return {&micro_kernel<Isa, static_cast<int>(Rows) + 1, NV>...};
@@ -88,7 +137,8 @@ class PhaseGemmKernel final : public PreparedKernel {
       const std::int64_t chunk = it % b.m_chunks, column_block = (it / b.m_chunks) % blocks;
       const std::int64_t first = column_block * block;
       const WorkItem item{it / (b.m_chunks * blocks), first, std::min(block, b.columns - first),
-                          chunk * blocks_per_chunk, std::min(pp_.m_blocks(), (chunk + 1) * blocks_per_chunk), b.nv};
+                          chunk * blocks_per_chunk, std::min(pp_.m_blocks(), (chunk + 1) * blocks_per_chunk), b.nv,
+                          b.grid[2] % Isa::kLanes == 0};
       decode_columns(b.grid, item, scratch);
       const int together = phases_per_write();
       for (std::size_t p = 0; p < pp_.phases.size(); p += static_cast<std::size_t>(together)) {
@@ -102,6 +152,7 @@ class PhaseGemmKernel final : public PreparedKernel {
     std::int64_t group, first_column, columns;
     std::int64_t first_m_block, end_m_block;
     int nv;
+    bool row_aligned;  // grid rows are whole vectors: each vector stays in one row
   };
   // Columns index the grid batch x grid[0] x grid[1] x grid[2], the largest
   // phase's positions (rows possibly padded); a smaller phase leaves its last columns unused.
@@ -130,10 +181,12 @@ class PhaseGemmKernel final : public PreparedKernel {
   static constexpr int kPositionFields = 1 + kMaxSpatial;
   static constexpr int kSlotParts = 6;
   static constexpr int kMaxWriteRuns = 4;
-  // A phase whose B is packed for the micro-kernels.
+  // A phase whose B is ready for the micro-kernels: packed, or read directly.
   struct PreparedPhase {
     std::int64_t k_count;
     const float* a_group;  // packed A of this phase and group
+    bool direct;
+    std::int64_t n_taps, in_plane;
   };
 
   static std::int64_t nr(int nv) { return static_cast<std::int64_t>(nv) * Isa::kLanes; }
@@ -239,8 +292,9 @@ class PhaseGemmKernel final : public PreparedKernel {
     }
   }
 
-  // Offsets, load runs and the packed B of one phase. (Reading B straight from
-  // the input instead was measured slower: its rows are a channel plane apart.)
+  // Offsets, load runs and B of one phase. B is packed unless it is used once:
+  // read straight from the input it was measured slower when reused, since its
+  // rows are a channel plane apart.
   PreparedPhase prepare_phase(const Geometry& g, const Phase& phase, const WorkItem& item, const float* src,
                               const Slot& slot, const Scratch& scratch) const {
     const auto axes = axes_of(g, phase);
@@ -258,45 +312,83 @@ class PhaseGemmKernel final : public PreparedKernel {
     const std::int64_t padded_columns = subs * nr_;
 
     std::fill(slot.out_offset, slot.out_offset + padded_columns, -1);
-    std::fill(slot.in_offset, slot.in_offset + n_taps * padded_columns, -1);
-    for (std::int64_t col = 0; col < item.columns; ++col) {
-      const std::int64_t n = scratch.position[col * kPositionFields];
-      const std::int64_t* j = scratch.position + col * kPositionFields + 1;
-      bool in_phase = true;
-      for (int d = 0; d < kMaxSpatial; ++d) in_phase = in_phase && j[d] < axes[d].out_count;
-      if (!in_phase) continue;
-      std::int64_t out_pos = 0;
-      for (int d = 0; d < kMaxSpatial; ++d) out_pos = out_pos * out_size[d] + axes[d].out_start + j[d] * axes[d].out_step;
-      slot.out_offset[col] = (n * out_channels + item.group * pp_.m_per_group) * out_plane + out_pos;
-      const std::int64_t group_base = (n * in_channels + item.group * pp_.c_per_group) * in_plane;
-      for (std::int64_t e = 0; e < n_taps; ++e) {
-        std::int64_t in_pos = 0;
-        bool inside = true;
-        for (int d = 0; d < kMaxSpatial; ++d) {
-          const std::int64_t i = j[d] * axes[d].in_step + phase.offsets[static_cast<std::size_t>(e)][d];
-          inside = inside && i >= 0 && i < in_size[d];
-          in_pos = in_pos * in_size[d] + i;
-        }
-        if (inside) slot.in_offset[e * padded_columns + col] = group_base + in_pos;
-      }
-    }
-
-    // Runs of consecutive input elements per (tap, vector): one masked load each.
-    for (std::int64_t e = 0; e < n_taps; ++e)
+    std::fill(slot.run_count, slot.run_count + n_taps * vectors, 0);
+    if (item.row_aligned && axes[2].in_step == 1) {
+      // Each vector lies in one grid row, so per tap it reads one run of its input row.
       for (std::int64_t v = 0; v < vectors; ++v) {
-        Load* runs = slot.runs + (e * vectors + v) * Isa::kLanes;
-        int& count = slot.run_count[e * vectors + v];
-        count = 0;
-        const std::int64_t* offsets = slot.in_offset + e * padded_columns + v * Isa::kLanes;
-        for (int lane = 0; lane < Isa::kLanes; ++lane) {
-          if (offsets[lane] < 0) continue;
-          if (count > 0 && lane > 0 && offsets[lane - 1] >= 0 && offsets[lane] == offsets[lane - 1] + 1) {
-            runs[count - 1].lanes |= 1u << lane;
-          } else {
-            runs[count++] = {offsets[lane] - lane, 1u << lane};
+        const std::int64_t col0 = v * Isa::kLanes;
+        if (col0 >= item.columns) break;
+        const std::int64_t n = scratch.position[col0 * kPositionFields];
+        const std::int64_t* j = scratch.position + col0 * kPositionFields + 1;
+        if (j[0] >= axes[0].out_count || j[1] >= axes[1].out_count) continue;
+        const std::int64_t lanes = std::min({std::int64_t{Isa::kLanes}, item.columns - col0, axes[2].out_count - j[2]});
+        if (lanes <= 0) continue;
+        const std::int64_t row_out = (n * out_channels + item.group * pp_.m_per_group) * out_plane +
+                                     ((axes[0].out_start + j[0] * axes[0].out_step) * out_size[1] +
+                                      axes[1].out_start + j[1] * axes[1].out_step) * out_size[2] + axes[2].out_start;
+        for (std::int64_t l = 0; l < lanes; ++l) slot.out_offset[col0 + l] = row_out + (j[2] + l) * axes[2].out_step;
+        const std::int64_t group_base = (n * in_channels + item.group * pp_.c_per_group) * in_plane;
+        for (std::int64_t e = 0; e < n_taps; ++e) {
+          const auto& offset = phase.offsets[static_cast<std::size_t>(e)];
+          const std::int64_t iz = j[0] * axes[0].in_step + offset[0], iy = j[1] * axes[1].in_step + offset[1];
+          if (iz < 0 || iz >= in_size[0] || iy < 0 || iy >= in_size[1]) continue;
+          const std::int64_t ix0 = j[2] + offset[2];
+          const std::int64_t lo = std::max<std::int64_t>(0, -ix0), hi = std::min(lanes, in_size[2] - ix0);
+          if (lo >= hi) continue;
+          const std::uint32_t mask = static_cast<std::uint32_t>(((std::uint64_t{1} << hi) - 1) & ~((std::uint64_t{1} << lo) - 1));
+          slot.runs[(e * vectors + v) * Isa::kLanes] = {group_base + (iz * in_size[1] + iy) * in_size[2] + ix0, mask};
+          slot.run_count[e * vectors + v] = 1;
+        }
+      }
+    } else {
+      std::fill(slot.in_offset, slot.in_offset + n_taps * padded_columns, -1);
+      for (std::int64_t col = 0; col < item.columns; ++col) {
+        const std::int64_t n = scratch.position[col * kPositionFields];
+        const std::int64_t* j = scratch.position + col * kPositionFields + 1;
+        bool in_phase = true;
+        for (int d = 0; d < kMaxSpatial; ++d) in_phase = in_phase && j[d] < axes[d].out_count;
+        if (!in_phase) continue;
+        std::int64_t out_pos = 0;
+        for (int d = 0; d < kMaxSpatial; ++d) out_pos = out_pos * out_size[d] + axes[d].out_start + j[d] * axes[d].out_step;
+        slot.out_offset[col] = (n * out_channels + item.group * pp_.m_per_group) * out_plane + out_pos;
+        const std::int64_t group_base = (n * in_channels + item.group * pp_.c_per_group) * in_plane;
+        for (std::int64_t e = 0; e < n_taps; ++e) {
+          std::int64_t in_pos = 0;
+          bool inside = true;
+          for (int d = 0; d < kMaxSpatial; ++d) {
+            const std::int64_t i = j[d] * axes[d].in_step + phase.offsets[static_cast<std::size_t>(e)][d];
+            inside = inside && i >= 0 && i < in_size[d];
+            in_pos = in_pos * in_size[d] + i;
+          }
+          if (inside) slot.in_offset[e * padded_columns + col] = group_base + in_pos;
+        }
+      }
+      // Runs of consecutive input elements per (tap, vector): one masked load each.
+      for (std::int64_t e = 0; e < n_taps; ++e)
+        for (std::int64_t v = 0; v < vectors; ++v) {
+          Load* runs = slot.runs + (e * vectors + v) * Isa::kLanes;
+          int& count = slot.run_count[e * vectors + v];
+          const std::int64_t* offsets = slot.in_offset + e * padded_columns + v * Isa::kLanes;
+          for (int lane = 0; lane < Isa::kLanes; ++lane) {
+            if (offsets[lane] < 0) continue;
+            if (count > 0 && lane > 0 && offsets[lane - 1] >= 0 && offsets[lane] == offsets[lane - 1] + 1) {
+              runs[count - 1].lanes |= 1u << lane;
+            } else {
+              runs[count++] = {offsets[lane] - lane, 1u << lane};
+            }
           }
         }
-      }
+    }
+
+    // A block used once (a single output-channel block) reads B straight from
+    // the input when every vector is one run; packing would only copy it.
+    bool direct = item.end_m_block - item.first_m_block == 1 && item.nv >= 2 && pp_.mr < 8;
+    for (std::int64_t r = 0; direct && r < n_taps * vectors; ++r) {
+      if (slot.run_count[r] == 0) slot.runs[r * Isa::kLanes] = {0, 0};
+      direct = slot.run_count[r] <= 1;
+    }
+    const float* a_group = pp_.packed_a.data() + phase.packed_offset + item.group * pp_.m_blocks() * k_count * pp_.mr;
+    if (direct) return {k_count, a_group, true, n_taps, in_plane};
 
     // B as sub-panels [K][NR], row k = c * n_taps + e.
     {
@@ -314,8 +406,7 @@ class PhaseGemmKernel final : public PreparedKernel {
         }
       }
     }
-    const float* a_group = pp_.packed_a.data() + phase.packed_offset + item.group * pp_.m_blocks() * k_count * pp_.mr;
-    return {k_count, a_group};
+    return {k_count, a_group, false, n_taps, in_plane};
   }
 
   // Per vector, how its results reach dst. One phase: as up to kMaxWriteRuns
@@ -358,7 +449,8 @@ class PhaseGemmKernel final : public PreparedKernel {
 
   // Multiplies the prepared phases for output-channel block mb and sub-panel s and stores the results.
   void multiply_and_write(const std::array<PreparedPhase, 2>& phases, int count, std::int64_t mb, std::int64_t s,
-                          const WorkItem& item, const Geometry& g, float* dst, const Scratch& scratch) const {
+                          const WorkItem& item, const Geometry& g, const float* src, float* dst,
+                          const Scratch& scratch) const {
     const Dims& out_size = pp_.kind == ConvKind::conv_transpose ? g.big_size : g.small_size;
     const std::int64_t out_plane = out_size[0] * out_size[1] * out_size[2];
     const std::int64_t nr_ = nr(item.nv);
@@ -367,7 +459,14 @@ class PhaseGemmKernel final : public PreparedKernel {
       const PreparedPhase& p = phases[static_cast<std::size_t>(q)];
       const Slot& slot = scratch.slot[static_cast<std::size_t>(q)];
       const float* a_block = p.a_group + mb * p.k_count * pp_.mr;
-      micro_kernel_for<Isa>(rows, item.nv)(p.k_count, a_block, pp_.mr, slot.panel + s * p.k_count * nr_, slot.tile);
+      if (p.direct) {
+        const std::int64_t vectors = (item.columns + nr_ - 1) / nr_ * item.nv;
+        direct_micro_kernel_for<Isa>(rows, item.nv)(pp_.c_per_group, p.n_taps, a_block, pp_.mr, src, p.in_plane,
+                                                    slot.runs + s * item.nv * Isa::kLanes, vectors * Isa::kLanes,
+                                                    slot.tile);
+      } else {
+        micro_kernel_for<Isa>(rows, item.nv)(p.k_count, a_block, pp_.mr, slot.panel + s * p.k_count * nr_, slot.tile);
+      }
     }
     for (int m = 0; m < rows; ++m) {
       const std::int64_t channel = mb * pp_.mr + m;
@@ -411,7 +510,7 @@ class PhaseGemmKernel final : public PreparedKernel {
     const std::int64_t subs = (item.columns + nr(item.nv) - 1) / nr(item.nv);
     plan_writes(count, subs * item.nv, scratch);
     for (std::int64_t mb = item.first_m_block; mb < item.end_m_block; ++mb)
-      for (std::int64_t s = 0; s < subs; ++s) multiply_and_write(prepared, count, mb, s, item, g, dst, scratch);
+      for (std::int64_t s = 0; s < subs; ++s) multiply_and_write(prepared, count, mb, s, item, g, src, dst, scratch);
   }
 
   PackedProblem pp_;
