@@ -53,7 +53,7 @@ struct PackedProblem {
   ConvKind kind;
   std::int64_t groups = 1, m_per_group = 0, c_per_group = 0;
   int mr = 1;            // rows per M block (and A's row stride)
-  int min_nv = 2, max_nv = 4;  // vectors per tile the run may choose from (mr * nv within the ISA's accumulators)
+  int min_nv = 2, max_nv = 8;  // vectors per tile the run may choose from (mr * nv within the ISA's accumulators)
   std::vector<Phase> phases;
   std::vector<float> packed_a;          // phases x groups x m-blocks x K x mr
   std::vector<float> bias;                             // per output channel (zeros when none)

@@ -67,20 +67,9 @@ void direct_micro_kernel(std::int64_t channels, std::int64_t n_taps, const float
     for (int v = 0; v < NV; ++v) Isa::store(c + m * kNr + v * Isa::kLanes, acc[m][v]);
 }
 
-// Direct kernels serve single-block items, which have fewer than 8 channels
-// (one-vector tiles pack): their tiles have 2-4 vectors.
 template <class Isa, int NV, std::size_t... Rows>
 constexpr std::array<DirectMicroKernel, sizeof...(Rows)> direct_micro_kernels_for(std::index_sequence<Rows...>) {
   return {&direct_micro_kernel<Isa, static_cast<int>(Rows) + 1, NV>...};
-}
-
-template <class Isa>
-DirectMicroKernel direct_micro_kernel_for(int rows, int nv) {
-  static constexpr auto two = direct_micro_kernels_for<Isa, 2>(std::make_index_sequence<Isa::kMaxAccumulators / 2>());
-  static constexpr auto three = direct_micro_kernels_for<Isa, 3>(std::make_index_sequence<Isa::kMaxAccumulators / 3>());
-  static constexpr auto four = direct_micro_kernels_for<Isa, 4>(std::make_index_sequence<Isa::kMaxAccumulators / 4>());
-  const auto row = static_cast<std::size_t>(rows - 1);
-  return nv == 4 ? four[row] : nv == 3 ? three[row] : two[row];
 }
 
 template <class Isa, int NV, std::size_t... Rows>
@@ -88,15 +77,44 @@ constexpr std::array<MicroKernel, sizeof...(Rows)> micro_kernels_for(std::index_
   return {&micro_kernel<Isa, static_cast<int>(Rows) + 1, NV>...};
 }
 
-// micro_kernel_for(rows, nv): the instantiation for a block of `rows` output channels.
+// Tiles are rows x nv vectors with rows * nv <= kMaxAccumulators, nv <= kMaxVectors.
+constexpr int kMaxVectors = 8;
+
+template <class Isa, int NV>
+MicroKernel packed_for_rows(int rows) {
+  static constexpr auto table = micro_kernels_for<Isa, NV>(std::make_index_sequence<Isa::kMaxAccumulators / NV>());
+  return table[static_cast<std::size_t>(rows - 1)];
+}
+
+template <class Isa, int NV>
+DirectMicroKernel direct_for_rows(int rows) {
+  static constexpr auto table = direct_micro_kernels_for<Isa, NV>(std::make_index_sequence<Isa::kMaxAccumulators / NV>());
+  return table[static_cast<std::size_t>(rows - 1)];
+}
+
+// The instantiations for a block of `rows` output channels and nv vectors.
+template <class Isa, template <class, int> class Pick, std::size_t... Nv>
+auto kernel_for(int rows, int nv, std::index_sequence<Nv...>) {
+  using Kernel = decltype(Pick<Isa, 1>::get(1));
+  Kernel kernel = nullptr;
+  ((nv == static_cast<int>(Nv) + 1 ? (kernel = Pick<Isa, static_cast<int>(Nv) + 1>::get(rows), 0) : 0), ...);
+  return kernel;
+}
+template <class Isa, int NV>
+struct PickPacked {
+  static MicroKernel get(int rows) { return packed_for_rows<Isa, NV>(rows); }
+};
+template <class Isa, int NV>
+struct PickDirect {
+  static DirectMicroKernel get(int rows) { return direct_for_rows<Isa, NV>(rows); }
+};
 template <class Isa>
 MicroKernel micro_kernel_for(int rows, int nv) {
-  static constexpr auto one = micro_kernels_for<Isa, 1>(std::make_index_sequence<Isa::kMaxMr>());
-  static constexpr auto two = micro_kernels_for<Isa, 2>(std::make_index_sequence<Isa::kMaxAccumulators / 2>());
-  static constexpr auto three = micro_kernels_for<Isa, 3>(std::make_index_sequence<Isa::kMaxAccumulators / 3>());
-  static constexpr auto four = micro_kernels_for<Isa, 4>(std::make_index_sequence<Isa::kMaxAccumulators / 4>());
-  const auto row = static_cast<std::size_t>(rows - 1);
-  return nv == 4 ? four[row] : nv == 3 ? three[row] : nv == 2 ? two[row] : one[row];
+  return kernel_for<Isa, PickPacked>(rows, nv, std::make_index_sequence<kMaxVectors>());
+}
+template <class Isa>
+DirectMicroKernel direct_micro_kernel_for(int rows, int nv) {
+  return kernel_for<Isa, PickDirect>(rows, nv, std::make_index_sequence<kMaxVectors>());
 }
 
 // B panels aim to stay in L2 next to the streaming A panel.
@@ -260,7 +278,7 @@ class PhaseGemmKernel final : public PreparedKernel {
     for (int d = 0; d < kMaxSpatial; ++d) b.columns *= b.grid[d];
     // Vectors per tile: the count that pads the columns least (then the widest).
     std::int64_t best_padded = -1;
-    for (int nv = pp_.min_nv; nv <= std::min(pp_.max_nv, Isa::kMaxAccumulators / pp_.mr); ++nv) {
+    for (int nv = pp_.min_nv; nv <= std::min({pp_.max_nv, kMaxVectors, Isa::kMaxAccumulators / pp_.mr}); ++nv) {
       const std::int64_t padded = (b.columns + nr(nv) - 1) / nr(nv) * nr(nv);
       if (best_padded < 0 || padded <= best_padded) {
         best_padded = padded;
@@ -382,7 +400,7 @@ class PhaseGemmKernel final : public PreparedKernel {
 
     // A block used once (a single output-channel block) reads B straight from
     // the input when every vector is one run; packing would only copy it.
-    bool direct = item.end_m_block - item.first_m_block == 1 && item.nv >= 2 && pp_.mr < 8;
+    bool direct = item.end_m_block - item.first_m_block == 1;
     for (std::int64_t r = 0; direct && r < n_taps * vectors; ++r) {
       if (slot.run_count[r] == 0) slot.runs[r * Isa::kLanes] = {0, 0};
       direct = slot.run_count[r] <= 1;

@@ -60,7 +60,7 @@ PackedProblem pack(const Geometry& g, const float* weight, const float* bias, co
   const std::int64_t m = std::max<std::int64_t>(1, pp.m_per_group);
   const bool one_vector = tiles.free_broadcast && m >= tiles.min_accumulators;
   pp.min_nv = one_vector ? 1 : 2;
-  pp.max_nv = one_vector ? 1 : 4;
+  pp.max_nv = one_vector ? 1 : 8;
   // Pick the mr that pads M least (then the tallest): padded rows are multiplied for nothing.
   pp.mr = 1;
   std::int64_t best_padded = -1;
