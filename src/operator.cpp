@@ -129,7 +129,8 @@ Plan Operator::plan(const Shape& input_shape) const {
 }
 
 Tensor Operator::run(const TensorView& input) const {
-  Tensor output(state_->dtype, plan(input.shape).output_shape);
+  // Kernels overwrite every output element.
+  Tensor output = Tensor::uninitialized(state_->dtype, plan(input.shape).output_shape);
   run(input, output.mutable_view());
   return output;
 }
@@ -149,9 +150,9 @@ void Operator::run(const TensorView& input, const MutableTensorView& output) con
   std::optional<Tensor> contiguous_input;
   if (!input.is_contiguous()) contiguous_input = Tensor::copy_of(input);
   std::optional<Tensor> contiguous_output;
-  if (!output.is_contiguous()) contiguous_output = Tensor(state_->dtype, expected);
-  // Zero-filled, 64-byte aligned scratch (Tensor storage).
-  Tensor workspace(DType::f32, {static_cast<std::int64_t>(
+  if (!output.is_contiguous()) contiguous_output = Tensor::uninitialized(state_->dtype, expected);
+  // 64-byte aligned scratch (Tensor storage); kernels initialize what they use.
+  Tensor workspace = Tensor::uninitialized(DType::f32, {static_cast<std::int64_t>(
                                    (state_->kernel->workspace_bytes(g, threads) + sizeof(float) - 1) / sizeof(float))});
   state_->kernel->run(g, contiguous_input ? contiguous_input->data() : input.data,
                       contiguous_output ? contiguous_output->data() : output.mutable_data(), workspace.data(), threads);

@@ -50,7 +50,11 @@ bool TensorView::is_contiguous() const {
 
 void Tensor::FreeAligned::operator()(void* p) const { std::free(p); }
 
-Tensor::Tensor(DType dtype, Shape shape) : dtype_(dtype), shape_(std::move(shape)) {
+Tensor::Tensor(DType dtype, Shape shape) : Tensor(dtype, std::move(shape), true) {}
+
+Tensor Tensor::uninitialized(DType dtype, Shape shape) { return Tensor(dtype, std::move(shape), false); }
+
+Tensor::Tensor(DType dtype, Shape shape, bool zero_fill) : dtype_(dtype), shape_(std::move(shape)) {
   const std::size_t bytes = static_cast<std::size_t>(numel()) * dtype_size(dtype_);
   constexpr std::size_t alignment = 64;
   const std::size_t rounded = (bytes + alignment - 1) / alignment * alignment;
@@ -59,7 +63,7 @@ Tensor::Tensor(DType dtype, Shape shape) : dtype_(dtype), shape_(std::move(shape
     throw Error(ErrorKind::invalid_argument,
                 "cannot allocate " + std::to_string(bytes) + " bytes for a tensor of shape " + shape_to_string(shape_));
   }
-  std::memset(p, 0, rounded == 0 ? alignment : rounded);
+  if (zero_fill) std::memset(p, 0, rounded == 0 ? alignment : rounded);
   storage_.reset(p);
 }
 

@@ -58,6 +58,8 @@ class Tensor {
  public:
   Tensor() = default;
   Tensor(DType dtype, Shape shape);  // zero-filled
+  // Storage left as the allocator gives it, for results that overwrite every element.
+  static Tensor uninitialized(DType dtype, Shape shape);
 
   DType dtype() const { return dtype_; }
   const Shape& shape() const { return shape_; }
@@ -77,6 +79,7 @@ class Tensor {
   struct FreeAligned {
     void operator()(void* p) const;
   };
+  Tensor(DType dtype, Shape shape, bool zero_fill);
   DType dtype_ = DType::f32;
   Shape shape_;
   std::unique_ptr<void, FreeAligned> storage_;
