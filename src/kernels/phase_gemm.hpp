@@ -11,7 +11,9 @@
 //     k = (input channel c, tap e in T_r) (K = in channels / groups * |T_r|), k = c * |T_r| + e
 //     j = output position of the phase    (N = batch * phase positions)
 //     B_r[k, j] = src[c, j * in_step + offset_e]   (0 outside the input)
-// and dst[m, out_start + j * out_step] = C[m, j] + bias[m].
+// and dst[m, out_start + j * out_step] = C[m, j] + bias[m]. Phases whose taps
+// have the same offsets in depth and height (k2s2 layers: all of them) share
+// B, so they are one GEMM with their A rows stacked (see Phase).
 // A convolution is the same GEMM with one phase: out_step 1, in_step = stride,
 // offset_t = t*dilation - pad, all taps. Every output element belongs to
 // exactly one phase, so dst is fully written; each element is summed by one
@@ -41,11 +43,18 @@ struct Axis {
   std::int64_t in_step = 1;                                  // input position j*in_step + tap offset
 };
 
+// A set of phases that read the same input footprint and share one GEMM: their
+// residues differ only in depth and height (never in width, so stride-2 rows
+// still interleave), and their taps have the same input offsets. They share B
+// and stack their rows of A: GEMM row m * members() + q is output channel m of
+// member q.
 struct Phase {
-  std::array<std::int64_t, kMaxSpatial> residue{};          // r (all zero for a convolution)
-  std::vector<std::int64_t> taps;                            // flat kernel tap index of each e in T_r
-  std::vector<std::array<std::int64_t, kMaxSpatial>> offsets;  // input offset of each tap
-  std::int64_t packed_offset = 0;                            // where this phase's A panels start
+  std::vector<std::array<std::int64_t, kMaxSpatial>> residues;  // r of each member, ascending
+  std::vector<std::vector<std::int64_t>> taps;                   // per member: flat kernel tap of each e
+  std::vector<std::array<std::int64_t, kMaxSpatial>> offsets;    // input offset of each tap e (shared)
+  std::int64_t packed_offset = 0;                                // where this set's A panels start
+
+  std::int64_t members() const { return static_cast<std::int64_t>(residues.size()); }
 };
 
 // Everything fixed at creation: phases, packed weights, blocking.
@@ -55,11 +64,12 @@ struct PackedProblem {
   int mr = 1;            // rows per M block (and A's row stride)
   int min_nv = 2, max_nv = 8;  // vectors per tile the run may choose from (mr * nv within the ISA's accumulators)
   std::vector<Phase> phases;
-  std::vector<float> packed_a;          // phases x groups x m-blocks x K x mr
-  std::vector<float> bias;                             // per output channel (zeros when none)
+  std::vector<float> packed_a;          // per set: groups x m-blocks x K x mr
+  std::vector<float> bias;              // per output channel (zeros when none)
 
-  std::int64_t m_blocks() const { return (m_per_group + mr - 1) / mr; }
-  std::int64_t k_of(const Phase& p) const { return c_per_group * static_cast<std::int64_t>(p.taps.size()); }
+  std::int64_t rows_of(const Phase& p) const { return m_per_group * p.members(); }
+  std::int64_t m_blocks_of(const Phase& p) const { return (rows_of(p) + mr - 1) / mr; }
+  std::int64_t k_of(const Phase& p) const { return c_per_group * static_cast<std::int64_t>(p.offsets.size()); }
 };
 
 // What an ISA's micro-kernels allow.
@@ -71,7 +81,7 @@ struct TileLimits {
 };
 PackedProblem pack(const Geometry& g, const float* weight, const float* bias, const TileLimits& tiles);
 
-// The per-dimension axes of a phase for this input's geometry.
-std::array<Axis, kMaxSpatial> axes_of(const Geometry& g, const Phase& phase);
+// The per-dimension axes of the phase with this residue, for this input's geometry.
+std::array<Axis, kMaxSpatial> axes_of(const Geometry& g, const std::array<std::int64_t, kMaxSpatial>& residue);
 
 }  // namespace tconv::detail::phase_gemm

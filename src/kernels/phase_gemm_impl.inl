@@ -130,7 +130,9 @@ class PhaseGemmKernel final : public PreparedKernel {
       : pp_(pack(g, weight, bias, Isa::kTiles)), stride_x_(g.stride[2]) {
     for (const auto& phase : pp_.phases) {
       max_k_ = std::max(max_k_, pp_.k_of(phase));
-      max_taps_ = std::max(max_taps_, static_cast<std::int64_t>(phase.taps.size()));
+      max_taps_ = std::max(max_taps_, static_cast<std::int64_t>(phase.offsets.size()));
+      max_members_ = std::max(max_members_, phase.members());
+      max_m_blocks_ = std::max(max_m_blocks_, pp_.m_blocks_of(phase));
     }
   }
 
@@ -148,15 +150,13 @@ class PhaseGemmKernel final : public PreparedKernel {
     const std::int64_t blocks = (b.columns + block - 1) / block;
     const std::size_t per_thread = scratch_bytes(b);
     const std::int64_t count = pp_.groups * blocks * b.m_chunks;
-    const std::int64_t blocks_per_chunk = (pp_.m_blocks() + b.m_chunks - 1) / b.m_chunks;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
     for (std::int64_t it = 0; it < count; ++it) {
       const Scratch scratch = carve(static_cast<std::byte*>(workspace) + omp_get_thread_num() * per_thread, b);
       const std::int64_t chunk = it % b.m_chunks, column_block = (it / b.m_chunks) % blocks;
       const std::int64_t first = column_block * block;
-      const WorkItem item{it / (b.m_chunks * blocks), first, std::min(block, b.columns - first),
-                          chunk * blocks_per_chunk, std::min(pp_.m_blocks(), (chunk + 1) * blocks_per_chunk), b.nv,
-                          b.grid[2] % Isa::kLanes == 0};
+      const WorkItem item{it / (b.m_chunks * blocks), first, std::min(block, b.columns - first), chunk, b.m_chunks,
+                          b.nv, b.grid[2] % Isa::kLanes == 0};
       decode_columns(b.grid, item, scratch);
       const int together = phases_per_write();
       for (std::size_t p = 0; p < pp_.phases.size(); p += static_cast<std::size_t>(together)) {
@@ -168,7 +168,7 @@ class PhaseGemmKernel final : public PreparedKernel {
  private:
   struct WorkItem {
     std::int64_t group, first_column, columns;
-    std::int64_t first_m_block, end_m_block;
+    std::int64_t m_chunk, m_chunks;  // this item's share of every phase set's GEMM rows
     int nv;
     bool row_aligned;  // grid rows are whole vectors: each vector stays in one row
   };
@@ -193,12 +193,14 @@ class PhaseGemmKernel final : public PreparedKernel {
   struct Scratch {
     std::array<Slot, 2> slot;  // phases written together (see phases_per_write)
     std::int64_t* position;    // per column: batch index and grid position j (kPositionFields each)
-    Load* write_runs;          // per vector: kMaxWriteRuns runs of outputs stored as (masked) vectors
-    int* write_count;          // per vector: runs (one phase) or outputs (two interleaved); -1: element by element
+    Load* write_runs;          // per member and vector: kMaxWriteRuns runs of outputs stored as (masked) vectors
+    int* write_count;          // per member and vector: runs (one phase) or outputs (two interleaved); -1: one by one
+    std::int64_t* member;      // per member: dst offset from member 0, then its depth and height counts
   };
   static constexpr int kPositionFields = 1 + kMaxSpatial;
   static constexpr int kSlotParts = 6;
   static constexpr int kMaxWriteRuns = 4;
+  static constexpr int kMemberFields = 3;
   // A phase whose B is ready for the micro-kernels: packed, or read directly.
   struct PreparedPhase {
     std::int64_t k_count;
@@ -227,11 +229,12 @@ class PhaseGemmKernel final : public PreparedKernel {
             aligned(taps * vectors * sizeof(int))};
   }
 
-  static std::array<std::size_t, 3> shared_parts(std::int64_t sub_panels, int nv) {
+  std::array<std::size_t, 4> shared_parts(std::int64_t sub_panels, int nv) const {
     const auto columns = static_cast<std::size_t>(sub_panels * nr(nv));
-    const std::size_t vectors = static_cast<std::size_t>(sub_panels) * static_cast<std::size_t>(nv);
+    const auto members = static_cast<std::size_t>(max_members_);
+    const std::size_t vectors = static_cast<std::size_t>(sub_panels) * static_cast<std::size_t>(nv) * members;
     return {aligned(columns * kPositionFields * sizeof(std::int64_t)), aligned(vectors * kMaxWriteRuns * sizeof(Load)),
-            aligned(vectors * sizeof(int))};
+            aligned(vectors * sizeof(int)), aligned(members * kMemberFields * sizeof(std::int64_t))};
   }
 
   std::size_t scratch_bytes(const Blocking& b) const {
@@ -262,6 +265,7 @@ class PhaseGemmKernel final : public PreparedKernel {
     s.position = reinterpret_cast<std::int64_t*>(take(shared[0]));
     s.write_runs = reinterpret_cast<Load*>(take(shared[1]));
     s.write_count = reinterpret_cast<int*>(take(shared[2]));
+    s.member = reinterpret_cast<std::int64_t*>(take(shared[3]));
     return s;
   }
 
@@ -293,7 +297,7 @@ class PhaseGemmKernel final : public PreparedKernel {
       --b.sub_panels;
     }
     const std::int64_t items = pp_.groups * ((b.columns + b.sub_panels * nr_ - 1) / (b.sub_panels * nr_));
-    b.m_chunks = std::clamp<std::int64_t>((kItemsPerThread * threads + items - 1) / items, 1, pp_.m_blocks());
+    b.m_chunks = std::clamp<std::int64_t>((kItemsPerThread * threads + items - 1) / items, 1, max_m_blocks_);
     return b;
   }
 
@@ -315,14 +319,15 @@ class PhaseGemmKernel final : public PreparedKernel {
   // rows are a channel plane apart.
   PreparedPhase prepare_phase(const Geometry& g, const Phase& phase, const WorkItem& item, const float* src,
                               const Slot& slot, const Scratch& scratch) const {
-    const auto axes = axes_of(g, phase);
+    // Member 0 has the smallest residues, so the most positions: B covers its columns.
+    const auto axes = axes_of(g, phase.residues[0]);
     const bool transposed = pp_.kind == ConvKind::conv_transpose;
     const Dims& in_size = transposed ? g.small_size : g.big_size;
     const Dims& out_size = transposed ? g.big_size : g.small_size;
     const std::int64_t in_plane = in_size[0] * in_size[1] * in_size[2];
     const std::int64_t out_plane = out_size[0] * out_size[1] * out_size[2];
     const std::int64_t in_channels = pp_.c_per_group * pp_.groups, out_channels = pp_.m_per_group * pp_.groups;
-    const auto n_taps = static_cast<std::int64_t>(phase.taps.size());
+    const auto n_taps = static_cast<std::int64_t>(phase.offsets.size());
     const std::int64_t k_count = pp_.k_of(phase);
     const std::int64_t nr_ = nr(item.nv);
     const std::int64_t subs = (item.columns + nr_ - 1) / nr_;
@@ -400,12 +405,14 @@ class PhaseGemmKernel final : public PreparedKernel {
 
     // A block used once (a single output-channel block) reads B straight from
     // the input when every vector is one run; packing would only copy it.
-    bool direct = item.end_m_block - item.first_m_block == 1;
+    const MBlocks blocks = m_blocks_of(phase, item);
+    bool direct = blocks.end - blocks.first == 1;
     for (std::int64_t r = 0; direct && r < n_taps * vectors; ++r) {
       if (slot.run_count[r] == 0) slot.runs[r * Isa::kLanes] = {0, 0};
       direct = slot.run_count[r] <= 1;
     }
-    const float* a_group = pp_.packed_a.data() + phase.packed_offset + item.group * pp_.m_blocks() * k_count * pp_.mr;
+    const float* a_group =
+        pp_.packed_a.data() + phase.packed_offset + item.group * pp_.m_blocks_of(phase) * k_count * pp_.mr;
     if (direct) return {k_count, a_group, true, n_taps, in_plane};
 
     // B as sub-panels [K][NR], row k = c * n_taps + e.
@@ -427,113 +434,165 @@ class PhaseGemmKernel final : public PreparedKernel {
     return {k_count, a_group, false, n_taps, in_plane};
   }
 
-  // Per vector, how its results reach dst. One phase: as up to kMaxWriteRuns
-  // masked stores of consecutive outputs. Two phases: interleaved into one
-  // contiguous run (slot q's lane l at base + 2l + q, valid lanes first).
-  // Anything else: element by element.
-  void plan_writes(int phases, std::int64_t vectors, const Scratch& scratch) const {
-    for (std::int64_t v = 0; v < vectors; ++v) {
-      Load* runs = scratch.write_runs + v * kMaxWriteRuns;
-      int& count = scratch.write_count[v];
-      count = 0;
-      if (phases == 1) {
-        const std::int64_t* at = scratch.slot[0].out_offset + v * Isa::kLanes;
-        for (int lane = 0; lane < Isa::kLanes && count >= 0; ++lane) {
-          if (at[lane] < 0) continue;
-          if (count > 0 && lane > 0 && at[lane - 1] >= 0 && at[lane] == at[lane - 1] + 1) {
-            runs[count - 1].lanes |= 1u << lane;
-          } else if (count < kMaxWriteRuns) {
-            runs[count++] = {at[lane] - lane, 1u << lane};
-          } else {
-            count = -1;
-          }
-        }
-        continue;
-      }
-      const std::int64_t base = scratch.slot[0].out_offset[v * Isa::kLanes];
-      bool contiguous = base >= 0;
-      for (int lane = 0; lane < Isa::kLanes && contiguous; ++lane)
-        for (int q = 0; q < phases; ++q) {
-          const std::int64_t at = scratch.slot[static_cast<std::size_t>(q)].out_offset[v * Isa::kLanes + lane];
-          if (at < 0) continue;
-          const int position = phases * lane + q;
-          contiguous = contiguous && at == base + position && position == count;
-          ++count;
-        }
-      runs[0] = {base, 0};
-      if (!contiguous) count = -1;
+  // This item's range of a phase set's row blocks.
+  struct MBlocks {
+    std::int64_t first, end;
+  };
+  MBlocks m_blocks_of(const Phase& phase, const WorkItem& item) const {
+    const std::int64_t blocks = pp_.m_blocks_of(phase);
+    const std::int64_t per_chunk = (blocks + item.m_chunks - 1) / item.m_chunks;
+    return {std::min(blocks, item.m_chunk * per_chunk), std::min(blocks, (item.m_chunk + 1) * per_chunk)};
+  }
+
+  // Where each member of a phase set writes relative to member 0, and how far it reaches.
+  void describe_members(const Geometry& g, const Phase& phase, const Scratch& scratch) const {
+    const Dims& out_size = pp_.kind == ConvKind::conv_transpose ? g.big_size : g.small_size;
+    for (std::int64_t q = 0; q < phase.members(); ++q) {
+      const auto& r = phase.residues[static_cast<std::size_t>(q)];
+      const auto axes = axes_of(g, r);
+      std::int64_t* member = scratch.member + q * kMemberFields;
+      member[0] = ((r[0] - phase.residues[0][0]) * out_size[1] + (r[1] - phase.residues[0][1])) * out_size[2];
+      member[1] = axes[0].out_count;
+      member[2] = axes[1].out_count;
     }
   }
 
-  // Multiplies the prepared phases for output-channel block mb and sub-panel s and stores the results.
-  void multiply_and_write(const std::array<PreparedPhase, 2>& phases, int count, std::int64_t mb, std::int64_t s,
-                          const WorkItem& item, const Geometry& g, const float* src, float* dst,
+  // Does column `col` hold an output of member q (slot's phase)?
+  bool member_writes(const Slot& slot, const Scratch& scratch, std::int64_t q, std::int64_t col) const {
+    const std::int64_t* member = scratch.member + q * kMemberFields;
+    const std::int64_t* j = scratch.position + col * kPositionFields + 1;
+    return slot.out_offset[col] >= 0 && j[0] < member[1] && j[1] < member[2];
+  }
+
+  // Per member and vector, how its results reach dst. One phase: as up to
+  // kMaxWriteRuns masked stores of consecutive outputs. Two phases:
+  // interleaved into one contiguous run (slot p's lane l at base + 2l + p,
+  // valid lanes first). Anything else: element by element.
+  void plan_writes(int phases, std::int64_t members, std::int64_t vectors, std::int64_t columns,
+                   const Scratch& scratch) const {
+    for (std::int64_t q = 0; q < members; ++q)
+      for (std::int64_t v = 0; v < vectors; ++v) {
+        Load* runs = scratch.write_runs + (q * vectors + v) * kMaxWriteRuns;
+        int& count = scratch.write_count[q * vectors + v];
+        count = 0;
+        auto at = [&](int p, int lane) -> std::int64_t {
+          const std::int64_t col = v * Isa::kLanes + lane;
+          const Slot& slot = scratch.slot[static_cast<std::size_t>(p)];
+          return col < columns && member_writes(slot, scratch, q, col) ? slot.out_offset[col] : -1;
+        };
+        if (phases == 1) {
+          std::int64_t previous = -1;
+          for (int lane = 0; lane < Isa::kLanes && count >= 0; ++lane) {
+            const std::int64_t here = at(0, lane);
+            if (here < 0) {
+              previous = -1;
+              continue;
+            }
+            if (previous >= 0 && here == previous + 1) {
+              runs[count - 1].lanes |= 1u << lane;
+            } else if (count < kMaxWriteRuns) {
+              runs[count++] = {here - lane, 1u << lane};
+            } else {
+              count = -1;
+            }
+            previous = here;
+          }
+          continue;
+        }
+        const std::int64_t base = at(0, 0);
+        bool contiguous = base >= 0;
+        for (int lane = 0; lane < Isa::kLanes && contiguous; ++lane)
+          for (int p = 0; p < phases; ++p) {
+            const std::int64_t here = at(p, lane);
+            if (here < 0) continue;
+            const int position = phases * lane + p;
+            contiguous = contiguous && here == base + position && position == count;
+            ++count;
+          }
+        runs[0] = {base, 0};
+        if (!contiguous) count = -1;
+      }
+  }
+
+  // Multiplies the prepared phases for row block mb and sub-panel s and stores the results.
+  void multiply_and_write(const std::array<PreparedPhase, 2>& phases, int count, const Phase& set, std::int64_t mb,
+                          std::int64_t s, const WorkItem& item, const Geometry& g, const float* src, float* dst,
                           const Scratch& scratch) const {
     const Dims& out_size = pp_.kind == ConvKind::conv_transpose ? g.big_size : g.small_size;
     const std::int64_t out_plane = out_size[0] * out_size[1] * out_size[2];
     const std::int64_t nr_ = nr(item.nv);
-    const int rows = static_cast<int>(std::min<std::int64_t>(pp_.mr, pp_.m_per_group - mb * pp_.mr));
-    for (int q = 0; q < count; ++q) {
-      const PreparedPhase& p = phases[static_cast<std::size_t>(q)];
-      const Slot& slot = scratch.slot[static_cast<std::size_t>(q)];
-      const float* a_block = p.a_group + mb * p.k_count * pp_.mr;
-      if (p.direct) {
-        const std::int64_t vectors = (item.columns + nr_ - 1) / nr_ * item.nv;
-        direct_micro_kernel_for<Isa>(rows, item.nv)(pp_.c_per_group, p.n_taps, a_block, pp_.mr, src, p.in_plane,
-                                                    slot.runs + s * item.nv * Isa::kLanes, vectors * Isa::kLanes,
-                                                    slot.tile);
+    const std::int64_t vectors = (item.columns + nr_ - 1) / nr_ * item.nv;
+    const std::int64_t members = set.members();
+    const int rows = static_cast<int>(std::min<std::int64_t>(pp_.mr, pp_.rows_of(set) - mb * pp_.mr));
+    for (int p = 0; p < count; ++p) {
+      const PreparedPhase& prepared = phases[static_cast<std::size_t>(p)];
+      const Slot& slot = scratch.slot[static_cast<std::size_t>(p)];
+      const float* a_block = prepared.a_group + mb * prepared.k_count * pp_.mr;
+      if (prepared.direct) {
+        direct_micro_kernel_for<Isa>(rows, item.nv)(pp_.c_per_group, prepared.n_taps, a_block, pp_.mr, src,
+                                                    prepared.in_plane, slot.runs + s * item.nv * Isa::kLanes,
+                                                    vectors * Isa::kLanes, slot.tile);
       } else {
-        micro_kernel_for<Isa>(rows, item.nv)(p.k_count, a_block, pp_.mr, slot.panel + s * p.k_count * nr_, slot.tile);
+        micro_kernel_for<Isa>(rows, item.nv)(prepared.k_count, a_block, pp_.mr, slot.panel + s * prepared.k_count * nr_,
+                                             slot.tile);
       }
     }
-    for (int m = 0; m < rows; ++m) {
-      const std::int64_t channel = mb * pp_.mr + m;
+    for (int r = 0; r < rows; ++r) {
+      const std::int64_t row = mb * pp_.mr + r;
+      const std::int64_t channel = row / members, q = row % members;
       const float bias = pp_.bias[static_cast<std::size_t>(item.group * pp_.m_per_group + channel)];
       const typename Isa::V bias_v = Isa::set1(bias);
-      float* out = dst + channel * out_plane;
+      float* out = dst + channel * out_plane + scratch.member[q * kMemberFields];
       for (int v = 0; v < item.nv; ++v) {
         const std::int64_t vector = s * item.nv + v;
-        const std::int64_t lane0 = m * nr_ + v * Isa::kLanes;
-        const int writes = scratch.write_count[vector];
+        const std::int64_t lane0 = r * nr_ + v * Isa::kLanes;
+        const int writes = scratch.write_count[q * vectors + vector];
         if (writes >= 0) {
-          const Load* runs = scratch.write_runs + vector * kMaxWriteRuns;
+          const Load* runs = scratch.write_runs + (q * vectors + vector) * kMaxWriteRuns;
           const typename Isa::V first = Isa::add(Isa::load(scratch.slot[0].tile + lane0), bias_v);
           if (count == 1) {
-            for (int r = 0; r < writes; ++r) Isa::masked_store(out + runs[r].base, runs[r].lanes, first);
+            for (int w = 0; w < writes; ++w) Isa::masked_store(out + runs[w].base, runs[w].lanes, first);
           } else {
             Isa::store_interleaved(out + runs[0].base, first, Isa::add(Isa::load(scratch.slot[1].tile + lane0), bias_v),
                                    writes);
           }
           continue;
         }
-        for (int q = 0; q < count; ++q) {
-          const Slot& slot = scratch.slot[static_cast<std::size_t>(q)];
-          const std::int64_t* where = slot.out_offset + vector * Isa::kLanes;
+        for (int p = 0; p < count; ++p) {
+          const Slot& slot = scratch.slot[static_cast<std::size_t>(p)];
           const float* values = slot.tile + lane0;
           for (int lane = 0; lane < Isa::kLanes; ++lane) {
-            if (where[lane] >= 0) out[where[lane]] = values[lane] + bias;
+            const std::int64_t col = vector * Isa::kLanes + lane;
+            if (col < item.columns && member_writes(slot, scratch, q, col)) out[slot.out_offset[col]] = values[lane] + bias;
           }
         }
       }
     }
   }
 
-  // Runs `count` consecutive phases (x phases of one row when stride is 2) over one work item.
+  // Runs `count` consecutive phase sets (x phases of one row when stride is 2) over one work item.
   void process(const Geometry& g, const Phase* phases, int count, const WorkItem& item, const float* src, float* dst,
                const Scratch& scratch) const {
     std::array<PreparedPhase, 2> prepared{};
-    for (int q = 0; q < count; ++q) {
-      prepared[static_cast<std::size_t>(q)] = prepare_phase(g, phases[q], item, src, scratch.slot[static_cast<std::size_t>(q)], scratch);
+    for (int p = 0; p < count; ++p) {
+      prepared[static_cast<std::size_t>(p)] =
+          prepare_phase(g, phases[p], item, src, scratch.slot[static_cast<std::size_t>(p)], scratch);
     }
+    describe_members(g, phases[0], scratch);
     const std::int64_t subs = (item.columns + nr(item.nv) - 1) / nr(item.nv);
-    plan_writes(count, subs * item.nv, scratch);
-    for (std::int64_t mb = item.first_m_block; mb < item.end_m_block; ++mb)
-      for (std::int64_t s = 0; s < subs; ++s) multiply_and_write(prepared, count, mb, s, item, g, src, dst, scratch);
+    plan_writes(count, phases[0].members(), subs * item.nv, item.columns, scratch);
+    const MBlocks blocks = m_blocks_of(phases[0], item);
+    for (std::int64_t mb = blocks.first; mb < blocks.end; ++mb)
+      for (std::int64_t s = 0; s < subs; ++s) {
+        multiply_and_write(prepared, count, phases[0], mb, s, item, g, src, dst, scratch);
+      }
   }
 
   PackedProblem pp_;
   std::int64_t max_k_ = 0;
   std::int64_t max_taps_ = 0;
+  std::int64_t max_members_ = 1;
+  std::int64_t max_m_blocks_ = 1;
   std::int64_t stride_x_ = 1;
 };
 

@@ -30,16 +30,41 @@ AxisTaps axis_taps(const Geometry& g, int d, std::int64_t residue) {
   return a;
 }
 
-Phase make_phase(const Geometry& g, const std::array<std::int64_t, kMaxSpatial>& residue) {
+// Residues of depth or height grouped by identical tap offsets.
+std::vector<std::vector<std::int64_t>> residue_classes(const Geometry& g, int d) {
+  std::vector<std::vector<std::int64_t>> classes;
+  std::vector<std::vector<std::int64_t>> class_offsets;
+  const std::int64_t residues = g.kind == ConvKind::conv ? 1 : g.stride[d];
+  for (std::int64_t r = 0; r < residues; ++r) {
+    const auto offsets = axis_taps(g, d, r).offsets;
+    const auto same = std::find(class_offsets.begin(), class_offsets.end(), offsets);
+    if (same != class_offsets.end()) {
+      classes[static_cast<std::size_t>(same - class_offsets.begin())].push_back(r);
+    } else {
+      classes.push_back({r});
+      class_offsets.push_back(offsets);
+    }
+  }
+  return classes;
+}
+
+Phase make_phase(const Geometry& g, const std::vector<std::int64_t>& z_class, const std::vector<std::int64_t>& y_class,
+                 std::int64_t rx) {
   Phase p;
-  p.residue = residue;
-  const AxisTaps z = axis_taps(g, 0, residue[0]), y = axis_taps(g, 1, residue[1]), x = axis_taps(g, 2, residue[2]);
-  for (std::size_t a = 0; a < z.taps.size(); ++a)
-    for (std::size_t b = 0; b < y.taps.size(); ++b)
-      for (std::size_t c = 0; c < x.taps.size(); ++c) {
-        p.taps.push_back((z.taps[a] * g.kernel[1] + y.taps[b]) * g.kernel[2] + x.taps[c]);
-        p.offsets.push_back({z.offsets[a], y.offsets[b], x.offsets[c]});
-      }
+  const AxisTaps x = axis_taps(g, 2, rx);
+  for (std::int64_t rz : z_class)
+    for (std::int64_t ry : y_class) {
+      const AxisTaps z = axis_taps(g, 0, rz), y = axis_taps(g, 1, ry);
+      p.residues.push_back({rz, ry, rx});
+      std::vector<std::int64_t> taps;
+      for (std::size_t a = 0; a < z.taps.size(); ++a)
+        for (std::size_t b = 0; b < y.taps.size(); ++b)
+          for (std::size_t c = 0; c < x.taps.size(); ++c) {
+            taps.push_back((z.taps[a] * g.kernel[1] + y.taps[b]) * g.kernel[2] + x.taps[c]);
+            if (p.residues.size() == 1) p.offsets.push_back({z.offsets[a], y.offsets[b], x.offsets[c]});
+          }
+      p.taps.push_back(std::move(taps));
+    }
   return p;
 }
 
@@ -52,12 +77,21 @@ PackedProblem pack(const Geometry& g, const float* weight, const float* bias, co
   const bool transposed = g.kind == ConvKind::conv_transpose;
   pp.m_per_group = transposed ? g.big_per_group() : g.small_per_group();
   pp.c_per_group = transposed ? g.small_per_group() : g.big_per_group();
-  // The register tile is mr output channels by nv vectors (nv is chosen per
-  // input, mr * nv <= max_accumulators). With free broadcasts (an FMA's
-  // embedded broadcast operand) one vector by many channels needs the fewest
-  // loads; otherwise several vectors share each broadcast. Few channels need
-  // several vectors anyway, to keep enough independent accumulators in flight.
-  const std::int64_t m = std::max<std::int64_t>(1, pp.m_per_group);
+  const auto z_classes = residue_classes(g, 0), y_classes = residue_classes(g, 1);
+  const std::int64_t x_residues = transposed ? g.stride[2] : 1;
+  std::int64_t max_members = 1;
+  for (const auto& zc : z_classes)
+    for (const auto& yc : y_classes) {
+      max_members = std::max<std::int64_t>(max_members, static_cast<std::int64_t>(zc.size() * yc.size()));
+      for (std::int64_t rx = 0; rx < x_residues; ++rx) pp.phases.push_back(make_phase(g, zc, yc, rx));
+    }
+
+  // The register tile is mr GEMM rows by nv vectors (nv is chosen per input,
+  // mr * nv <= max_accumulators). With free broadcasts (an FMA's embedded
+  // broadcast operand) one vector by many rows needs the fewest loads;
+  // otherwise several vectors share each broadcast. Few rows need several
+  // vectors anyway, to keep enough independent accumulators in flight.
+  const std::int64_t m = std::max<std::int64_t>(1, pp.m_per_group * max_members);
   const bool one_vector = tiles.free_broadcast && m >= tiles.min_accumulators;
   pp.min_nv = one_vector ? 1 : 2;
   pp.max_nv = one_vector ? 1 : 8;
@@ -74,36 +108,31 @@ PackedProblem pack(const Geometry& g, const float* weight, const float* bias, co
     }
   }
 
-  if (transposed) {
-    for (std::int64_t rz = 0; rz < g.stride[0]; ++rz)
-      for (std::int64_t ry = 0; ry < g.stride[1]; ++ry)
-        for (std::int64_t rx = 0; rx < g.stride[2]; ++rx) pp.phases.push_back(make_phase(g, {rz, ry, rx}));
-  } else {
-    pp.phases.push_back(make_phase(g, {0, 0, 0}));
-  }
-
   std::int64_t total = 0;
   for (auto& phase : pp.phases) {
     phase.packed_offset = total;
-    total += pp.groups * pp.m_blocks() * pp.k_of(phase) * pp.mr;
+    total += pp.groups * pp.m_blocks_of(phase) * pp.k_of(phase) * pp.mr;
   }
   pp.packed_a.assign(static_cast<std::size_t>(total), 0.0f);
   const std::int64_t taps = g.kernel_taps();
   for (const auto& phase : pp.phases) {
-    const std::int64_t k_count = pp.k_of(phase);
-    const auto n_taps = static_cast<std::int64_t>(phase.taps.size());
+    const std::int64_t k_count = pp.k_of(phase), members = phase.members();
+    const auto n_taps = static_cast<std::int64_t>(phase.offsets.size());
     for (std::int64_t grp = 0; grp < pp.groups; ++grp)
-      for (std::int64_t m = 0; m < pp.m_per_group; ++m)
-        for (std::int64_t c = 0; c < pp.c_per_group; ++c)
-          for (std::int64_t e = 0; e < n_taps; ++e) {
-            // weight is [small_channels, big_channels/groups, taps]
-            const std::int64_t small = grp * (transposed ? pp.c_per_group : pp.m_per_group) + (transposed ? c : m);
-            const std::int64_t big_local = transposed ? m : c;
-            const float w = weight[(small * g.big_per_group() + big_local) * taps + phase.taps[static_cast<std::size_t>(e)]];
-            const std::int64_t block = m / pp.mr, row = m % pp.mr, k = c * n_taps + e;
-            pp.packed_a[static_cast<std::size_t>(phase.packed_offset +
-                                                 ((grp * pp.m_blocks() + block) * k_count + k) * pp.mr + row)] = w;
-          }
+      for (std::int64_t m_out = 0; m_out < pp.m_per_group; ++m_out)
+        for (std::int64_t q = 0; q < members; ++q)
+          for (std::int64_t c = 0; c < pp.c_per_group; ++c)
+            for (std::int64_t e = 0; e < n_taps; ++e) {
+              // weight is [small_channels, big_channels/groups, taps]
+              const std::int64_t small = grp * (transposed ? pp.c_per_group : pp.m_per_group) + (transposed ? c : m_out);
+              const std::int64_t big_local = transposed ? m_out : c;
+              const std::int64_t tap = phase.taps[static_cast<std::size_t>(q)][static_cast<std::size_t>(e)];
+              const float w = weight[(small * g.big_per_group() + big_local) * taps + tap];
+              const std::int64_t row = m_out * members + q, k = c * n_taps + e;
+              pp.packed_a[static_cast<std::size_t>(phase.packed_offset +
+                                                   ((grp * pp.m_blocks_of(phase) + row / pp.mr) * k_count + k) * pp.mr +
+                                                   row % pp.mr)] = w;
+            }
   }
   const std::int64_t out_channels = g.output_channels();
   pp.bias.assign(static_cast<std::size_t>(out_channels), 0.0f);
@@ -111,7 +140,7 @@ PackedProblem pack(const Geometry& g, const float* weight, const float* bias, co
   return pp;
 }
 
-std::array<Axis, kMaxSpatial> axes_of(const Geometry& g, const Phase& phase) {
+std::array<Axis, kMaxSpatial> axes_of(const Geometry& g, const std::array<std::int64_t, kMaxSpatial>& residue) {
   std::array<Axis, kMaxSpatial> axes{};
   for (int d = 0; d < kMaxSpatial; ++d) {
     Axis& a = axes[d];
@@ -119,7 +148,7 @@ std::array<Axis, kMaxSpatial> axes_of(const Geometry& g, const Phase& phase) {
       a.out_count = g.small_size[d];
       a.in_step = g.stride[d];
     } else {
-      a.out_start = phase.residue[d];
+      a.out_start = residue[d];
       a.out_step = g.stride[d];
       a.out_count = g.big_size[d] > a.out_start ? (g.big_size[d] - a.out_start + g.stride[d] - 1) / g.stride[d] : 0;
     }
