@@ -95,14 +95,18 @@ PackedProblem pack(const Geometry& g, const float* weight, const float* bias, co
   const bool one_vector = tiles.free_broadcast && m >= tiles.min_accumulators;
   pp.min_nv = one_vector ? 1 : 2;
   pp.max_nv = one_vector ? 1 : 8;
-  // Pick the mr that pads M least (then the tallest): padded rows are multiplied for nothing.
+  // Padded rows are multiplied for nothing. One-vector tiles take the mr that
+  // pads least (then the tallest); with separate broadcasts a short tile costs
+  // more loads per FMA than a little padding, so take the tallest mr that pads
+  // at most an eighth.
   pp.mr = 1;
   std::int64_t best_padded = -1;
   for (int mr = 1; mr <= std::min<std::int64_t>(tiles.max_mr, m); ++mr) {
     if (mr * pp.min_nv > tiles.max_accumulators) break;
     if (one_vector && mr < tiles.min_accumulators) continue;
     const std::int64_t padded = (m + mr - 1) / mr * mr;
-    if (best_padded < 0 || padded <= best_padded) {
+    const bool better = one_vector ? best_padded < 0 || padded <= best_padded : padded * 8 <= m * 9;
+    if (better) {
       best_padded = padded;
       pp.mr = mr;
     }
