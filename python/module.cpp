@@ -66,6 +66,30 @@ tconv::ConvParams params_from(const std::vector<std::int64_t>& stride, const std
   return p;
 }
 
+// The arrays of one call as views; they stay owned by Python.
+struct Operands {
+  tconv::TensorView weight;
+  std::optional<tconv::TensorView> bias;
+  const tconv::TensorView* bias_or_null() const { return bias ? &*bias : nullptr; }
+};
+
+Operands operands_of(const py::array& weight, const std::optional<py::array>& bias) {
+  Operands operands{view_of(weight, "weight"), std::nullopt};
+  if (bias) operands.bias = view_of(*bias, "bias");
+  return operands;
+}
+
+// Runs a computation without holding the GIL and hands its result to NumPy.
+template <typename Compute>
+py::array without_gil(Compute&& compute) {
+  tconv::Tensor out;
+  {
+    py::gil_scoped_release release;
+    out = compute();
+  }
+  return to_numpy(std::move(out));
+}
+
 // A prepared operator that keeps its weights packed between calls.
 class PyOperator {
  public:
@@ -75,12 +99,7 @@ class PyOperator {
 
   py::array call(const py::array& input) const {
     const tconv::TensorView x = view_of(input, "input");
-    tconv::Tensor out;
-    {
-      py::gil_scoped_release release;
-      out = op_.run(x);
-    }
-    return to_numpy(std::move(out));
+    return without_gil([&] { return op_.run(x); });
   }
   const std::string& implementation() const { return op_.implementation(); }
   const std::string& reason() const { return op_.reason(); }
@@ -92,12 +111,10 @@ class PyOperator {
  private:
   static tconv::Operator make(const std::string& op, const py::array& weight, const std::optional<py::array>& bias,
                               const tconv::ConvParams& params, const std::string& implementation) {
-    const tconv::TensorView w = view_of(weight, "weight");
-    std::optional<tconv::TensorView> b;
-    if (bias) b = view_of(*bias, "bias");
+    const Operands operands = operands_of(weight, bias);
     tconv::OperatorOptions options;
     options.implementation = implementation;
-    return tconv::Operator::create(kind_from(op), w, b ? &*b : nullptr, params, options);
+    return tconv::Operator::create(kind_from(op), operands.weight, operands.bias_or_null(), params, options);
   }
   tconv::Operator op_;
 };
@@ -128,16 +145,12 @@ PYBIND11_MODULE(_tconv, m) {
       [](const std::string& op, const py::array& input, const py::array& weight, const std::optional<py::array>& bias,
          const tconv::ConvParams& params) {
         const tconv::TensorView x = view_of(input, "input");
-        const tconv::TensorView w = view_of(weight, "weight");
-        std::optional<tconv::TensorView> b;
-        if (bias) b = view_of(*bias, "bias");
-        tconv::Tensor out;
-        {
-          py::gil_scoped_release release;
-          out = kind_from(op) == ConvKind::conv ? tconv::conv(x, w, b ? &*b : nullptr, params)
-                                                : tconv::conv_transpose(x, w, b ? &*b : nullptr, params);
-        }
-        return to_numpy(std::move(out));
+        const Operands operands = operands_of(weight, bias);
+        const ConvKind kind = kind_from(op);
+        return without_gil([&] {
+          return kind == ConvKind::conv ? tconv::conv(x, operands.weight, operands.bias_or_null(), params)
+                                        : tconv::conv_transpose(x, operands.weight, operands.bias_or_null(), params);
+        });
       },
       py::arg("op"), py::arg("input"), py::arg("weight"), py::arg("bias"), py::arg("params"));
 
@@ -152,15 +165,11 @@ PYBIND11_MODULE(_tconv, m) {
         else throw tconv::Error(tconv::ErrorKind::invalid_argument,
                                 "method must be 'gather', 'matrix' or 'scatter', got '" + method + "'");
         const tconv::TensorView x = view_of(input, "input");
-        const tconv::TensorView w = view_of(weight, "weight");
-        std::optional<tconv::TensorView> b;
-        if (bias) b = view_of(*bias, "bias");
-        tconv::Tensor out;
-        {
-          py::gil_scoped_release release;
-          out = tconv::reference::compute(which, kind_from(op), x, w, b ? &*b : nullptr, params);
-        }
-        return to_numpy(std::move(out));
+        const Operands operands = operands_of(weight, bias);
+        const ConvKind kind = kind_from(op);
+        return without_gil([&] {
+          return tconv::reference::compute(which, kind, x, operands.weight, operands.bias_or_null(), params);
+        });
       },
       py::arg("method"), py::arg("op"), py::arg("input"), py::arg("weight"), py::arg("bias"), py::arg("params"));
 
