@@ -291,10 +291,18 @@ class PhaseGemmKernel final : public PreparedKernel {
     }
     const std::int64_t nr_ = nr(b.nv);
     const std::int64_t bytes_per_sub = std::max<std::int64_t>(max_k_, 1) * nr_ * static_cast<std::int64_t>(sizeof(float));
-    b.sub_panels = std::clamp<std::int64_t>(kPanelBudgetBytes / bytes_per_sub, 1, kMaxSubPanels);
-    // Keep at least two items per thread so both cores stay busy at batch 1.
-    while (b.sub_panels > 1 && pp_.groups * ((b.columns + b.sub_panels * nr_ - 1) / (b.sub_panels * nr_)) < 2 * threads) {
-      --b.sub_panels;
+    // Sub-panels per item: within the panel budget, the count whose items
+    // finish soonest on `threads` threads (rounds of items times their width),
+    // the widest on a tie since wider items reload A less.
+    const std::int64_t most = std::clamp<std::int64_t>(kPanelBudgetBytes / bytes_per_sub, 1, kMaxSubPanels);
+    std::int64_t best_span = -1;
+    for (std::int64_t subs = 1; subs <= most; ++subs) {
+      const std::int64_t items = pp_.groups * ((b.columns + subs * nr_ - 1) / (subs * nr_));
+      const std::int64_t span = (items + threads - 1) / threads * subs;
+      if (best_span < 0 || span <= best_span) {
+        best_span = span;
+        b.sub_panels = subs;
+      }
     }
     const std::int64_t items = pp_.groups * ((b.columns + b.sub_panels * nr_ - 1) / (b.sub_panels * nr_));
     b.m_chunks = std::clamp<std::int64_t>((kItemsPerThread * threads + items - 1) / items, 1, max_m_blocks_);
