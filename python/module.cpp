@@ -56,13 +56,15 @@ py::array to_numpy(tconv::Tensor tensor) {
 
 tconv::ConvParams params_from(const std::vector<std::int64_t>& stride, const std::vector<std::int64_t>& padding,
                               const std::vector<std::int64_t>& output_padding,
-                              const std::vector<std::int64_t>& dilation, std::int64_t groups) {
+                              const std::vector<std::int64_t>& dilation, std::int64_t groups,
+                              const std::optional<std::vector<std::int64_t>>& padding_end) {
   tconv::ConvParams p;
   p.stride = tconv::SpatialParam(stride);
   p.padding = tconv::SpatialParam(padding);
   p.output_padding = tconv::SpatialParam(output_padding);
   p.dilation = tconv::SpatialParam(dilation);
   p.groups = groups;
+  if (padding_end) p.padding_end = tconv::SpatialParam(*padding_end);
   return p;
 }
 
@@ -138,7 +140,7 @@ PYBIND11_MODULE(_tconv, m) {
 
   py::class_<tconv::ConvParams>(m, "ConvParams");
   m.def("make_params", &params_from, py::arg("stride"), py::arg("padding"), py::arg("output_padding"),
-        py::arg("dilation"), py::arg("groups"));
+        py::arg("dilation"), py::arg("groups"), py::arg("padding_end") = py::none());
 
   m.def(
       "compute",
@@ -220,5 +222,7 @@ PYBIND11_MODULE(_tconv, m) {
   m.def("set_num_threads", &tconv::set_num_threads, py::arg("threads"));
   m.def("num_threads", &tconv::num_threads);
   m.def("available_implementations", &tconv::available_implementations);
+  m.def("set_max_bytes", &tconv::set_max_bytes, py::arg("bytes"));
+  m.def("max_bytes", &tconv::max_bytes);
   bind_explain(m);
 }

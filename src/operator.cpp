@@ -6,6 +6,7 @@
 #include <optional>
 
 #include "kernels/kernel.hpp"
+#include "limits.hpp"
 #include "tconv/tconv.hpp"
 #include "validate.hpp"
 
@@ -82,6 +83,21 @@ struct Operator::State {
   Geometry geometry_for(const Shape& input_shape) const {
     return detail::resolve_geometry(kind, input_shape, weight_shape, bias_shape, params);
   }
+
+  // The workspace one run needs, after checking that it and the output fit in max_bytes().
+  std::size_t checked_workspace_bytes(const Geometry& g, int threads) const {
+    const Shape out = g.output_shape();
+    const std::uint64_t output_bytes =
+        detail::checked_bytes(out, dtype_size(dtype), "output", ErrorKind::invalid_argument);
+    const std::size_t workspace = kernel->workspace_bytes(g, threads);
+    std::uint64_t total = 0;
+    if (__builtin_add_overflow(output_bytes, workspace, &total)) total = UINT64_MAX;
+    detail::check_memory(std::string(conv_kind_name(kind)) + " output " + shape_to_string(out) + " (" +
+                             std::to_string(output_bytes) + " bytes) with workspace (" + std::to_string(workspace) +
+                             " bytes for " + std::to_string(threads) + " threads)",
+                         total, ErrorKind::invalid_argument);
+    return workspace;
+  }
 };
 
 Operator::Operator(std::unique_ptr<State> state) : state_(std::move(state)) {}
@@ -124,7 +140,7 @@ Plan Operator::plan(const Shape& input_shape) const {
   Plan plan;
   plan.output_shape = g.output_shape();
   plan.threads = num_threads();
-  plan.workspace_bytes = state_->kernel->workspace_bytes(g, plan.threads);
+  plan.workspace_bytes = state_->checked_workspace_bytes(g, plan.threads);
   return plan;
 }
 
@@ -146,14 +162,15 @@ void Operator::run(const TensorView& input, const MutableTensorView& output) con
   }
   if (output.numel() == 0) return;
   const int threads = num_threads();
+  const std::size_t workspace_bytes = state_->checked_workspace_bytes(g, threads);
   // Kernels take contiguous tensors; strided callers' views go through a copy.
   std::optional<Tensor> contiguous_input;
   if (!input.is_contiguous()) contiguous_input = Tensor::copy_of(input);
   std::optional<Tensor> contiguous_output;
   if (!output.is_contiguous()) contiguous_output = Tensor::uninitialized(state_->dtype, expected);
   // 64-byte aligned scratch (Tensor storage); kernels initialize what they use.
-  Tensor workspace = Tensor::uninitialized(DType::f32, {static_cast<std::int64_t>(
-                                   (state_->kernel->workspace_bytes(g, threads) + sizeof(float) - 1) / sizeof(float))});
+  Tensor workspace = Tensor::uninitialized(
+      DType::f32, {static_cast<std::int64_t>((workspace_bytes + sizeof(float) - 1) / sizeof(float))});
   state_->kernel->run(g, contiguous_input ? contiguous_input->data() : input.data,
                       contiguous_output ? contiguous_output->data() : output.mutable_data(), workspace.data(), threads);
   if (contiguous_output) copy(contiguous_output->view(), output);

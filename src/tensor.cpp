@@ -4,6 +4,7 @@
 
 #include "tconv/error.hpp"
 #include "tconv/tensor.hpp"
+#include "limits.hpp"
 #include "tensor_values.hpp"
 
 namespace tconv {
@@ -55,7 +56,9 @@ Tensor::Tensor(DType dtype, Shape shape) : Tensor(dtype, std::move(shape), true)
 Tensor Tensor::uninitialized(DType dtype, Shape shape) { return Tensor(dtype, std::move(shape), false); }
 
 Tensor::Tensor(DType dtype, Shape shape, bool zero_fill) : dtype_(dtype), shape_(std::move(shape)) {
-  const std::size_t bytes = static_cast<std::size_t>(numel()) * dtype_size(dtype_);
+  const std::string what = "tensor";
+  const std::uint64_t bytes = detail::checked_bytes(shape_, dtype_size(dtype_), what, ErrorKind::invalid_argument);
+  detail::check_memory(what + " of shape " + shape_to_string(shape_), bytes, ErrorKind::invalid_argument);
   constexpr std::size_t alignment = 64;
   const std::size_t rounded = (bytes + alignment - 1) / alignment * alignment;
   void* p = std::aligned_alloc(alignment, rounded == 0 ? alignment : rounded);

@@ -11,6 +11,7 @@
 // Every function throws tconv::Error (error.hpp) and nothing else on bad input.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -80,6 +81,14 @@ std::vector<std::string> available_implementations();
 // Threads used by every call (default: OpenMP's default, the number of cores).
 void set_num_threads(int threads);
 int num_threads();
+
+// The most memory one call may allocate for its output and workspace (and the
+// .npy reader for one file): a request beyond it is refused with Error before
+// anything is allocated. Default: the environment variable TCONV_MAX_BYTES
+// when set, else the machine's physical memory. set_max_bytes(0) restores the
+// default. Like the thread count, one process-wide setting.
+void set_max_bytes(std::uint64_t bytes);
+std::uint64_t max_bytes();
 
 // The dense convolution matrix of `conv(input, weight)` for one sample:
 // shape [output elements, input elements] (channels included, C order), so

@@ -1,7 +1,9 @@
 """tconv: convolution and transposed convolution with PyTorch's semantics.
 
-    tconv.conv(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1)
-    tconv.conv_transpose(x, w, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1)
+    tconv.conv(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1, padding_end=None,
+               padding_mode="zeros")
+    tconv.conv_transpose(x, w, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1,
+                         padding_end=None, output_size=None)
     tconv.conv_backward(grad_output, x, w, stride=1, padding=0, dilation=1, groups=1, bias=True)
     tconv.conv_transpose_backward(grad_output, x, w, stride=1, padding=0, output_padding=0, groups=1,
                                   dilation=1, bias=True)
@@ -9,25 +11,33 @@
 take NumPy arrays (float32 or float64, any strides) laid out as PyTorch's
 tensors and return what torch.nn.functional.conv{1,2,3}d / conv_transpose{1,2,3}d
 return. Bad parameters raise ValueError, bad dtypes TypeError, with a message
-that names the parameter, its value and the rule.
+that names the parameter, its value and the rule. padding_end (one value or
+one per dimension) makes the padding asymmetric: padding is then the amount at
+the beginning of each dimension and padding_end the amount at the end.
+tconv.onnx and tconv.tf take ONNX's and TensorFlow's conventions
+(docs/conventions.md).
 """
 
 import numbers
 
 import numpy as np
 
-from . import _tconv
+from . import _padding, _tconv
 from . import reference  # noqa: F401  (tconv.reference.gather / matrix / scatter)
 
 __all__ = [
     "conv", "conv_transpose", "conv_matrix", "output_shape", "Conv", "ConvTranspose",
-    "set_num_threads", "num_threads", "available_implementations", "reference",
+    "set_num_threads", "num_threads", "set_max_bytes", "max_bytes", "available_implementations", "reference",
     "conv_backward", "conv_transpose_backward",
 ]
 
 set_num_threads = _tconv.set_num_threads
 num_threads = _tconv.num_threads
 available_implementations = _tconv.available_implementations
+# The most bytes one call may allocate for output and workspace (default: the
+# environment variable TCONV_MAX_BYTES, else physical memory; 0 restores it).
+set_max_bytes = _tconv.set_max_bytes
+max_bytes = _tconv.max_bytes
 
 
 def _spatial(name, value):
@@ -40,12 +50,12 @@ def _spatial(name, value):
     raise TypeError(f"{name} must be an int or a non-empty tuple of ints, got {value!r}")
 
 
-def _params(stride=1, padding=0, output_padding=0, dilation=1, groups=1):
+def _params(stride=1, padding=0, output_padding=0, dilation=1, groups=1, padding_end=None):
     if not isinstance(groups, numbers.Integral) or isinstance(groups, bool):
         raise TypeError(f"groups must be an int, got {groups!r}")
     return _tconv.make_params(_spatial("stride", stride), _spatial("padding", padding),
                               _spatial("output_padding", output_padding), _spatial("dilation", dilation),
-                              int(groups))
+                              int(groups), None if padding_end is None else _spatial("padding_end", padding_end))
 
 
 def _array(name, value, optional=False):
@@ -66,16 +76,77 @@ def _operands(input, weight, bias):
     return _array("input", input), _array("weight", weight), _array("bias", bias, optional=True)
 
 
-def conv(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
-    """torch.nn.functional.conv1d/2d/3d: weight is [C_out, C_in/groups, k...]."""
-    x, w, b = _operands(input, weight, bias)
-    return _tconv.compute("conv", x, w, b, _params(stride, padding, 0, dilation, groups))
+def _torch_conv_padding(x, w, stride, padding, dilation, padding_end, padding_mode):
+    """(input, padding, padding_end) that run torch.nn.ConvNd's padding ('same', 'valid' or amounts) and
+    padding_mode as a zero-padded convolution: other modes pad the input here and pass padding 0."""
+    if isinstance(padding, str):
+        if padding_end is not None:
+            raise ValueError(f"padding_end ({padding_end!r}) cannot be combined with padding={padding!r}")
+        rank = _padding.spatial_rank(w)
+        if padding == "valid":
+            padding, padding_end = [0] * rank, [0] * rank
+        elif padding == "same":
+            if any(s != 1 for s in _padding.per_dim("stride", stride, rank)):
+                raise ValueError(f"padding='same' needs stride 1 in every dimension, got stride={stride!r}")
+            dilations = _padding.per_dim("dilation", dilation, rank)
+            padding, padding_end = _padding.splits([d * (k - 1) for d, k in zip(dilations, w.shape[2:])])
+        else:
+            raise ValueError(f"padding must be an int, a tuple of ints, 'same' or 'valid', got {padding!r}")
+    if padding_mode == "zeros":
+        return x, padding, padding_end
+    if padding_mode not in _padding.NUMPY_PAD_MODES:
+        raise ValueError(f"padding_mode must be 'zeros', 'reflect', 'replicate' or 'circular', got {padding_mode!r}")
+    rank = _padding.spatial_rank(w)
+    begins = _padding.per_dim("padding", padding, rank)
+    ends = begins if padding_end is None else _padding.per_dim("padding_end", padding_end, rank)
+    return _padding.pad_input(x, begins, ends, padding_mode), 0, None
 
 
-def conv_transpose(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
-    """torch.nn.functional.conv_transpose1d/2d/3d: weight is [C_in, C_out/groups, k...]."""
+def _torch_output_padding(x, w, stride, padding, padding_end, dilation, output_size):
+    """The output_padding that makes conv_transpose's output output_size, with
+    torch.nn.ConvTransposeNd.forward(input, output_size)'s rule."""
+    rank = _padding.spatial_rank(w)
+    sizes = _padding.per_dim("output_size", list(output_size), len(output_size))
+    if len(sizes) == x.ndim:
+        sizes = sizes[x.ndim - rank:]
+    if len(sizes) != rank:
+        raise ValueError(f"output_size {list(output_size)} must have {rank} or {x.ndim} elements for a {rank}-D "
+                         f"transposed convolution of a {x.ndim}-D input")
+    strides = _padding.per_dim("stride", stride, rank)
+    begins = _padding.per_dim("padding", padding, rank)
+    ends = begins if padding_end is None else _padding.per_dim("padding_end", padding_end, rank)
+    dilations = _padding.per_dim("dilation", dilation, rank)
+    inputs = x.shape[x.ndim - rank:]
+    smallest = [(n - 1) * s - b - e + d * (k - 1) + 1
+                for n, s, b, e, d, k in zip(inputs, strides, begins, ends, dilations, w.shape[2:])]
+    largest = [m + s - 1 for m, s in zip(smallest, strides)]
+    if any(not m <= n <= top for m, n, top in zip(smallest, sizes, largest)):
+        raise ValueError(f"output_size: requested an output size of {sizes}, but valid sizes range from {smallest} "
+                         f"to {largest} (for an input of {list(inputs)}): from (input-1)*stride - padding_begin - "
+                         f"padding_end + dilation*(kernel-1) + 1 up to stride-1 more")
+    return [n - m for n, m in zip(sizes, smallest)]
+
+
+def conv(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, padding_end=None, padding_mode="zeros"):
+    """torch.nn.functional.conv1d/2d/3d: weight is [C_out, C_in/groups, k...]. padding may also be 'same'
+    (stride 1; the odd unit of dilation*(kernel-1) at the end) or 'valid'; padding_mode is torch.nn.ConvNd's."""
     x, w, b = _operands(input, weight, bias)
-    return _tconv.compute("conv_transpose", x, w, b, _params(stride, padding, output_padding, dilation, groups))
+    x, padding, padding_end = _torch_conv_padding(x, w, stride, padding, dilation, padding_end, padding_mode)
+    return _tconv.compute("conv", x, w, b, _params(stride, padding, 0, dilation, groups, padding_end))
+
+
+def conv_transpose(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1,
+                   padding_end=None, output_size=None):
+    """torch.nn.functional.conv_transpose1d/2d/3d: weight is [C_in, C_out/groups, k...]. output_size picks
+    output_padding as torch.nn.ConvTransposeNd.forward(input, output_size) does."""
+    x, w, b = _operands(input, weight, bias)
+    if output_size is not None:
+        if any(_spatial("output_padding", output_padding)):
+            raise ValueError(f"output_padding ({output_padding!r}) and output_size ({output_size!r}) both set the "
+                             f"output size: give one of them")
+        output_padding = _torch_output_padding(x, w, stride, padding, padding_end, dilation, output_size)
+    return _tconv.compute("conv_transpose", x, w, b,
+                          _params(stride, padding, output_padding, dilation, groups, padding_end))
 
 
 def conv_backward(grad_output, input, weight, stride=1, padding=0, dilation=1, groups=1, bias=True):
@@ -102,10 +173,11 @@ def conv_matrix(input_shape, weight, stride=1, padding=0, dilation=1, groups=1):
                               _params(stride, padding, 0, dilation, groups))
 
 
-def output_shape(op, input_shape, weight_shape, stride=1, padding=0, output_padding=0, dilation=1, groups=1):
+def output_shape(op, input_shape, weight_shape, stride=1, padding=0, output_padding=0, dilation=1, groups=1,
+                 padding_end=None):
     """The output shape of `op` ('conv' or 'conv_transpose'), or the ValueError it would raise."""
     return tuple(_tconv.output_shape(op, [int(d) for d in input_shape], [int(d) for d in weight_shape],
-                                     _params(stride, padding, output_padding, dilation, groups)))
+                                     _params(stride, padding, output_padding, dilation, groups, padding_end)))
 
 
 class _Prepared:
@@ -141,17 +213,20 @@ class _Prepared:
 class Conv(_Prepared):
     _op = "conv"
 
-    def __init__(self, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, implementation=""):
-        super().__init__(weight, bias, _params(stride, padding, 0, dilation, groups), implementation)
+    def __init__(self, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, implementation="",
+                 padding_end=None):
+        super().__init__(weight, bias, _params(stride, padding, 0, dilation, groups, padding_end), implementation)
 
 
 class ConvTranspose(_Prepared):
     _op = "conv_transpose"
 
     def __init__(self, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1,
-                 implementation=""):
-        super().__init__(weight, bias, _params(stride, padding, output_padding, dilation, groups), implementation)
+                 implementation="", padding_end=None):
+        super().__init__(weight, bias, _params(stride, padding, output_padding, dilation, groups, padding_end),
+                         implementation)
 
 
 from .explain import Explanation, explain  # noqa: E402  (needs _array and _params above)
-__all__ += ["explain", "Explanation"]
+from . import onnx, tf  # noqa: E402  (need conv and conv_transpose above)
+__all__ += ["explain", "Explanation", "onnx", "tf"]

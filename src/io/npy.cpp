@@ -8,9 +8,10 @@
 #include <cstring>
 #include <fstream>
 #include <iterator>
-#include <regex>
+#include <map>
 #include <vector>
 
+#include "limits.hpp"
 #include "tconv/error.hpp"
 
 namespace tconv::io {
@@ -22,8 +23,6 @@ namespace {
 
 constexpr char kMagic[] = "\x93NUMPY";
 constexpr std::size_t kMagicLength = 6;
-// Dimensions beyond this are refused before anything is allocated.
-constexpr std::int64_t kMaxFileElements = std::int64_t{1} << 40;
 
 std::uint32_t little_endian(const unsigned char* p, int bytes) {
   std::uint32_t v = 0;
@@ -38,39 +37,173 @@ struct Header {
   Shape shape;
 };
 
-Header parse_header(const std::string& path, const std::string& text) {
-  Header h{};
-  std::smatch m;
-  if (!std::regex_search(text, m, std::regex(R"('descr'\s*:\s*'([^']*)')"))) {
-    bad_file(path, "malformed header: no 'descr' entry");
+// One value of the header's dictionary: a string, True/False, a tuple of
+// integers, or (kept as text, to be refused by the caller) anything else.
+struct Value {
+  enum Type { string, boolean, tuple, other } type = other;
+  std::string text;  // the string, or the source text of any other value
+  bool flag = false;
+  Shape dims;
+};
+
+// A hand-written reader of the Python literal NumPy writes as the header,
+//   {'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), }
+// (no regular expressions: the header is untrusted and may be long).
+class HeaderReader {
+ public:
+  HeaderReader(const std::string& path, const std::string& text) : path_(path), text_(text) {}
+
+  std::map<std::string, Value> dictionary() {
+    std::map<std::string, Value> entries;
+    expect('{');
+    while (!at('}')) {
+      const std::string key = quoted("a quoted key");
+      expect(':');
+      if (entries.count(key)) malformed("key '" + key + "' appears twice");
+      entries[key] = value();
+      if (!at('}')) expect(',');
+    }
+    ++pos_;
+    skip_space();
+    if (pos_ != text_.size()) malformed("unexpected text after the dictionary");
+    return entries;
   }
-  const std::string descr = m[1];
-  if (descr.size() != 3 || (descr[1] != 'f') || (descr[2] != '4' && descr[2] != '8')) {
+
+ private:
+  [[noreturn]] void malformed(const std::string& what) const { bad_file(path_, "malformed header: " + what); }
+
+  void skip_space() {
+    while (pos_ < text_.size() && (text_[pos_] == ' ' || text_[pos_] == '\t' || text_[pos_] == '\n' || text_[pos_] == '\r')) ++pos_;
+  }
+  bool at(char c) {
+    skip_space();
+    return pos_ < text_.size() && text_[pos_] == c;
+  }
+  void expect(char c) {
+    if (!at(c)) malformed(std::string("expected '") + c + "' at byte " + std::to_string(pos_) + " of the header");
+    ++pos_;
+  }
+  std::string quoted(const char* what) {
+    skip_space();
+    const char quote = pos_ < text_.size() ? text_[pos_] : '\0';
+    if (quote != '\'' && quote != '"') malformed(std::string("expected ") + what + " at byte " + std::to_string(pos_));
+    const std::size_t close = text_.find(quote, pos_ + 1);
+    if (close == std::string::npos) malformed("unterminated string");
+    std::string s = text_.substr(pos_ + 1, close - pos_ - 1);
+    pos_ = close + 1;
+    return s;
+  }
+
+  Value value() {
+    Value v;
+    skip_space();
+    const std::size_t begin = pos_;
+    if (at('\'') || at('"')) {
+      v.type = Value::string;
+      v.text = quoted("a string");
+    } else if (text_.compare(pos_, 4, "True") == 0 || text_.compare(pos_, 5, "False") == 0) {
+      v.type = Value::boolean;
+      v.flag = text_[pos_] == 'T';
+      pos_ += v.flag ? 4 : 5;
+    } else if (at('(')) {
+      v.type = Value::tuple;
+      const std::size_t close = text_.find(')', pos_);
+      if (close == std::string::npos) malformed("unterminated tuple");
+      v.text = text_.substr(pos_ + 1, close - pos_ - 1);
+      v.dims = dimensions(v.text);
+      pos_ = close + 1;
+    } else {
+      skip_other();
+      v.text = text_.substr(begin, pos_ - begin);
+    }
+    return v;
+  }
+
+  // Skips a value tconv does not read (a list, say), brackets balanced.
+  void skip_other() {
+    int depth = 0;
+    for (; pos_ < text_.size(); ++pos_) {
+      const char c = text_[pos_];
+      if (c == '\'' || c == '"') {
+        quoted("a string");
+        --pos_;
+      } else if (c == '[' || c == '(' || c == '{') {
+        ++depth;
+      } else if (c == ']' || c == ')' || c == '}') {
+        if (depth == 0) return;
+        --depth;
+      } else if (c == ',' && depth == 0) {
+        return;
+      }
+    }
+    malformed("unterminated value");
+  }
+
+  // "3, 4" or "3," or "": the dimensions of a shape tuple.
+  Shape dimensions(const std::string& items) const {
+    Shape dims;
+    std::size_t i = 0;
+    auto space = [&] { while (i < items.size() && (items[i] == ' ' || items[i] == '\n')) ++i; };
+    space();
+    while (i < items.size()) {
+      const std::size_t begin = i;
+      if (items[i] == '-') ++i;
+      while (i < items.size() && items[i] >= '0' && items[i] <= '9') ++i;
+      const std::string digits = items.substr(begin, i - begin);
+      space();
+      if (digits.empty() || digits == "-" || (i < items.size() && items[i] != ',')) {
+        bad_file(path_, "malformed shape (" + items + ")");
+      }
+      if (digits[0] == '-') bad_file(path_, "shape dimension " + digits + " is negative");
+      if (digits.size() > 18) bad_file(path_, "shape dimension " + digits + " is too large");
+      dims.push_back(std::stoll(digits));
+      if (i < items.size()) ++i;  // the comma
+      space();
+    }
+    if (dims.size() == 1 && items.find(',') == std::string::npos) {
+      bad_file(path_, "malformed shape (" + items + "): a one-element tuple needs a comma");
+    }
+    return dims;
+  }
+
+  const std::string& path_;
+  const std::string& text_;
+  std::size_t pos_ = 0;
+};
+
+Header parse_header(const std::string& path, const std::string& text) {
+  std::map<std::string, Value> entries = HeaderReader(path, text).dictionary();
+  for (const char* key : {"descr", "fortran_order", "shape"}) {
+    if (!entries.count(key)) {
+      bad_file(path, std::string("malformed header: no '") + key + (key[0] == 's' ? "' tuple" : "' entry"));
+    }
+  }
+  if (entries.size() != 3) {
+    for (const auto& [key, value] : entries) {
+      if (key != "descr" && key != "fortran_order" && key != "shape") {
+        bad_file(path, "malformed header: unknown key '" + key + "' (NumPy writes descr, fortran_order and shape)");
+      }
+    }
+  }
+  Header h{};
+  const Value& descr_value = entries["descr"];
+  if (descr_value.type != Value::string) {
+    bad_file(path, "unsupported dtype " + descr_value.text + " (structured arrays are not read; tconv reads float32 "
+                   "'<f4' and float64 '<f8', either byte order)");
+  }
+  const std::string& descr = descr_value.text;
+  if (descr.size() != 3 || descr[1] != 'f' || (descr[2] != '4' && descr[2] != '8') ||
+      (descr[0] != '<' && descr[0] != '>' && descr[0] != '=')) {
     bad_file(path, "unsupported dtype '" + descr + "' (tconv reads float32 '<f4' and float64 '<f8', either byte order)");
   }
-  if (descr[0] != '<' && descr[0] != '>' && descr[0] != '=') bad_file(path, "unsupported byte order in dtype '" + descr + "'");
   h.dtype = descr[2] == '4' ? DType::f32 : DType::f64;
   h.swap_bytes = descr[0] == '>';
-  if (!std::regex_search(text, m, std::regex(R"('fortran_order'\s*:\s*(True|False))"))) {
-    bad_file(path, "malformed header: no 'fortran_order' entry");
+  if (entries["fortran_order"].type != Value::boolean) {
+    bad_file(path, "malformed header: fortran_order is " + entries["fortran_order"].text + ", not True or False");
   }
-  h.fortran_order = m[1] == "True";
-  if (!std::regex_search(text, m, std::regex(R"('shape'\s*:\s*\(([^)]*)\))"))) {
-    bad_file(path, "malformed header: no 'shape' tuple");
-  }
-  const std::string dims = m[1];
-  const std::regex item(R"(\s*(-?\d+)\s*(,|$))");
-  std::int64_t numel = 1;
-  for (auto it = std::sregex_iterator(dims.begin(), dims.end(), item); it != std::sregex_iterator(); ++it) {
-    const std::string digits = (*it)[1];
-    if (digits[0] == '-' || digits.size() > 15) bad_file(path, "shape dimension " + digits + " is negative or too large");
-    const std::int64_t d = std::stoll(digits);
-    if (d != 0 && numel > kMaxFileElements / d) bad_file(path, "shape (" + dims + ") has more than 2^40 elements");
-    numel *= d;
-    h.shape.push_back(d);
-  }
-  const std::string stripped = std::regex_replace(dims, std::regex(R"([\s,0-9])"), "");
-  if (!stripped.empty()) bad_file(path, "malformed shape (" + dims + ")");
+  h.fortran_order = entries["fortran_order"].flag;
+  if (entries["shape"].type != Value::tuple) bad_file(path, "malformed header: no 'shape' tuple");
+  h.shape = entries["shape"].dims;
   return h;
 }
 
@@ -84,9 +217,7 @@ void swap_all(T* data, std::int64_t n) {
 
 }  // namespace
 
-Tensor read_npy(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) bad_file(path, std::string("cannot open: ") + std::strerror(errno));
+Tensor read_npy(std::istream& in, const std::string& path) {
   unsigned char preamble[12];
   in.read(reinterpret_cast<char*>(preamble), 8);
   if (in.gcount() < 8 || std::memcmp(preamble, kMagic, kMagicLength) != 0) bad_file(path, "not a .npy file (bad magic)");
@@ -102,16 +233,25 @@ Tensor read_npy(const std::string& path) {
   if (in.gcount() < static_cast<std::streamsize>(header_length)) bad_file(path, "truncated header");
   const Header h = parse_header(path, header);
 
+  // Sizes are checked against the file and the memory limit before anything is allocated.
+  const std::string what = path + ": data";
+  const std::uint64_t bytes = detail::checked_bytes(h.shape, dtype_size(h.dtype), what, ErrorKind::io);
+  const std::streampos data_start = in.tellg();
+  in.seekg(0, std::ios::end);
+  const auto available = static_cast<std::uint64_t>(in.tellg() - data_start);
+  in.seekg(data_start);
+  if (available < bytes) {
+    bad_file(path, "truncated data: expected " + std::to_string(bytes) + " bytes for shape (" +
+                       shape_to_string(h.shape, ", ") + "), found " + std::to_string(available));
+  }
+  if (available > bytes) bad_file(path, "trailing bytes after the data");
+  detail::check_memory(what + " of shape (" + shape_to_string(h.shape, ", ") + ")", bytes, ErrorKind::io);
+
   Shape read_shape = h.shape;  // Fortran order: the data is the C order of the reversed shape
   if (h.fortran_order) std::reverse(read_shape.begin(), read_shape.end());
-  Tensor raw(h.dtype, read_shape);
-  const auto bytes = static_cast<std::streamsize>(raw.numel() * static_cast<std::int64_t>(dtype_size(h.dtype)));
-  in.read(static_cast<char*>(raw.data()), bytes);
-  if (in.gcount() < bytes) {
-    bad_file(path, "truncated data: expected " + std::to_string(bytes) + " bytes for shape (" +
-                       shape_to_string(h.shape, ", ") + "), found " + std::to_string(in.gcount()));
-  }
-  if (in.peek() != std::char_traits<char>::eof()) bad_file(path, "trailing bytes after the data");
+  Tensor raw = Tensor::uninitialized(h.dtype, read_shape);
+  in.read(static_cast<char*>(raw.data()), static_cast<std::streamsize>(bytes));
+  if (static_cast<std::uint64_t>(in.gcount()) < bytes) bad_file(path, "read failed");
   if (h.swap_bytes) {
     if (h.dtype == DType::f32) swap_all(raw.data_as<float>(), raw.numel());
     else swap_all(raw.data_as<double>(), raw.numel());
@@ -124,6 +264,12 @@ Tensor read_npy(const std::string& path) {
     step *= h.shape[d];
   }
   return Tensor::copy_of(TensorView(raw.data(), h.dtype, h.shape, strides));
+}
+
+Tensor read_npy(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) bad_file(path, std::string("cannot open: ") + std::strerror(errno));
+  return read_npy(in, path);
 }
 
 void write_npy(const std::string& path, const TensorView& tensor) {

@@ -1,6 +1,7 @@
 // NumPy .npy files (float32 and float64) for the command-line tool.
 #pragma once
 
+#include <istream>
 #include <string>
 
 #include "tconv/tensor.hpp"
@@ -8,9 +9,15 @@
 namespace tconv::io {
 
 // Reads a .npy file of float32 or float64 (either byte order, C or Fortran
-// order, format version 1, 2 or 3) into a C-ordered tensor in native byte
-// order. Anything else throws Error(ErrorKind::io) naming the file and the problem.
+// order, format version 1, 2 or 3, any number of dimensions including 0-d
+// and empty arrays) into a C-ordered tensor in native byte order; Fortran-
+// ordered data is converted. Anything else (bad magic, truncated or trailing
+// data, a malformed header, another dtype, object or structured arrays, data
+// beyond tconv::max_bytes()) throws Error(ErrorKind::io) naming the file and
+// the problem, before the data is allocated.
 Tensor read_npy(const std::string& path);
+// The same from a stream; `name` stands for the file in messages.
+Tensor read_npy(std::istream& in, const std::string& name);
 
 // Writes a C-ordered little-endian .npy (version 1.0) through a temporary
 // file in the same folder renamed into place, so a failure leaves no file.
