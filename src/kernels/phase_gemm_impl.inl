@@ -196,6 +196,7 @@ class PhaseGemmKernel final : public PreparedKernel {
     Load* write_runs;          // per member and vector: kMaxWriteRuns runs of outputs stored as (masked) vectors
     int* write_count;          // per member and vector: runs (one phase) or outputs (two interleaved); -1: one by one
     std::int64_t* member;      // per member: dst offset from member 0, then its depth and height counts
+    std::int64_t* lane_offset; // per slot, member, vector and lane written one by one: dst offset or -1
   };
   static constexpr int kPositionFields = 1 + kMaxSpatial;
   static constexpr int kSlotParts = 6;
@@ -229,12 +230,13 @@ class PhaseGemmKernel final : public PreparedKernel {
             aligned(taps * vectors * sizeof(int))};
   }
 
-  std::array<std::size_t, 4> shared_parts(std::int64_t sub_panels, int nv) const {
+  std::array<std::size_t, 5> shared_parts(std::int64_t sub_panels, int nv) const {
     const auto columns = static_cast<std::size_t>(sub_panels * nr(nv));
     const auto members = static_cast<std::size_t>(max_members_);
     const std::size_t vectors = static_cast<std::size_t>(sub_panels) * static_cast<std::size_t>(nv) * members;
     return {aligned(columns * kPositionFields * sizeof(std::int64_t)), aligned(vectors * kMaxWriteRuns * sizeof(Load)),
-            aligned(vectors * sizeof(int)), aligned(members * kMemberFields * sizeof(std::int64_t))};
+            aligned(vectors * sizeof(int)), aligned(members * kMemberFields * sizeof(std::int64_t)),
+            aligned(2 * vectors * Isa::kLanes * sizeof(std::int64_t))};
   }
 
   std::size_t scratch_bytes(const Blocking& b) const {
@@ -266,6 +268,7 @@ class PhaseGemmKernel final : public PreparedKernel {
     s.write_runs = reinterpret_cast<Load*>(take(shared[1]));
     s.write_count = reinterpret_cast<int*>(take(shared[2]));
     s.member = reinterpret_cast<std::int64_t*>(take(shared[3]));
+    s.lane_offset = reinterpret_cast<std::int64_t*>(take(shared[4]));
     return s;
   }
 
@@ -520,6 +523,19 @@ class PhaseGemmKernel final : public PreparedKernel {
         runs[0] = {base, 0};
         if (!contiguous) count = -1;
       }
+    // Vectors stored one by one get their lanes' offsets once, for all their rows.
+    for (std::int64_t q = 0; q < members; ++q)
+      for (std::int64_t v = 0; v < vectors; ++v) {
+        if (scratch.write_count[q * vectors + v] >= 0) continue;
+        for (int p = 0; p < phases; ++p) {
+          const Slot& slot = scratch.slot[static_cast<std::size_t>(p)];
+          std::int64_t* offsets = scratch.lane_offset + ((p * members + q) * vectors + v) * Isa::kLanes;
+          for (int lane = 0; lane < Isa::kLanes; ++lane) {
+            const std::int64_t col = v * Isa::kLanes + lane;
+            offsets[lane] = col < columns && member_writes(slot, scratch, q, col) ? slot.out_offset[col] : -1;
+          }
+        }
+      }
   }
 
   // Multiplies the prepared phases for row block mb and sub-panel s and stores the results.
@@ -567,11 +583,10 @@ class PhaseGemmKernel final : public PreparedKernel {
           continue;
         }
         for (int p = 0; p < count; ++p) {
-          const Slot& slot = scratch.slot[static_cast<std::size_t>(p)];
-          const float* values = slot.tile + lane0;
+          const float* values = scratch.slot[static_cast<std::size_t>(p)].tile + lane0;
+          const std::int64_t* offsets = scratch.lane_offset + ((p * members + q) * vectors + vector) * Isa::kLanes;
           for (int lane = 0; lane < Isa::kLanes; ++lane) {
-            const std::int64_t col = vector * Isa::kLanes + lane;
-            if (col < item.columns && member_writes(slot, scratch, q, col)) out[slot.out_offset[col]] = values[lane] + bias;
+            if (offsets[lane] >= 0) out[offsets[lane]] = values[lane] + bias;
           }
         }
       }
