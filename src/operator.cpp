@@ -89,7 +89,8 @@ struct Operator::State {
     const Shape out = g.output_shape();
     const std::uint64_t output_bytes =
         detail::checked_bytes(out, dtype_size(dtype), "output", ErrorKind::invalid_argument);
-    const std::size_t workspace = kernel->workspace_bytes(g, threads);
+    // An empty output is never computed (and kernels' blocking divides by the output's size).
+    const std::size_t workspace = output_bytes == 0 ? 0 : kernel->workspace_bytes(g, threads);
     std::uint64_t total = 0;
     if (__builtin_add_overflow(output_bytes, workspace, &total)) total = UINT64_MAX;
     detail::check_memory(std::string(conv_kind_name(kind)) + " output " + shape_to_string(out) + " (" +
