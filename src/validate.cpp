@@ -69,6 +69,12 @@ WeightPart resolve_weight_part(ConvKind kind, const Shape& weight_shape, const s
            ", kernel...] for a 1-, 2- or 3-D convolution), got " + to_s(weight_rank) + " (shape " +
            shape_to_string(weight_shape) + ")");
   }
+  for (int d = 0; d < 2; ++d) {
+    if (weight_shape[d] < 0) {
+      refuse("weight dimension " + to_s(d) + " (" + to_s(weight_shape[d]) + ") must be non-negative (weight shape " +
+             shape_to_string(weight_shape) + ")");
+    }
+  }
   checked_numel(weight_shape, "weight");
   const int rank = static_cast<int>(weight_rank) - 2;
   g.spatial_rank = rank;
@@ -172,14 +178,26 @@ Geometry resolve_geometry(ConvKind kind, const Shape& input_shape, const Shape& 
   for (int d = 0; d < rank; ++d) {
     const std::int64_t i = input_shape[first + 1 + d];
     in_size[d] = i;
-    const std::int64_t span = part.dilation[d] * (g.kernel[kMaxSpatial - rank + d] - 1);
-    const std::int64_t pads = part.pad_begin[d] + part.pad_end[d];
+    // Every factor is at most 2^56, so 128-bit arithmetic cannot overflow.
+    using Wide = __int128;
+    const std::int64_t k = g.kernel[kMaxSpatial - rank + d];
+    const Wide span = Wide{part.dilation[d]} * (k - 1);
+    const Wide pads = Wide{part.pad_begin[d]} + part.pad_end[d];
+    const Wide stride = part.stride[d];
+    Wide out = 0;
     if (kind == ConvKind::conv) {
-      const std::int64_t room = i + pads - span - 1;
-      out_size[d] = room < 0 ? (room - part.stride[d] + 1) / part.stride[d] + 1 : room / part.stride[d] + 1;
+      const Wide room = i + pads - span - 1;
+      out = room < 0 ? (room - stride + 1) / stride + 1 : room / stride + 1;
     } else {
-      out_size[d] = (i - 1) * part.stride[d] - pads + span + part.output_padding[d] + 1;
+      out = Wide{i - 1} * stride - pads + span + part.output_padding[d] + 1;
     }
+    if (out > kMaxElements || out < -kMaxElements) {
+      refuse("computed output size of spatial dimension " + to_s(d) + " is beyond 2^56 in magnitude (input " +
+             to_s(i) + ", kernel " + to_s(k) + ", stride " + to_s(part.stride[d]) + ", dilation " +
+             to_s(part.dilation[d]) + ", padding " + to_s(part.pad_begin[d]) + " + " + to_s(part.pad_end[d]) +
+             ", output_padding " + to_s(part.output_padding[d]) + ")");
+    }
+    out_size[d] = static_cast<std::int64_t>(out);
     empty = empty || out_size[d] < 1;
   }
   if (empty) {

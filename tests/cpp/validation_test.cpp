@@ -3,6 +3,7 @@
 // kind; and the output-size formulas on a grid of parameters.
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -84,6 +85,8 @@ std::vector<BadInput> bad_inputs() {
        "(shape 2x3x3x3x3x3)"},
       {"kernel_size_zero", C, {1, 2, 5, 5}, {3, 2, 0, 3}, std::nullopt, {},
        "kernel size (0, weight dimension 2) must be positive"},
+      {"negative_weight_channels", T, {1, 6, 6}, {6, -1, 6}, std::nullopt, {},
+       "weight dimension 1 (-1) must be non-negative (weight shape 6x-1x6)"},
       {"input_rank_mismatch", C, {1, 1, 5, 5, 5}, {1, 1, 3}, std::nullopt, {},
        "input must have 2 (unbatched) or 3 (batched) dimensions for a 1-D convolution (the weight has 3), got 5 (shape "
        "1x1x5x5x5)"},
@@ -188,6 +191,48 @@ TEST(Refused, ThreadCountMustBePositive) {
   const auto e = error_of([] { set_num_threads(0); });
   ASSERT_TRUE(e);
   EXPECT_EQ(std::string(e->what()), "threads (0) must be positive");
+}
+
+TEST(Refused, OutputSizeArithmeticCannotOverflow) {
+  ConvParams p;
+  p.stride = std::int64_t{1} << 50;
+  const auto e = error_of([&] { output_shape(ConvKind::conv_transpose, {1, 1, 1 << 20}, {1, 1, 3}, p); });
+  ASSERT_TRUE(e);
+  EXPECT_EQ(std::string(e->what()),
+            "computed output size of spatial dimension 0 is beyond 2^56 in magnitude (input 1048576, kernel 3, stride "
+            "1125899906842624, dilation 1, padding 0 + 0, output_padding 0)");
+}
+
+// Sets the memory limit for one scope; the default comes back after it.
+struct MemoryLimit {
+  explicit MemoryLimit(std::uint64_t bytes) { set_max_bytes(bytes); }
+  ~MemoryLimit() { set_max_bytes(0); }
+};
+
+TEST(Refused, RequestsBeyondTheMemoryLimitBeforeAllocating) {
+  const std::uint64_t machine = max_bytes();
+  EXPECT_GT(machine, std::uint64_t{1} << 20);
+  const Tensor w(DType::f32, {1, 1, 3, 3});
+  const Operator op = Operator::create(ConvKind::conv, w.view(), nullptr, {}, {.implementation = "direct"});
+  const MemoryLimit limit(1 << 20);
+  EXPECT_EQ(max_bytes(), std::uint64_t{1} << 20);
+  EXPECT_EQ(op.plan({1, 1, 100, 100}).output_shape, (Shape{1, 1, 98, 98}));
+  const std::string expected =
+      "conv output 1x1x1022x1022 (4177936 bytes) with workspace (0 bytes for " + std::to_string(num_threads()) +
+      " threads) needs 4177936 bytes, more than the limit of 1048576 bytes (set by TCONV_MAX_BYTES or set_max_bytes; "
+      "default: the machine's physical memory)";
+  for (const auto& call : std::vector<std::function<void()>>{
+           [&] { op.plan({1, 1, 1024, 1024}); },
+           [&] { op.run(TensorView(w.data(), DType::f32, {1, 1, 1024, 1024})); }}) {
+    const auto e = error_of(call);  // the input is never read: the refusal comes first
+    ASSERT_TRUE(e);
+    EXPECT_EQ(e->kind(), ErrorKind::invalid_argument);
+    EXPECT_EQ(std::string(e->what()), expected);
+  }
+  const auto e = error_of([] { Tensor(DType::f64, {1024, 1024}); });
+  ASSERT_TRUE(e);
+  EXPECT_EQ(std::string(e->what()).substr(0, 80),
+            "tensor of shape 1024x1024 needs 8388608 bytes, more than the limit of 1048576 by");
 }
 
 TEST(Refused, OperatorChecksTheWeightAtCreation) {
