@@ -6,7 +6,6 @@
 // each tap, walks the small positions whose link stays inside the big extent
 // (tap_range), so no multiplication by an inserted zero or a padded value is
 // ever done. Weights are kept as given: [small_channels, big_channels/groups, taps].
-#include <cstring>
 #include <vector>
 
 #include "kernels/kernel.hpp"
@@ -49,8 +48,8 @@ class DirectKernel final : public PreparedKernel {
     const auto* w = static_cast<const T*>(weight);
     weight_.assign(w, w + g.small_channels * g.big_per_group() * g.kernel_taps());
     const std::int64_t out_channels = g.output_channels();
-    bias_.assign(static_cast<std::size_t>(out_channels), T(0));
-    if (bias) std::memcpy(bias_.data(), bias, sizeof(T) * static_cast<std::size_t>(out_channels));
+    if (bias) bias_.assign(static_cast<const T*>(bias), static_cast<const T*>(bias) + out_channels);
+    else bias_.assign(static_cast<std::size_t>(out_channels), T(0));
   }
 
   std::size_t workspace_bytes(const Geometry&, int) const override { return 0; }
