@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # One entry point for a fresh Debian 12 machine:
 #   scripts/dev.sh demo   install what is missing, build, run `tconv demo`
-#   scripts/dev.sh test   install what is missing, build, run every test (ctest: GoogleTest + pytest)
+#   scripts/dev.sh test   install what is missing, build, run every test (ctest: GoogleTest + pytest),
+#                         then scripts/hardening.sh (sanitizer builds and fuzzing, clang-14)
 #   scripts/dev.sh build  install what is missing and build
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the build and the tests need. python3-torch is the test oracle
-# (Debian's CPU build of PyTorch for /usr/bin/python3).
+# (Debian's CPU build of PyTorch for /usr/bin/python3). clang-14 and its
+# runtimes (sanitizers, libFuzzer) build scripts/hardening.sh's checks.
 packages=(g++ cmake ninja-build libgtest-dev libgmock-dev libomp-dev python3 python3-dev python3-numpy
-          python3-pybind11 pybind11-dev python3-pytest python3-torch librsvg2-bin)
+          python3-pybind11 pybind11-dev python3-pytest python3-torch librsvg2-bin clang-14 libclang-rt-14-dev)
 
 install_missing() {
   local missing=()
@@ -31,7 +33,7 @@ build() {
 
 case "${1:-}" in
   demo) install_missing; build; ./build/tconv demo ;;
-  test) install_missing; build; ctest --test-dir build --output-on-failure ;;
+  test) install_missing; build; ctest --test-dir build --output-on-failure; bash scripts/hardening.sh ;;
   build) install_missing; build ;;
   *) echo "usage: scripts/dev.sh demo|test|build" >&2; exit 2 ;;
 esac
