@@ -3,6 +3,7 @@ bad invocations and bad files (exit status 2, one message, no output file)."""
 
 import os
 import re
+import struct
 import subprocess
 
 import numpy as np
@@ -16,8 +17,9 @@ pytestmark = pytest.mark.skipif(CLI is None, reason="TCONV_CLI (the path of the 
 EXIT_BAD_INPUT = 2
 
 
-def tconv(*args):
-    return subprocess.run([CLI, *map(str, args)], capture_output=True, text=True, timeout=60)
+def tconv(*args, env=None):
+    return subprocess.run([CLI, *map(str, args)], capture_output=True, text=True, timeout=60,
+                          env=None if env is None else {**os.environ, **env})
 
 
 def printed_matrices(text):
@@ -108,6 +110,27 @@ def test_run_reads_any_byte_order_and_layout(tmp_path, rewrite):
     np.testing.assert_array_equal(np.load(tmp_path / "rewritten.npy"), np.load(tmp_path / "native.npy"))
 
 
+@pytest.mark.parametrize("version", [(1, 0), (2, 0), (3, 0)])
+def test_run_reads_every_npy_format_version(tmp_path, version):
+    op, input_shape, weight_shape, bias, flags, _ = RUN_CASES[0]
+    arrays, paths = save_operands(tmp_path, op, input_shape, weight_shape, bias, {}, np.float64)
+    flag_tokens = [t for flag in flags.items() for t in flag]
+    assert tconv("run", op, *operand_flags(paths), *flag_tokens, "--output", tmp_path / "native.npy").returncode == 0
+    for name, array in arrays.items():
+        with open(paths[name], "wb") as file:
+            np.lib.format.write_array(file, array.astype(">f8"), version=version)
+    result = tconv("run", op, *operand_flags(paths), *flag_tokens, "--output", tmp_path / "rewritten.npy")
+    assert result.returncode == 0, result.stderr
+    np.testing.assert_array_equal(np.load(tmp_path / "rewritten.npy"), np.load(tmp_path / "native.npy"))
+
+
+def test_run_reads_and_writes_an_empty_batch(tmp_path):
+    _, paths = save_operands(tmp_path, "conv", (0, 2, 5, 5), (3, 2, 3, 3), True, {})
+    result = tconv("run", "conv", *operand_flags(paths), "--output", tmp_path / "output.npy")
+    assert result.returncode == 0, result.stderr
+    assert np.load(tmp_path / "output.npy").shape == (0, 3, 3, 3)
+
+
 # --- refusals ------------------------------------------------------------------------------------
 
 def npy_bytes(array):
@@ -119,6 +142,15 @@ def npy_bytes(array):
 
 
 GOOD_INPUT = npy_bytes(np.ones((1, 2, 4, 4), dtype=np.float32))
+
+
+def with_header(descr=b"'<f4'", fortran=b"False", shape=b"(1, 2, 4, 4)", extra=b"", open_brace=b"{"):
+    """GOOD_INPUT's data under a version 1.0 header made of these pieces."""
+    header = open_brace + b"'descr': " + descr + b", 'fortran_order': " + fortran + b", " + extra + \
+        b"'shape': " + shape + b", }"
+    header += b" " * ((64 - (10 + len(header) + 1) % 64) % 64) + b"\n"
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header + GOOD_INPUT[128:]
+
 BAD_INPUT_FILES = {  # the bytes of input.npy, the message
     "truncated_data": (GOOD_INPUT[:-5], "truncated data: expected 128 bytes for shape (1, 2, 4, 4), found 123"),
     "truncated_header": (GOOD_INPUT[:40], "truncated header"),
@@ -131,6 +163,25 @@ BAD_INPUT_FILES = {  # the bytes of input.npy, the message
     "bad_shape": (GOOD_INPUT.replace(b"(1, 2, 4, 4)", b"(1, 2, x, 4)"), "malformed shape (1, 2, x, 4)"),
     "trailing_bytes": (GOOD_INPUT + b"\0\0\0\0", "trailing bytes after the data"),
     "bad_version": (GOOD_INPUT[:6] + b"\x07" + GOOD_INPUT[7:], "unsupported .npy format version 7"),
+    "object_array": (npy_bytes(np.array([None, 1.0], dtype=object)), "unsupported dtype '|O'"),
+    "structured_array": (npy_bytes(np.zeros(2, dtype=[("a", "<f4"), ("b", "<f8")])),
+                         "unsupported dtype [('a', '<f4'), ('b', '<f8')] (structured arrays are not read"),
+    "complex": (npy_bytes(np.ones(3, dtype=np.complex64)), "unsupported dtype '<c8'"),
+    "negative_dimension": (with_header(shape=b"(1, -2, 4, 4)"), "shape dimension -2 is negative"),
+    "huge_dimension": (with_header(shape=b"(1, 2, 4, 9999999999999999999)"),
+                       "shape dimension 9999999999999999999 is too large"),
+    "size_overflows": (with_header(shape=b"(4294967296, 4294967296, 4)"),
+                       "data of shape 4294967296x4294967296x4 has more than 2^64 bytes"),
+    "size_beyond_the_file": (with_header(shape=b"(1048576, 1048576)"),
+                             "truncated data: expected 4398046511104 bytes for shape (1048576, 1048576), found 128"),
+    "one_element_tuple_without_comma": (with_header(shape=b"(32)"),
+                                        "malformed shape (32): a one-element tuple needs a comma"),
+    "unknown_key": (with_header(extra=b"'extra': 1, "), "malformed header: unknown key 'extra'"),
+    "duplicate_key": (with_header(extra=b"'descr': '<f4', "), "malformed header: key 'descr' appears twice"),
+    "fortran_order_not_bool": (with_header(fortran=b"0"), "malformed header: fortran_order is 0, not True or False"),
+    "not_a_dictionary": (with_header(open_brace=b"["), "malformed header: expected '{' at byte 0 of the header"),
+    "text_after_dictionary": (with_header(extra=b"} x"), "malformed header: unexpected text after the dictionary"),
+    "unterminated_string": (with_header(descr=b"'<f4"), "malformed header: expected ',' at byte"),
 }
 
 
@@ -221,3 +272,27 @@ def test_bad_shape_queries_are_refused(arguments, message):
     result = tconv(*arguments)
     assert result.returncode == EXIT_BAD_INPUT
     assert message in result.stderr
+
+
+def test_zero_dimensional_file_is_read_and_refused_as_a_bias(tmp_path, good_operands):
+    good_operands["bias"] = tmp_path / "bias.npy"
+    np.save(good_operands["bias"], np.float32(1.5))
+    files_before = sorted(os.listdir(tmp_path))
+    result = tconv("run", "conv", *operand_flags(good_operands), "--output", tmp_path / "output.npy")
+    assert_refused(result, "bias must have shape [3] (one value per output channel), got []", tmp_path, files_before)
+
+
+LIMIT_NOTE = "(set by TCONV_MAX_BYTES or set_max_bytes; default: the machine's physical memory)"
+
+
+@pytest.mark.parametrize("limit, flags, message", [
+    ("100", [], "input.npy: data of shape (1, 2, 4, 4) needs 128 bytes, more than the limit of 100 bytes " + LIMIT_NOTE),
+    ("10000", ["--padding", "20"], "conv output 1x3x42x42 (21168 bytes) with workspace"),
+    ("lots", [], "TCONV_MAX_BYTES ('lots') must be a positive integer number of bytes"),
+    ("-5", [], "TCONV_MAX_BYTES ('-5') must be a positive integer number of bytes"),
+], ids=["file_over_limit", "output_over_limit", "not_a_number", "negative"])
+def test_memory_limit_is_enforced_before_allocating(tmp_path, good_operands, limit, flags, message):
+    files_before = sorted(os.listdir(tmp_path))
+    result = tconv("run", "conv", *operand_flags(good_operands), "--output", tmp_path / "output.npy", *flags,
+                   env={"TCONV_MAX_BYTES": limit})
+    assert_refused(result, message, tmp_path, files_before)

@@ -231,3 +231,21 @@ def test_layouts_give_the_same_numbers(op, layout, dtype):
     np.testing.assert_array_equal(got, ENGINE[op](x, w, b, stride=2, groups=2))
     np.testing.assert_allclose(got, torch_reference.compute(op, x, w, b, stride=2, groups=2), rtol=0,
                                atol=1e-5 if dtype == np.float32 else 1e-12)
+
+
+def test_memory_limit_refuses_a_call_before_allocating():
+    machine = tconv.max_bytes()
+    assert machine > 1 << 20
+    weight = np.ones((1, 1, 3, 3), dtype=np.float32)
+    operator = tconv.ConvTranspose(weight, stride=64, implementation="direct")
+    tconv.set_max_bytes(1 << 20)
+    try:
+        assert tconv.max_bytes() == 1 << 20
+        with pytest.raises(ValueError, match=r"conv_transpose output 1x1x1219x1219 "
+                           r"\(5943844 bytes\) with workspace \(\d+ bytes for \d+ threads\) needs \d+ bytes, more than "
+                           r"the limit of 1048576 bytes"):
+            operator(np.ones((1, 1, 20, 20), dtype=np.float32))
+        assert operator(np.ones((1, 1, 2, 2), dtype=np.float32)).shape == (1, 1, 67, 67)
+    finally:
+        tconv.set_max_bytes(0)
+    assert tconv.max_bytes() == machine
