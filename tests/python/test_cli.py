@@ -296,3 +296,10 @@ def test_memory_limit_is_enforced_before_allocating(tmp_path, good_operands, lim
     result = tconv("run", "conv", *operand_flags(good_operands), "--output", tmp_path / "output.npy", *flags,
                    env={"TCONV_MAX_BYTES": limit})
     assert_refused(result, message, tmp_path, files_before)
+
+
+def test_unwritable_output_is_refused(tmp_path, good_operands):
+    files_before = sorted(os.listdir(tmp_path))
+    output = tmp_path / "no_such_folder" / "output.npy"
+    result = tconv("run", "conv", *operand_flags(good_operands), "--output", output)
+    assert_refused(result, f"{output}: cannot write: No such file or directory", tmp_path, files_before)
