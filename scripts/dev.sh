@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # One entry point for a fresh Debian 12 machine:
 #   scripts/dev.sh demo   install what is missing, build, run `tconv demo`
-#   scripts/dev.sh test   install what is missing, build, run every test (ctest: GoogleTest + pytest),
-#                         then scripts/hardening.sh (sanitizer builds and fuzzing, clang-14)
+#   scripts/dev.sh test   install what is missing, build, run scripts/hardening.sh (sanitizer builds and
+#                         fuzzing, clang-14), then every test (ctest: GoogleTest + pytest)
 #   scripts/dev.sh build  install what is missing and build
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,7 +33,8 @@ build() {
 
 case "${1:-}" in
   demo) install_missing; build; ./build/tconv demo ;;
-  test) install_missing; build; ctest --test-dir build --output-on-failure; bash scripts/hardening.sh ;;
+  # The sanitizer and fuzzing checks first, so the suite's ctest summary closes the run.
+  test) install_missing; build; bash scripts/hardening.sh; ctest --test-dir build --output-on-failure ;;
   build) install_missing; build ;;
   *) echo "usage: scripts/dev.sh demo|test|build" >&2; exit 2 ;;
 esac

@@ -89,7 +89,7 @@ struct Operator::State {
     const Shape out = g.output_shape();
     const std::uint64_t output_bytes =
         detail::checked_bytes(out, dtype_size(dtype), "output", ErrorKind::invalid_argument);
-    // An empty output is never computed (and kernels' blocking divides by the output's size).
+    // An empty output is never computed, so it needs no workspace.
     const std::size_t workspace = output_bytes == 0 ? 0 : kernel->workspace_bytes(g, threads);
     std::uint64_t total = 0;
     if (__builtin_add_overflow(output_bytes, workspace, &total)) total = UINT64_MAX;

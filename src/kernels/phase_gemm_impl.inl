@@ -307,7 +307,9 @@ class PhaseGemmKernel final : public PreparedKernel {
         b.sub_panels = subs;
       }
     }
-    const std::int64_t items = pp_.groups * ((b.columns + b.sub_panels * nr_ - 1) / (b.sub_panels * nr_));
+    // An empty batch has no columns: one (empty) item keeps the arithmetic whole.
+    const std::int64_t items =
+        std::max<std::int64_t>(1, pp_.groups * ((b.columns + b.sub_panels * nr_ - 1) / (b.sub_panels * nr_)));
     b.m_chunks = std::clamp<std::int64_t>((kItemsPerThread * threads + items - 1) / items, 1, max_m_blocks_);
     return b;
   }
