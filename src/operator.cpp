@@ -2,6 +2,7 @@
 #include <omp.h>
 
 #include <atomic>
+#include <cmath>
 #include <cstdlib>
 #include <optional>
 
@@ -36,7 +37,22 @@ struct Choice {
   std::string reason;
 };
 
-Choice choose_family(const Geometry& g, DType dtype, const std::string& forced) {
+template <typename T>
+bool all_finite(const T* values, std::int64_t count) {
+  for (std::int64_t i = 0; i < count; ++i) {
+    if (!std::isfinite(values[i])) return false;
+  }
+  return true;
+}
+
+detail::WeightFacts facts_of(const Tensor& weight) {
+  detail::WeightFacts facts;
+  facts.all_finite = weight.dtype() == DType::f32 ? all_finite(weight.data_as<float>(), weight.numel())
+                                                  : all_finite(weight.data_as<double>(), weight.numel());
+  return facts;
+}
+
+Choice choose_family(const Geometry& g, DType dtype, const detail::WeightFacts& weights, const std::string& forced) {
   const auto& families = detail::kernel_families();
   if (!forced.empty()) {
     for (const auto& family : families) {
@@ -45,7 +61,7 @@ Choice choose_family(const Geometry& g, DType dtype, const std::string& forced) 
         throw Error(ErrorKind::invalid_argument, "implementation '" + forced + "' was forced but this CPU lacks " +
                                                      family.isa);
       }
-      const std::string why_not = family.rejects(g, dtype);
+      const std::string why_not = family.rejects(g, dtype, weights);
       if (!why_not.empty()) {
         throw Error(ErrorKind::invalid_argument, "implementation '" + forced + "' was forced but " + why_not);
       }
@@ -57,7 +73,8 @@ Choice choose_family(const Geometry& g, DType dtype, const std::string& forced) 
   }
   std::string passed_over;
   for (const auto& family : families) {
-    std::string why_not = family.cpu_supports() ? family.rejects(g, dtype) : "this CPU lacks " + std::string(family.isa);
+    std::string why_not =
+        family.cpu_supports() ? family.rejects(g, dtype, weights) : "this CPU lacks " + std::string(family.isa);
     if (why_not.empty()) {
       return {&family, passed_over.empty() ? "highest-priority implementation for this problem and CPU ("
                                                  + std::string(family.isa) + ")"
@@ -114,7 +131,8 @@ Operator Operator::create(ConvKind kind, const TensorView& weight, const TensorV
   if (forced.empty()) {
     if (const char* env = std::getenv("TCONV_IMPL")) forced = env;
   }
-  const Choice choice = choose_family(g, weight.dtype, forced);
+  const Tensor packed_weight = Tensor::copy_of(weight);
+  const Choice choice = choose_family(g, weight.dtype, facts_of(packed_weight), forced);
 
   auto state = std::make_unique<State>();
   state->kind = kind;
@@ -124,7 +142,6 @@ Operator Operator::create(ConvKind kind, const TensorView& weight, const TensorV
   state->bias_shape = shape_of(bias);
   state->implementation = choice.family->name;
   state->reason = choice.reason;
-  const Tensor packed_weight = Tensor::copy_of(weight);
   const std::optional<Tensor> packed_bias = bias ? std::optional<Tensor>(Tensor::copy_of(*bias)) : std::nullopt;
   state->kernel = choice.family->prepare(g, weight.dtype, packed_weight.data(),
                                          packed_bias ? packed_bias->data() : nullptr);

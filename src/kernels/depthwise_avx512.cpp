@@ -159,7 +159,7 @@ class DepthwiseKernel final : public PreparedKernel {
 
 #pragma GCC pop_options
 
-std::string rejects(const Geometry& g, DType dtype) {
+std::string rejects(const Geometry& g, DType dtype, const WeightFacts&) {
   if (dtype != DType::f32) return "it computes float32 only";
   if (g.kind != ConvKind::conv_transpose) return "it computes transposed convolutions only";
   if (g.small_per_group() != 1 || g.big_per_group() != 1) return "it needs one input and one output channel per group";

@@ -100,7 +100,7 @@ class DirectKernel final : public PreparedKernel {
 };
 
 bool always() { return true; }
-std::string accepts_all(const Geometry&, DType) { return {}; }
+std::string accepts_all(const Geometry&, DType, const WeightFacts&) { return {}; }
 
 std::unique_ptr<PreparedKernel> prepare(const Geometry& g, DType dtype, const void* weight, const void* bias) {
   if (dtype == DType::f32) return std::make_unique<DirectKernel<float>>(g, weight, bias);

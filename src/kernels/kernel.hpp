@@ -28,13 +28,18 @@ class PreparedKernel {
   virtual void run(const Geometry& g, const void* src, void* dst, void* workspace, int threads) const = 0;
 };
 
+// What the operator knows of the weights when it chooses a family.
+struct WeightFacts {
+  bool all_finite = true;  // no NaN or infinity
+};
+
 struct KernelFamily {
   const char* name;
   const char* isa;  // the instruction set it needs, for messages
   bool (*cpu_supports)();
   // Empty when the family handles this problem, otherwise why it does not.
   // Only the input-independent part of the geometry is filled in.
-  std::string (*rejects)(const Geometry& g, DType dtype);
+  std::string (*rejects)(const Geometry& g, DType dtype, const WeightFacts& weights);
   // weight: [small_channels, big_channels/groups, k...] contiguous; bias may be null.
   std::unique_ptr<PreparedKernel> (*prepare)(const Geometry& g, DType dtype, const void* weight, const void* bias);
 };
