@@ -156,7 +156,7 @@ class PhaseGemmKernel final : public PreparedKernel {
       const std::int64_t chunk = it % b.m_chunks, column_block = (it / b.m_chunks) % blocks;
       const std::int64_t first = column_block * block;
       const WorkItem item{it / (b.m_chunks * blocks), first, std::min(block, b.columns - first), chunk, b.m_chunks,
-                          b.nv, b.grid[2] % Isa::kLanes == 0};
+                          b.nv};
       decode_columns(b.grid, item, scratch);
       const int together = phases_per_write();
       for (std::size_t p = 0; p < pp_.phases.size(); p += static_cast<std::size_t>(together)) {
@@ -170,7 +170,6 @@ class PhaseGemmKernel final : public PreparedKernel {
     std::int64_t group, first_column, columns;
     std::int64_t m_chunk, m_chunks;  // this item's share of every phase set's GEMM rows
     int nv;
-    bool row_aligned;  // grid rows are whole vectors: each vector stays in one row
   };
   // Columns index the grid batch x grid[0] x grid[1] x grid[2], the largest
   // phase's positions (rows possibly padded); a smaller phase leaves its last columns unused.
@@ -349,31 +348,45 @@ class PhaseGemmKernel final : public PreparedKernel {
 
     std::fill(slot.out_offset, slot.out_offset + padded_columns, -1);
     std::fill(slot.run_count, slot.run_count + n_taps * vectors, 0);
-    if (item.row_aligned && axes[2].in_step == 1) {
-      // Each vector lies in one grid row, so per tap it reads one run of its input row.
+    if (axes[2].in_step == 1) {
+      // A vector's columns fall into a few row segments (consecutive positions of
+      // one grid row); per tap each segment reads one run of its input row.
       for (std::int64_t v = 0; v < vectors; ++v) {
-        const std::int64_t col0 = v * Isa::kLanes;
-        if (col0 >= item.columns) break;
-        const std::int64_t n = scratch.position[col0 * kPositionFields];
-        const std::int64_t* j = scratch.position + col0 * kPositionFields + 1;
-        if (j[0] >= axes[0].out_count || j[1] >= axes[1].out_count) continue;
-        const std::int64_t lanes = std::min({std::int64_t{Isa::kLanes}, item.columns - col0, axes[2].out_count - j[2]});
-        if (lanes <= 0) continue;
-        const std::int64_t row_out = (n * out_channels + item.group * pp_.m_per_group) * out_plane +
-                                     ((axes[0].out_start + j[0] * axes[0].out_step) * out_size[1] +
-                                      axes[1].out_start + j[1] * axes[1].out_step) * out_size[2] + axes[2].out_start;
-        for (std::int64_t l = 0; l < lanes; ++l) slot.out_offset[col0 + l] = row_out + (j[2] + l) * axes[2].out_step;
-        const std::int64_t group_base = (n * in_channels + item.group * pp_.c_per_group) * in_plane;
-        for (std::int64_t e = 0; e < n_taps; ++e) {
-          const auto& offset = phase.offsets[static_cast<std::size_t>(e)];
-          const std::int64_t iz = j[0] * axes[0].in_step + offset[0], iy = j[1] * axes[1].in_step + offset[1];
-          if (iz < 0 || iz >= in_size[0] || iy < 0 || iy >= in_size[1]) continue;
-          const std::int64_t ix0 = j[2] + offset[2];
-          const std::int64_t lo = std::max<std::int64_t>(0, -ix0), hi = std::min(lanes, in_size[2] - ix0);
-          if (lo >= hi) continue;
-          const std::uint32_t mask = static_cast<std::uint32_t>(((std::uint64_t{1} << hi) - 1) & ~((std::uint64_t{1} << lo) - 1));
-          slot.runs[(e * vectors + v) * Isa::kLanes] = {group_base + (iz * in_size[1] + iy) * in_size[2] + ix0, mask};
-          slot.run_count[e * vectors + v] = 1;
+        std::int64_t lane = 0;
+        while (lane < Isa::kLanes) {
+          const std::int64_t col0 = v * Isa::kLanes + lane;
+          if (col0 >= item.columns) break;
+          const std::int64_t n = scratch.position[col0 * kPositionFields];
+          const std::int64_t* j = scratch.position + col0 * kPositionFields + 1;
+          // The segment: lanes [lane, end) continue the row of col0.
+          std::int64_t end = lane + 1;
+          while (end < Isa::kLanes && v * Isa::kLanes + end < item.columns &&
+                 scratch.position[(v * Isa::kLanes + end) * kPositionFields + 3] == j[2] + (end - lane)) {
+            ++end;
+          }
+          const std::int64_t first_lane = lane;
+          lane = end;
+          if (j[0] >= axes[0].out_count || j[1] >= axes[1].out_count) continue;
+          const std::int64_t in_row = std::min(end - first_lane, axes[2].out_count - j[2]);  // columns in the phase
+          if (in_row <= 0) continue;
+          const std::int64_t row_out = (n * out_channels + item.group * pp_.m_per_group) * out_plane +
+                                       ((axes[0].out_start + j[0] * axes[0].out_step) * out_size[1] +
+                                        axes[1].out_start + j[1] * axes[1].out_step) * out_size[2] + axes[2].out_start;
+          for (std::int64_t l = 0; l < in_row; ++l) slot.out_offset[col0 + l] = row_out + (j[2] + l) * axes[2].out_step;
+          const std::int64_t group_base = (n * in_channels + item.group * pp_.c_per_group) * in_plane;
+          for (std::int64_t e = 0; e < n_taps; ++e) {
+            const auto& offset = phase.offsets[static_cast<std::size_t>(e)];
+            const std::int64_t iz = j[0] * axes[0].in_step + offset[0], iy = j[1] * axes[1].in_step + offset[1];
+            if (iz < 0 || iz >= in_size[0] || iy < 0 || iy >= in_size[1]) continue;
+            const std::int64_t ix0 = j[2] + offset[2];  // input column of lane first_lane
+            const std::int64_t lo = first_lane + std::max<std::int64_t>(0, -ix0);
+            const std::int64_t hi = first_lane + std::min(in_row, in_size[2] - ix0);
+            if (lo >= hi) continue;
+            const auto mask = static_cast<std::uint32_t>(((std::uint64_t{1} << hi) - 1) & ~((std::uint64_t{1} << lo) - 1));
+            int& count = slot.run_count[e * vectors + v];
+            slot.runs[(e * vectors + v) * Isa::kLanes + count++] = {
+                group_base + (iz * in_size[1] + iy) * in_size[2] + ix0 - first_lane, mask};
+          }
         }
       }
     } else {
