@@ -34,6 +34,16 @@ struct WeightGradFamily {
   void (*run)(const Geometry& g, DType dtype, const void* small, const void* big, void* dw, int threads);
 };
 
+// Calls typed(small, big, dw) with the pointers cast to the dtype's element type.
+template <typename Typed>
+void with_element_type(DType dtype, const void* small, const void* big, void* dw, Typed&& typed) {
+  if (dtype == DType::f32) {
+    typed(static_cast<const float*>(small), static_cast<const float*>(big), static_cast<float*>(dw));
+  } else {
+    typed(static_cast<const double*>(small), static_cast<const double*>(big), static_cast<double*>(dw));
+  }
+}
+
 // Every family compiled in (weight_grad_families.def), highest priority first.
 const std::vector<WeightGradFamily>& weight_grad_families();
 

@@ -135,11 +135,7 @@ std::string rejects(const Geometry& g, DType) {
 }
 
 void run(const Geometry& g, DType dtype, const void* small, const void* big, void* dw, int threads) {
-  if (dtype == DType::f32) {
-    run_typed(g, static_cast<const float*>(small), static_cast<const float*>(big), static_cast<float*>(dw), threads);
-  } else {
-    run_typed(g, static_cast<const double*>(small), static_cast<const double*>(big), static_cast<double*>(dw), threads);
-  }
+  with_element_type(dtype, small, big, dw, [&](auto s, auto b, auto w) { run_typed(g, s, b, w, threads); });
 }
 
 }  // namespace

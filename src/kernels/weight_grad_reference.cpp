@@ -40,11 +40,7 @@ void reduce(const Geometry& g, const T* small, const T* big, T* dw) {
 }  // namespace
 
 void weight_grad_reference(const Geometry& g, DType dtype, const void* small, const void* big, void* dw) {
-  if (dtype == DType::f32) {
-    reduce(g, static_cast<const float*>(small), static_cast<const float*>(big), static_cast<float*>(dw));
-  } else {
-    reduce(g, static_cast<const double*>(small), static_cast<const double*>(big), static_cast<double*>(dw));
-  }
+  with_element_type(dtype, small, big, dw, [&](auto s, auto b, auto w) { reduce(g, s, b, w); });
 }
 
 }  // namespace tconv::detail
