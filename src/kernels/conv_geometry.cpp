@@ -1,6 +1,7 @@
 #include "kernels/conv_geometry.hpp"
 
 #include <algorithm>
+#include <iterator>
 
 namespace tconv::detail {
 
@@ -34,6 +35,19 @@ TapRange tap_range(std::int64_t small, std::int64_t big, std::int64_t stride, st
   const std::int64_t lo = std::max<std::int64_t>(0, ceil_div(-offset, stride));
   const std::int64_t hi = std::min<std::int64_t>(small, ceil_div(big - offset, stride));
   return {lo, std::max(lo, hi)};
+}
+
+TapWindow tap_window(const Geometry& g, std::int64_t t) {
+  TapWindow w;
+  w.tap = {t / (g.kernel[1] * g.kernel[2]), (t / g.kernel[2]) % g.kernel[1], t % g.kernel[2]};
+  for (int d = 0; d < kMaxSpatial; ++d) {
+    w.range[d] = tap_range(g.small_size[d], g.big_size[d], g.stride[d], g.pad_begin[d], g.dilation[d], w.tap[d]);
+  }
+  return w;
+}
+
+bool TapWindow::empty() const {
+  return std::any_of(std::begin(range), std::end(range), [](const TapRange& r) { return r.lo >= r.hi; });
 }
 
 }  // namespace tconv::detail

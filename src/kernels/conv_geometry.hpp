@@ -65,4 +65,13 @@ struct TapRange {
 TapRange tap_range(std::int64_t small, std::int64_t big, std::int64_t stride, std::int64_t pad,
                    std::int64_t dilation, std::int64_t tap);
 
+// One kernel tap (flat index t, C order over the kernel) and, per dimension,
+// the small positions it links to the big extent.
+struct TapWindow {
+  Dims tap;
+  TapRange range[kMaxSpatial];
+  bool empty() const;  // no small position links through this tap
+};
+TapWindow tap_window(const Geometry& g, std::int64_t t);
+
 }  // namespace tconv::detail

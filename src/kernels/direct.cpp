@@ -14,13 +14,11 @@ namespace tconv::detail {
 namespace {
 
 template <typename T, bool kSmallToBig>
-void accumulate_tap(const Geometry& g, const Dims& tap, T w, const T* small_plane_src, const T* big_plane_src,
-                    T* dst) {
-  TapRange r[kMaxSpatial];
-  for (int d = 0; d < kMaxSpatial; ++d) {
-    r[d] = tap_range(g.small_size[d], g.big_size[d], g.stride[d], g.pad_begin[d], g.dilation[d], tap[d]);
-    if (r[d].lo >= r[d].hi) return;
-  }
+void accumulate_tap(const Geometry& g, const TapWindow& window, T w, const T* small_plane_src,
+                    const T* big_plane_src, T* dst) {
+  if (window.empty()) return;
+  const Dims& tap = window.tap;
+  const TapRange* r = window.range;
   const std::int64_t sx = g.stride[2];
   for (std::int64_t z = r[0].lo; z < r[0].hi; ++z) {
     const std::int64_t oz = z * g.stride[0] - g.pad_begin[0] + tap[0] * g.dilation[0];
@@ -64,6 +62,8 @@ class DirectKernel final : public PreparedKernel {
     const std::int64_t src_plane = small_to_big ? g.small_spatial() : g.big_spatial();
     const std::int64_t taps = g.kernel_taps();
     const std::int64_t planes = g.batch * dst_channels;
+    std::vector<TapWindow> windows;
+    for (std::int64_t t = 0; t < taps; ++t) windows.push_back(tap_window(g, t));
 #pragma omp parallel for schedule(static) num_threads(threads)
     for (std::int64_t plane = 0; plane < planes; ++plane) {
       const std::int64_t n = plane / dst_channels;
@@ -80,16 +80,14 @@ class DirectKernel final : public PreparedKernel {
         const std::int64_t small_c = small_to_big ? src_c : c;
         const std::int64_t big_in_group = small_to_big ? c % g.big_per_group() : p;
         const T* w = weight_.data() + (small_c * g.big_per_group() + big_in_group) * taps;
-        std::int64_t t = 0;
-        for (std::int64_t tz = 0; tz < g.kernel[0]; ++tz)
-          for (std::int64_t ty = 0; ty < g.kernel[1]; ++ty)
-            for (std::int64_t tx = 0; tx < g.kernel[2]; ++tx, ++t) {
-              if (small_to_big) {
-                accumulate_tap<T, true>(g, {tz, ty, tx}, w[t], in, nullptr, out);
-              } else {
-                accumulate_tap<T, false>(g, {tz, ty, tx}, w[t], nullptr, in, out);
-              }
-            }
+        for (std::int64_t t = 0; t < taps; ++t) {
+          const TapWindow& window = windows[static_cast<std::size_t>(t)];
+          if (small_to_big) {
+            accumulate_tap<T, true>(g, window, w[t], in, nullptr, out);
+          } else {
+            accumulate_tap<T, false>(g, window, w[t], nullptr, in, out);
+          }
+        }
       }
     }
   }

@@ -26,20 +26,6 @@ namespace {
 constexpr std::int64_t kLanes = 8;  // big channels per vector of sums
 constexpr int kRows = 4;            // small channels sharing each loaded vector
 
-struct TapWindow {
-  Dims tap;
-  TapRange range[kMaxSpatial];
-};
-
-TapWindow window_of(const Geometry& g, std::int64_t t) {
-  TapWindow w;
-  w.tap = {t / (g.kernel[1] * g.kernel[2]), (t / g.kernel[2]) % g.kernel[1], t % g.kernel[2]};
-  for (int d = 0; d < kMaxSpatial; ++d) {
-    w.range[d] = tap_range(g.small_size[d], g.big_size[d], g.stride[d], g.pad_begin[d], g.dilation[d], w.tap[d]);
-  }
-  return w;
-}
-
 std::int64_t padded_per_group(const Geometry& g) { return (g.big_per_group() + kLanes - 1) / kLanes * kLanes; }
 
 // packed[n, group, o, cb'] = big[n, group * big_per_group + cb', o], zero for cb' past big_per_group.
@@ -105,7 +91,7 @@ void run_typed(const Geometry& g, const T* small, const T* big, T* dw, int threa
     const std::int64_t group = item / taps / row_blocks;
     const std::int64_t cs_first = group * g.small_per_group() + item / taps % row_blocks * kRows;
     const int rows = static_cast<int>(std::min<std::int64_t>(kRows, (group + 1) * g.small_per_group() - cs_first));
-    const TapWindow w = window_of(g, t);
+    const TapWindow w = tap_window(g, t);
     for (std::int64_t chunk = 0; chunk < per_group; chunk += kLanes) {
       double sums[kRows][kLanes] = {};
       if (rows == kRows) {

@@ -19,23 +19,6 @@ namespace {
 
 constexpr int kBlock = 4;
 
-struct TapWindow {
-  Dims tap;
-  TapRange range[kMaxSpatial];
-  bool empty() const {
-    return std::any_of(std::begin(range), std::end(range), [](const TapRange& r) { return r.lo >= r.hi; });
-  }
-};
-
-TapWindow window_of(const Geometry& g, std::int64_t t) {
-  TapWindow w;
-  w.tap = {t / (g.kernel[1] * g.kernel[2]), (t / g.kernel[2]) % g.kernel[1], t % g.kernel[2]};
-  for (int d = 0; d < kMaxSpatial; ++d) {
-    w.range[d] = tap_range(g.small_size[d], g.big_size[d], g.stride[d], g.pad_begin[d], g.dilation[d], w.tap[d]);
-  }
-  return w;
-}
-
 // acc[j] += sum over n and the window of small[n, cs, i] * big[n, cb_first + j, o(i, t)], for j < kWidth.
 template <typename T, int kWidth>
 void reduce_block(const Geometry& g, const TapWindow& w, std::int64_t cs, std::int64_t cb_first, const T* small,
@@ -73,7 +56,7 @@ void run_typed(const Geometry& g, const T* small, const T* big, T* dw, int threa
   for (std::int64_t item = 0; item < items; ++item) {
     const std::int64_t cs = item / taps;
     const std::int64_t t = item % taps;
-    const TapWindow w = window_of(g, t);
+    const TapWindow w = tap_window(g, t);
     const std::int64_t cb_group_first = cs / g.small_per_group() * per_group;
     T* out = dw + cs * per_group * taps + t;
     for (std::int64_t block = 0; block < per_group; block += kBlock) {
