@@ -28,6 +28,11 @@ class PreparedKernel {
   virtual void run(const Geometry& g, const void* src, void* dst, void* workspace, int threads) const = 0;
 };
 
+// Families that plan per stride phase and kernel tap refuse problems whose plan
+// takes more steps (phases times kernel extent) than this: huge strides would
+// cost time and memory out of all proportion to the arithmetic.
+constexpr std::int64_t kMaxPlanSteps = std::int64_t{1} << 22;
+
 // What the operator knows of the weights when it chooses a family.
 struct WeightFacts {
   bool all_finite = true;  // no NaN or infinity
