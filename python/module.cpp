@@ -7,6 +7,7 @@
 #include <optional>
 
 #include "tconv/gradients.hpp"
+#include "tconv/onnx.hpp"
 #include "tconv/tconv.hpp"
 
 namespace py = pybind11;
@@ -218,6 +219,41 @@ PYBIND11_MODULE(_tconv, m) {
       },
       py::arg("op"), py::arg("grad_output"), py::arg("input"), py::arg("weight"), py::arg("params"),
       py::arg("has_bias"));
+
+  // ONNX's Conv / ConvTranspose (tconv/onnx.hpp); tconv/onnx.py checks the Python types.
+  py::class_<tconv::onnx::Attributes>(m, "OnnxAttributes");
+  using Ints = std::optional<std::vector<std::int64_t>>;
+  m.def(
+      "onnx_attributes",
+      [](const std::string& auto_pad, const Ints& dilations, std::int64_t group, const Ints& kernel_shape,
+         const Ints& output_padding, const Ints& output_shape, const Ints& pads, const Ints& strides) {
+        return tconv::onnx::Attributes{tconv::onnx::parse_auto_pad(auto_pad), dilations, group, kernel_shape,
+                                       output_padding, output_shape, pads, strides};
+      },
+      py::arg("auto_pad"), py::arg("dilations"), py::arg("group"), py::arg("kernel_shape"), py::arg("output_padding"),
+      py::arg("output_shape"), py::arg("pads"), py::arg("strides"));
+  m.def(
+      "onnx_compute",
+      [](const std::string& op, const py::array& X, const py::array& W, const std::optional<py::array>& B,
+         const tconv::onnx::Attributes& attributes) {
+        const tconv::TensorView x = view_of(X, "X");
+        const tconv::TensorView w = view_of(W, "W");
+        std::optional<tconv::TensorView> b;
+        if (B) b = view_of(*B, "B");
+        const ConvKind kind = kind_from(op);
+        return without_gil([&] {
+          return kind == ConvKind::conv ? tconv::onnx::conv(x, w, b ? &*b : nullptr, attributes)
+                                        : tconv::onnx::conv_transpose(x, w, b ? &*b : nullptr, attributes);
+        });
+      },
+      py::arg("op"), py::arg("X"), py::arg("W"), py::arg("B"), py::arg("attributes"));
+  m.def(
+      "onnx_output_shape",
+      [](const std::string& op, const std::vector<std::int64_t>& input_shape,
+         const std::vector<std::int64_t>& weight_shape, const tconv::onnx::Attributes& attributes) {
+        return tconv::onnx::resolve(kind_from(op), input_shape, weight_shape, attributes).output_shape;
+      },
+      py::arg("op"), py::arg("input_shape"), py::arg("weight_shape"), py::arg("attributes"));
 
   m.def("set_num_threads", &tconv::set_num_threads, py::arg("threads"));
   m.def("num_threads", &tconv::num_threads);
