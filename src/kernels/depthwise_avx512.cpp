@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "kernels/cpu_features.hpp"
+#include "kernels/isa_target.hpp"
 #include "kernels/kernel.hpp"
 
 namespace tconv::detail {
@@ -34,8 +35,7 @@ struct PhaseTaps {
   std::vector<std::int64_t> taps, offsets;
 };
 
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,fma,avx2")
+TCONV_TARGET_AVX512_BEGIN
 
 __mmask16 lanes_below(std::int64_t count) {
   if (count <= 0) return 0;
@@ -157,7 +157,7 @@ class DepthwiseKernel final : public PreparedKernel {
   std::vector<PhaseTaps> x_phases_;
 };
 
-#pragma GCC pop_options
+TCONV_TARGET_END
 
 std::string rejects(const Geometry& g, DType dtype, const WeightFacts&) {
   if (dtype != DType::f32) return "it computes float32 only";

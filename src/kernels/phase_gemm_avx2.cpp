@@ -11,14 +11,14 @@
 #include <vector>
 
 #include "kernels/cpu_features.hpp"
+#include "kernels/isa_target.hpp"
 #include "kernels/phase_gemm.hpp"
 #include "kernels/phase_gemm_family.hpp"
 
 namespace tconv::detail::phase_gemm {
 namespace {
 
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
+TCONV_TARGET_AVX2_BEGIN
 
 struct Avx2 {
   using V = __m256;
@@ -57,7 +57,7 @@ struct Avx2 {
 
 #include "kernels/phase_gemm_impl.inl"
 
-#pragma GCC pop_options
+TCONV_TARGET_END
 
 }  // namespace
 }  // namespace tconv::detail::phase_gemm

@@ -11,14 +11,14 @@
 #include <vector>
 
 #include "kernels/cpu_features.hpp"
+#include "kernels/isa_target.hpp"
 #include "kernels/phase_gemm.hpp"
 #include "kernels/phase_gemm_family.hpp"
 
 namespace tconv::detail::phase_gemm {
 namespace {
 
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,fma,avx2")
+TCONV_TARGET_AVX512_BEGIN
 
 struct Avx512 {
   using V = __m512;
@@ -52,7 +52,7 @@ struct Avx512 {
 
 #include "kernels/phase_gemm_impl.inl"
 
-#pragma GCC pop_options
+TCONV_TARGET_END
 
 }  // namespace
 }  // namespace tconv::detail::phase_gemm
