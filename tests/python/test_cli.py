@@ -9,6 +9,7 @@ import subprocess
 import numpy as np
 import pytest
 
+import tconv as tconv_module  # `tconv` below runs the command-line tool
 import torch_reference
 
 CLI = os.environ.get("TCONV_CLI")
@@ -131,6 +132,64 @@ def test_run_reads_and_writes_an_empty_batch(tmp_path):
     assert np.load(tmp_path / "output.npy").shape == (0, 3, 3, 3)
 
 
+# --- --convention onnx ---------------------------------------------------------------------------
+
+# op, input shape, weight shape, bias, CLI flags, the same attributes as tconv.onnx keywords
+ONNX_RUN_CASES = [
+    ("conv_transpose", (1, 1, 3, 3), (1, 2, 3, 3), True, {"--strides": "3,2", "--pads": "1,2,1,2"},
+     dict(strides=[3, 2], pads=[1, 2, 1, 2])),
+    ("conv_transpose", (2, 2, 3, 4), (2, 3, 3, 3), True, {"--strides": "2,2", "--auto-pad": "SAME_UPPER"},
+     dict(strides=[2, 2], auto_pad="SAME_UPPER")),
+    ("conv_transpose", (1, 2, 4, 3), (2, 2, 2, 3), False,
+     {"--strides": "2,3", "--auto-pad": "SAME_LOWER", "--dilations": "2,1", "--output-padding": "1,0"},
+     dict(strides=[2, 3], auto_pad="SAME_LOWER", dilations=[2, 1], output_padding=[1, 0])),
+    ("conv_transpose", (1, 2, 3, 3), (2, 2, 3, 3), True, {"--strides": "3,2", "--output-shape": "1,4,10,8",
+                                                          "--group": "2", "--kernel-shape": "3,3"},
+     dict(strides=[3, 2], output_shape=[1, 4, 10, 8], group=2, kernel_shape=[3, 3])),
+    ("conv_transpose", (1, 2, 2, 3, 2), (2, 1, 2, 2, 3), True, {"--strides": "2,1,3", "--output-shape": "3,4,6"},
+     dict(strides=[2, 1, 3], output_shape=[3, 4, 6])),
+    ("conv", (1, 2, 6, 7), (3, 2, 3, 3), True, {"--strides": "2,2", "--auto-pad": "SAME_LOWER"},
+     dict(strides=[2, 2], auto_pad="SAME_LOWER")),
+    ("conv", (2, 4, 9, 8), (6, 2, 3, 2), False,
+     {"--group": "2", "--pads": "0,1,2,0", "--dilations": "2,1", "--kernel-shape": "3,2"},
+     dict(group=2, pads=[0, 1, 2, 0], dilations=[2, 1], kernel_shape=[3, 2])),
+    ("conv", (3, 2, 11), (4, 2, 4), True, {"--strides": "3", "--auto-pad": "VALID"}, dict(strides=[3], auto_pad="VALID")),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("op, input_shape, weight_shape, bias, flags, attributes", ONNX_RUN_CASES)
+def test_run_onnx_convention_matches_tconv_onnx(tmp_path, op, input_shape, weight_shape, bias, flags, attributes,
+                                                dtype):
+    arrays, paths = save_operands(tmp_path, op, input_shape, weight_shape, bias,
+                                  {"groups": attributes.get("group", 1)}, dtype)
+    output = tmp_path / "output.npy"
+    flag_tokens = [t for flag in flags.items() for t in flag]
+    result = tconv("run", op, "--convention", "onnx", *operand_flags(paths), *flag_tokens, "--output", output)
+    assert result.returncode == 0, result.stderr
+    got = np.load(output)
+    function = tconv_module.onnx.conv if op == "conv" else tconv_module.onnx.conv_transpose
+    expected = function(arrays["input"], arrays["weight"], arrays.get("bias"), **attributes)
+    assert got.dtype == dtype and got.shape == expected.shape
+    np.testing.assert_array_equal(got, expected)
+
+    shape = tconv("shape", op, "--convention", "onnx", "--input-shape", ",".join(map(str, input_shape)),
+                  "--weight-shape", ",".join(map(str, weight_shape)), *flag_tokens)
+    assert shape.returncode == 0, shape.stderr
+    assert shape.stdout.strip() == ",".join(map(str, expected.shape))
+
+
+def test_run_convention_torch_is_the_default(tmp_path):
+    op, input_shape, weight_shape, bias, flags, _ = RUN_CASES[0]
+    _, paths = save_operands(tmp_path, op, input_shape, weight_shape, bias, {})
+    flag_tokens = [t for flag in flags.items() for t in flag]
+    assert tconv("run", op, *operand_flags(paths), *flag_tokens, "--output", tmp_path / "a.npy").returncode == 0
+    result = tconv("run", op, "--convention", "torch", *operand_flags(paths), *flag_tokens, "--output",
+                   tmp_path / "b.npy")
+    assert result.returncode == 0, result.stderr
+    np.testing.assert_array_equal(np.load(tmp_path / "a.npy"), np.load(tmp_path / "b.npy"))
+
+
 # --- refusals ------------------------------------------------------------------------------------
 
 def npy_bytes(array):
@@ -230,6 +289,29 @@ BAD_INVOCATIONS = [  # the operation and the flags after the operands, the messa
     (["conv", "--groups", "2"], "out_channels (3, weight dimension 0) is not divisible by groups (2)"),
     (["conv", "--dilation", "2"], "computed output size is 0 x 0"),
     (["conv_transpose"], "input has 2 channels but the weight's dimension 0 (in_channels) is 3"),
+    # --convention onnx, and the flags of one convention given to the other
+    (["conv", "--convention", "caffe"], "--convention must be torch or onnx, got 'caffe'"),
+    (["conv", "--strides", "2,2"], "unknown option '--strides' (an ONNX attribute: add --convention onnx)"),
+    (["conv", "--convention", "torch", "--auto-pad", "VALID"], "unknown option '--auto-pad' (an ONNX attribute"),
+    (["conv", "--convention", "onnx", "--stride", "2"], "--stride is a flag of the torch convention"),
+    (["conv", "--convention", "onnx", "--padding", "1"], "--padding is a flag of the torch convention"),
+    (["conv", "--convention", "onnx", "--groups", "1"], "--groups is a flag of the torch convention"),
+    (["conv", "--convention", "onnx", "--dilation", "1"], "--dilation is a flag of the torch convention"),
+    (["conv", "--convention", "onnx", "--auto-pad", "SAME"],
+     "auto_pad must be one of NOTSET, SAME_UPPER, SAME_LOWER, VALID, got 'SAME'"),
+    (["conv", "--convention", "onnx", "--auto-pad", "VALID", "--pads", "1,1,1,1"],
+     "pads ([1, 1, 1, 1]) cannot be used with auto_pad='VALID' (only with NOTSET)"),
+    (["conv", "--convention", "onnx", "--pads", "1,1"], "pads [1, 1] must have 4 values"),
+    (["conv", "--convention", "onnx", "--pads", "1,x,1,1"], "--pads: '1,x,1,1' is not a comma-separated list"),
+    (["conv", "--convention", "onnx", "--strides", "0,1"], "strides [0, 1] must be positive"),
+    (["conv", "--convention", "onnx", "--group", "1,1"], "--group takes one integer, got '1,1'"),
+    (["conv", "--convention", "onnx", "--kernel-shape", "2,2"],
+     "kernel_shape [2, 2] must match W's spatial dimensions [3, 3]"),
+    (["conv", "--convention", "onnx", "--output-shape", "4,4"], "output_shape ([4, 4]) is a ConvTranspose attribute"),
+    (["conv", "--convention", "onnx", "--dilations", "2,2", "--auto-pad", "VALID"], "computed output size is 0 x 0"),
+    (["conv_transpose", "--convention", "onnx", "--output-shape", "4,4", "--pads", "0,0,0,0"],
+     "pads ([0, 0, 0, 0]) cannot be used with output_shape ([4, 4]): output_shape sets the pads"),
+    (["conv_transpose", "--convention", "onnx", "--output-shape", "0,4"], "output_shape [0, 4] must be positive"),
 ]
 
 
@@ -267,6 +349,10 @@ def test_output_over_an_operand_is_refused(tmp_path, good_operands, overwritten)
     (["shape", "conv", "--input-shape", "1,2,4,4", "--weight-shape", "3,2,3,4611686018427387904"],
      "has more than 2^56 elements"),
     (["transpose"], "unknown command 'transpose'"),
+    (["shape", "conv", "--convention", "onnx", "--input-shape", "1,2,4,4", "--weight-shape", "3,2,3,3", "--padding",
+      "1"], "--padding is a flag of the torch convention"),
+    (["shape", "conv", "--convention", "onnx", "--input-shape", "2,4,4", "--weight-shape", "3,2,3,3"],
+     "X must have 4 dimensions [N, C, spatial...] for a W of shape [3, 2, 3, 3], got 3"),
 ])
 def test_bad_shape_queries_are_refused(arguments, message):
     result = tconv(*arguments)
