@@ -211,6 +211,9 @@ Explanation explain(const ExplainRequest& request) {
     refuse("kernel_size " + shape_to_string(kernel_size) + " has " + std::to_string(kernel_size.size()) +
            " values but input_size " + shape_to_string(input_size) + " has " + std::to_string(rank));
   }
+  if (request.params.layout != Layout::channels_first) {
+    refuse("layout must be channels_first: explain draws one channel, whose pictures do not depend on the layout");
+  }
   if (request.params.groups != 1) {
     refuse("groups (" + std::to_string(request.params.groups) + ") must be 1: explain draws one channel in and one out");
   }

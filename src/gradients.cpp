@@ -128,8 +128,15 @@ Gradients backward(ConvKind kind, const TensorView& grad_output, const TensorVie
   const bool conv = kind == ConvKind::conv;
   Gradients grads;
   grads.input = input_gradient(g, grad_output, weight, params);
-  grads.weight = weight_gradient(g, conv ? grad_output : input, conv ? input : grad_output, weight.shape, weight.dtype);
-  if (has_bias) grads.bias = bias_gradient(g, grad_output, weight.dtype);
+  // The reductions read channels-first tensors: channels-last ones are copied
+  // through a permuted view (the input gradient above reads them in place).
+  Geometry channels_first = g;
+  channels_first.layout = Layout::channels_first;
+  const TensorView grad_output_cf = detail::channels_first_view(grad_output, g);
+  const TensorView input_cf = detail::channels_first_view(input, g);
+  grads.weight = weight_gradient(channels_first, conv ? grad_output_cf : input_cf, conv ? input_cf : grad_output_cf,
+                                 weight.shape, weight.dtype);
+  if (has_bias) grads.bias = bias_gradient(channels_first, grad_output_cf, weight.dtype);
   return grads;
 }
 

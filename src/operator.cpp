@@ -215,6 +215,7 @@ int num_threads() {
 }
 
 const char* conv_kind_name(ConvKind kind) { return kind == ConvKind::conv ? "conv" : "conv_transpose"; }
+const char* layout_name(Layout layout) { return layout == Layout::channels_first ? "channels_first" : "channels_last"; }
 
 Shape output_shape(ConvKind kind, const Shape& input_shape, const Shape& weight_shape, const ConvParams& params) {
   return detail::resolve_geometry(kind, input_shape, weight_shape, std::nullopt, params).output_shape();

@@ -65,7 +65,7 @@ Problem load(ConvKind kind, const TensorView& input, const TensorView& weight, c
   Problem p;
   p.g = detail::resolve_geometry(kind, input.shape, weight.shape,
                                  bias ? std::optional<Shape>(bias->shape) : std::nullopt, params);
-  p.src = to_double(input);
+  p.src = to_double(detail::channels_first_view(input, p.g));
   p.weight = to_double(weight);
   p.bias = bias ? to_double(*bias) : std::vector<double>(static_cast<std::size_t>(p.g.output_channels()), 0.0);
   p.src_channels = p.g.input_channels();
@@ -224,13 +224,24 @@ Tensor compute(Method method, ConvKind kind, const TensorView& input, const Tens
     case Method::matrix: out = matrix(p); break;
     case Method::scatter: out = scatter(p); break;
   }
-  return from_double(out, input.dtype, p.g.output_shape());
+  if (p.g.layout == Layout::channels_first) return from_double(out, input.dtype, p.g.output_shape());
+  // The methods work channels-first; the result goes back to the caller's layout.
+  Geometry channels_first = p.g;
+  channels_first.layout = Layout::channels_first;
+  const Tensor computed = from_double(out, input.dtype, channels_first.output_shape());
+  Tensor result = Tensor::uninitialized(input.dtype, p.g.output_shape());
+  copy(computed.view(), detail::channels_first_view(result.mutable_view(), p.g));
+  return result;
 }
 
 }  // namespace reference
 
 Tensor conv_matrix(const Shape& input_shape, const TensorView& weight, const ConvParams& params) {
   const detail::Geometry g = detail::resolve_geometry(ConvKind::conv, input_shape, weight.shape, std::nullopt, params);
+  if (g.layout != Layout::channels_first) {
+    throw Error(ErrorKind::invalid_argument, "conv_matrix orders elements channels-first ([C, spatial...] flattened); "
+                                             "layout must be channels_first");
+  }
   if (g.batched && g.batch != 1) {
     throw Error(ErrorKind::invalid_argument, "conv_matrix describes one sample: input_shape must be unbatched [C, ...] "
                                              "or have batch 1, got " + shape_to_string(input_shape));

@@ -62,6 +62,10 @@ WeightPart resolve_weight_part(ConvKind kind, const Shape& weight_shape, const s
   WeightPart part;
   Geometry& g = part.geometry;
   g.kind = kind;
+  if (params.layout != Layout::channels_first && params.layout != Layout::channels_last) {
+    refuse("layout (" + to_s(static_cast<std::int64_t>(params.layout)) + ") must be channels_first or channels_last");
+  }
+  g.layout = params.layout;
   const auto weight_rank = static_cast<std::int64_t>(weight_shape.size());
   if (weight_rank < 3 || weight_rank > 5) {
     refuse("weight must have 3, 4 or 5 dimensions ([" +
@@ -163,20 +167,25 @@ Geometry resolve_geometry(ConvKind kind, const Shape& input_shape, const Shape& 
     }
   }
 
-  const std::int64_t channels = input_shape[first];
+  const bool channels_last = g.layout == Layout::channels_last;
+  const int channel_dim = channels_last ? input_rank - 1 : first;
+  const int first_spatial = channels_last ? first : first + 1;
+  const std::int64_t channels = input_shape[channel_dim];
+  const std::string has_channels =
+      "input has " + to_s(channels) + " channels" + (channels_last ? " (its last dimension: layout channels_last)" : "");
   if (kind == ConvKind::conv && channels != g.big_channels) {
-    refuse("input has " + to_s(channels) + " channels but the weight expects " + to_s(g.big_channels) +
+    refuse(has_channels + " but the weight expects " + to_s(g.big_channels) +
            " (weight dimension 1 is " + to_s(g.big_per_group()) + ", times groups " + to_s(g.groups) + ")");
   }
   if (kind == ConvKind::conv_transpose && channels != g.small_channels) {
-    refuse("input has " + to_s(channels) + " channels but the weight's dimension 0 (in_channels) is " +
+    refuse(has_channels + " but the weight's dimension 0 (in_channels) is " +
            to_s(g.small_channels));
   }
 
   Dims in_size{}, out_size{};
   bool empty = false;
   for (int d = 0; d < rank; ++d) {
-    const std::int64_t i = input_shape[first + 1 + d];
+    const std::int64_t i = input_shape[first_spatial + d];
     in_size[d] = i;
     // Every factor is at most 2^56, so 128-bit arithmetic cannot overflow.
     using Wide = __int128;

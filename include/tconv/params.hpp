@@ -27,6 +27,14 @@ class SpatialParam {
   std::vector<std::int64_t> values_;
 };
 
+// Where the channel dimension of activations (input and output) sits. Weights
+// keep PyTorch's layout [C, C/groups, k...] in both cases.
+enum class Layout {
+  channels_first,  // [N, C, spatial...]: PyTorch's NCW / NCHW / NCDHW
+  channels_last,   // [N, spatial..., C]: NWC / NHWC / NDHWC (TensorFlow's default, XNNPACK's only layout)
+};
+const char* layout_name(Layout layout);
+
 // The parameters of torch.nn.functional.conv{1,2,3}d and conv_transpose{1,2,3}d.
 // dilation 1 means no dilation; output_padding is read by conv_transpose only.
 struct ConvParams {
@@ -38,6 +46,8 @@ struct ConvParams {
   // Asymmetric padding: when set, `padding` is the amount at the beginning of
   // each dimension and this is the amount at the end.
   std::optional<SpatialParam> padding_end;
+  // The activations' layout; the fast kernels read and write both in place.
+  Layout layout = Layout::channels_first;
 };
 
 }  // namespace tconv

@@ -5,21 +5,19 @@
 
 namespace tconv::detail {
 
-Shape Geometry::output_shape() const {
+namespace {
+Shape activation_shape(const Geometry& g, std::int64_t channels, const Dims& size) {
   Shape shape;
-  if (batched) shape.push_back(batch);
-  shape.push_back(output_channels());
-  for (int d = kMaxSpatial - spatial_rank; d < kMaxSpatial; ++d) shape.push_back(output_size()[d]);
+  if (g.batched) shape.push_back(g.batch);
+  if (g.layout == Layout::channels_first) shape.push_back(channels);
+  for (int d = kMaxSpatial - g.spatial_rank; d < kMaxSpatial; ++d) shape.push_back(size[d]);
+  if (g.layout == Layout::channels_last) shape.push_back(channels);
   return shape;
 }
+}  // namespace
 
-Shape Geometry::input_shape() const {
-  Shape shape;
-  if (batched) shape.push_back(batch);
-  shape.push_back(input_channels());
-  for (int d = kMaxSpatial - spatial_rank; d < kMaxSpatial; ++d) shape.push_back(input_size()[d]);
-  return shape;
-}
+Shape Geometry::output_shape() const { return activation_shape(*this, output_channels(), output_size()); }
+Shape Geometry::input_shape() const { return activation_shape(*this, input_channels(), input_size()); }
 
 Shape Geometry::weight_shape() const {
   Shape shape{small_channels, big_per_group()};
@@ -48,6 +46,25 @@ TapWindow tap_window(const Geometry& g, std::int64_t t) {
 
 bool TapWindow::empty() const {
   return std::any_of(std::begin(range), std::end(range), [](const TapRange& r) { return r.lo >= r.hi; });
+}
+
+TensorView channels_first_view(const TensorView& view, const Geometry& g) {
+  if (g.layout == Layout::channels_first) return view;
+  const Shape strides = view.effective_strides();
+  const auto channel = static_cast<std::ptrdiff_t>(view.shape.size()) - 1;
+  const std::ptrdiff_t first_spatial = g.batched ? 1 : 0;
+  auto permute = [&](const Shape& dims) {
+    Shape out(dims.begin(), dims.begin() + first_spatial);
+    out.push_back(dims[static_cast<std::size_t>(channel)]);
+    out.insert(out.end(), dims.begin() + first_spatial, dims.begin() + channel);
+    return out;
+  };
+  return TensorView(view.data, view.dtype, permute(view.shape), permute(strides));
+}
+
+MutableTensorView channels_first_view(const MutableTensorView& view, const Geometry& g) {
+  const TensorView permuted = channels_first_view(static_cast<const TensorView&>(view), g);
+  return MutableTensorView(view.mutable_data(), view.dtype, permuted.shape, permuted.strides);
 }
 
 }  // namespace tconv::detail

@@ -30,6 +30,7 @@ struct Geometry {
   ConvKind kind = ConvKind::conv;
   int spatial_rank = 2;  // as the user gave it: 1, 2 or 3
   bool batched = true;   // false when the input had no batch dimension
+  Layout layout = Layout::channels_first;  // of src and dst: [N, C, D, H, W] or [N, D, H, W, C]
   std::int64_t batch = 1;
   std::int64_t groups = 1;
   std::int64_t small_channels = 0;
@@ -51,9 +52,13 @@ struct Geometry {
   std::int64_t output_channels() const { return kind == ConvKind::conv ? small_channels : big_channels; }
   const Dims& input_size() const { return kind == ConvKind::conv ? big_size : small_size; }
   const Dims& output_size() const { return kind == ConvKind::conv ? small_size : big_size; }
-  // The output shape in the user's rank (batch dimension kept or left out as given).
+  // The output shape in the user's rank and layout (batch dimension kept or left out as given).
   Shape output_shape() const;
   Shape input_shape() const;
+  // Element steps between neighbouring channels and neighbouring spatial
+  // positions of a contiguous activation with `channels` channels and `spatial` positions.
+  std::int64_t channel_step(std::int64_t spatial) const { return layout == Layout::channels_first ? spatial : 1; }
+  std::int64_t pixel_step(std::int64_t channels) const { return layout == Layout::channels_first ? 1 : channels; }
   Shape weight_shape() const;
 };
 
@@ -73,5 +78,10 @@ struct TapWindow {
   bool empty() const;  // no small position links through this tap
 };
 TapWindow tap_window(const Geometry& g, std::int64_t t);
+
+// An activation of this geometry seen as [N, C, spatial...] whatever its layout:
+// a channels-last view gets its dimensions permuted (no copy).
+TensorView channels_first_view(const TensorView& view, const Geometry& g);
+MutableTensorView channels_first_view(const MutableTensorView& view, const Geometry& g);
 
 }  // namespace tconv::detail

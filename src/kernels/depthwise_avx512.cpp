@@ -161,6 +161,7 @@ TCONV_TARGET_END
 
 std::string rejects(const Geometry& g, DType dtype, const WeightFacts&) {
   if (dtype != DType::f32) return "it computes float32 only";
+  if (g.layout != Layout::channels_first) return "it reads channels-first tensors";
   if (g.kind != ConvKind::conv_transpose) return "it computes transposed convolutions only";
   if (g.small_per_group() != 1 || g.big_per_group() != 1) return "it needs one input and one output channel per group";
   if (g.stride[2] > kMaxPlanSteps / g.kernel[2]) {

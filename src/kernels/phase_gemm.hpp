@@ -8,7 +8,7 @@
 // So each phase is a dense stride-1 gather, i.e. one GEMM per (group, phase):
 //     C[m, j] = sum_k A_r[m, k] * B_r[k, j]
 //     m = output channel in the group     (M = out channels / groups)
-//     k = (input channel c, tap e in T_r) (K = in channels / groups * |T_r|), k = c * |T_r| + e
+//     k = (tap e in T_r, input channel c) (K = |T_r| * in channels / groups), k = e * C + c
 //     j = output position of the phase    (N = batch * phase positions)
 //     B_r[k, j] = src[c, j * in_step + offset_e]   (0 outside the input)
 // and dst[m, out_start + j * out_step] = C[m, j] + bias[m]. Phases whose taps
@@ -17,7 +17,9 @@
 // A convolution is the same GEMM with one phase: out_step 1, in_step = stride,
 // offset_t = t*dilation - pad, all taps. Every output element belongs to
 // exactly one phase, so dst is fully written; each element is summed by one
-// thread in one fixed k order, so results do not depend on the thread count.
+// thread in one fixed k order (from zero, bias added last), so results do not
+// depend on the thread count, and the channels-last igemm family, which sums
+// in the same order, gives the same bits.
 //
 // Packed layouts (floats, 64-byte aligned):
 //   A (at creation, per group and phase): M blocks of mr rows, each [K][mr],
@@ -31,9 +33,10 @@
 
 #include <array>
 #include <cstdint>
+#include <string>
 #include <vector>
 
-#include "kernels/conv_geometry.hpp"
+#include "kernels/kernel.hpp"
 
 namespace tconv::detail::phase_gemm {
 
@@ -80,6 +83,14 @@ struct TileLimits {
   bool free_broadcast;   // an FMA can take its broadcast operand from memory
 };
 PackedProblem pack(const Geometry& g, const float* weight, const float* bias, const TileLimits& tiles);
+
+// Why a problem cannot be planned per stride phase (empty when it can): the
+// rules every family that uses these phases shares.
+std::string phase_plan_rejects(const Geometry& g, const WeightFacts& weights);
+
+// The phase of one residue alone (a set of one member), its taps in the order
+// pack() gives them. A convolution has the one residue {0, 0, 0}.
+Phase single_phase(const Geometry& g, const std::array<std::int64_t, kMaxSpatial>& residue);
 
 // The per-dimension axes of the phase with this residue, for this input's geometry.
 std::array<Axis, kMaxSpatial> axes_of(const Geometry& g, const std::array<std::int64_t, kMaxSpatial>& residue);

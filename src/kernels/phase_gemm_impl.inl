@@ -35,7 +35,7 @@ struct Load {
 };
 
 // The same product with B read straight from the input, for blocks whose B would
-// be used once (packing it would only copy it): row k = c * n_taps + e of B is,
+// be used once (packing it would only copy it): row k = e * channels + c of B is,
 // for vector v, the run runs[e * tap_stride + v * kLanes] of channel c (lanes 0: zero).
 using DirectMicroKernel = void (*)(std::int64_t channels, std::int64_t n_taps, const float* a, std::int64_t a_stride,
                                    const float* src, std::int64_t in_plane, const Load* runs, std::int64_t tap_stride,
@@ -49,11 +49,11 @@ void direct_micro_kernel(std::int64_t channels, std::int64_t n_taps, const float
   V acc[MR][NV];
   for (int m = 0; m < MR; ++m)
     for (int v = 0; v < NV; ++v) acc[m][v] = Isa::zero();
-  for (std::int64_t ch = 0; ch < channels; ++ch) {
-    const float* plane = src + ch * in_plane;
-    for (std::int64_t e = 0; e < n_taps; ++e, a += a_stride) {
+  for (std::int64_t e = 0; e < n_taps; ++e) {
+    const Load* row = runs + e * tap_stride;
+    for (std::int64_t ch = 0; ch < channels; ++ch, a += a_stride) {
+      const float* plane = src + ch * in_plane;
       V bv[NV];
-      const Load* row = runs + e * tap_stride;
       for (int v = 0; v < NV; ++v) {
         bv[v] = Isa::masked_load(Isa::zero(), row[v * Isa::kLanes].lanes, plane + row[v * Isa::kLanes].base);
       }
@@ -441,7 +441,7 @@ class PhaseGemmKernel final : public PreparedKernel {
         pp_.packed_a.data() + phase.packed_offset + item.group * pp_.m_blocks_of(phase) * k_count * pp_.mr;
     if (direct) return {k_count, a_group, true, n_taps, in_plane};
 
-    // B as sub-panels [K][NR], row k = c * n_taps + e.
+    // B as sub-panels [K][NR], row k = e * C + c.
     {
       for (std::int64_t v = 0; v < vectors; ++v) {
         float* column_block = slot.panel + (v / item.nv) * k_count * nr_ + (v % item.nv) * Isa::kLanes;
@@ -452,7 +452,7 @@ class PhaseGemmKernel final : public PreparedKernel {
             typename Isa::V value = Isa::zero();
             const float* plane = src + c * in_plane;
             for (int r = 0; r < count; ++r) value = Isa::masked_load(value, runs[r].lanes, plane + runs[r].base);
-            Isa::store(column_block + (c * n_taps + e) * nr_, value);
+            Isa::store(column_block + (e * pp_.c_per_group + c) * nr_, value);
           }
         }
       }

@@ -132,7 +132,7 @@ PackedProblem pack(const Geometry& g, const float* weight, const float* bias, co
               const std::int64_t big_local = transposed ? m_out : c;
               const std::int64_t tap = phase.taps[static_cast<std::size_t>(q)][static_cast<std::size_t>(e)];
               const float w = weight[(small * g.big_per_group() + big_local) * taps + tap];
-              const std::int64_t row = m_out * members + q, k = c * n_taps + e;
+              const std::int64_t row = m_out * members + q, k = e * pp.c_per_group + c;
               pp.packed_a[static_cast<std::size_t>(phase.packed_offset +
                                                    ((grp * pp.m_blocks_of(phase) + row / pp.mr) * k_count + k) * pp.mr +
                                                    row % pp.mr)] = w;
@@ -142,6 +142,27 @@ PackedProblem pack(const Geometry& g, const float* weight, const float* bias, co
   pp.bias.assign(static_cast<std::size_t>(out_channels), 0.0f);
   if (bias) std::copy(bias, bias + out_channels, pp.bias.begin());
   return pp;
+}
+
+std::string phase_plan_rejects(const Geometry& g, const WeightFacts& weights) {
+  // The plan walks every tap, and an empty weight's taps are not bounded by its size.
+  if (g.small_channels == 0 || g.big_per_group() == 0) return "the weight has no elements";
+  const std::int64_t phases = g.kind == ConvKind::conv ? 1 : g.stride[0] * g.stride[1] * g.stride[2];
+  if (phases > kMaxPlanSteps / (g.kernel[0] + g.kernel[1] + g.kernel[2])) {
+    return "its plan for " + std::to_string(phases) + " stride phases would take more than " +
+           std::to_string(kMaxPlanSteps) + " steps";
+  }
+  // Positions outside the input enter the GEMMs as zeros, which a transposed
+  // convolution never multiplies: 0 * Inf would be NaN where PyTorch, which
+  // never forms those products, has a number.
+  if (g.kind == ConvKind::conv_transpose && !weights.all_finite) {
+    return "the weight holds NaN or infinity, which it would multiply by positions outside the input";
+  }
+  return {};
+}
+
+Phase single_phase(const Geometry& g, const std::array<std::int64_t, kMaxSpatial>& residue) {
+  return make_phase(g, {residue[0]}, {residue[1]}, residue[2]);
 }
 
 std::array<Axis, kMaxSpatial> axes_of(const Geometry& g, const std::array<std::int64_t, kMaxSpatial>& residue) {

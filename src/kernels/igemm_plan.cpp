@@ -1,0 +1,71 @@
+// Channels-last IGEMM planning and weight packing: ISA-independent, done once at creation.
+#include <algorithm>
+
+#include "kernels/igemm.hpp"
+
+namespace tconv::detail::igemm {
+
+PackedProblem pack(const Geometry& g, const float* weight, const float* bias, int lanes, int max_nv) {
+  PackedProblem pp;
+  pp.kind = g.kind;
+  pp.groups = g.groups;
+  const bool transposed = g.kind == ConvKind::conv_transpose;
+  pp.m_per_group = transposed ? g.big_per_group() : g.small_per_group();
+  pp.c_per_group = transposed ? g.small_per_group() : g.big_per_group();
+  pp.nv = static_cast<int>(std::clamp<std::int64_t>((pp.m_per_group + lanes - 1) / lanes, 1, max_nv));
+  pp.nr = static_cast<std::int64_t>(pp.nv) * lanes;
+  pp.n_blocks = (pp.m_per_group + pp.nr - 1) / pp.nr;
+
+  const Dims residues = transposed ? g.stride : Dims{1, 1, 1};
+  for (std::int64_t rz = 0; rz < residues[0]; ++rz)
+    for (std::int64_t ry = 0; ry < residues[1]; ++ry)
+      for (std::int64_t rx = 0; rx < residues[2]; ++rx) pp.phases.push_back(phase_gemm::single_phase(g, {rz, ry, rx}));
+
+  std::int64_t total = 0;
+  for (const auto& phase : pp.phases) {
+    pp.packed_offset.push_back(total);
+    total += pp.groups * pp.n_blocks * pp.k_of(phase) * pp.nr;
+    pp.max_taps = std::max(pp.max_taps, static_cast<std::int64_t>(phase.offsets.size()));
+  }
+  pp.weights.assign(static_cast<std::size_t>(total), 0.0f);
+  const std::int64_t taps = g.kernel_taps();
+  for (std::size_t p = 0; p < pp.phases.size(); ++p) {
+    const auto& tap_of = pp.phases[p].taps[0];
+    const auto n_taps = static_cast<std::int64_t>(tap_of.size());
+    for (std::int64_t grp = 0; grp < pp.groups; ++grp)
+      for (std::int64_t e = 0; e < n_taps; ++e)
+        for (std::int64_t c = 0; c < pp.c_per_group; ++c)
+          for (std::int64_t m = 0; m < pp.m_per_group; ++m) {
+            // weight is [small_channels, big_channels/groups, taps]
+            const std::int64_t small = grp * (transposed ? pp.c_per_group : pp.m_per_group) + (transposed ? c : m);
+            const std::int64_t big_local = transposed ? m : c;
+            const std::int64_t block = m / pp.nr, k = e * pp.c_per_group + c;
+            const std::int64_t at = pp.packed_offset[p] + ((grp * pp.n_blocks + block) * pp.k_of(pp.phases[p]) + k) * pp.nr +
+                                    m % pp.nr;
+            pp.weights[static_cast<std::size_t>(at)] =
+                weight[(small * g.big_per_group() + big_local) * taps + tap_of[static_cast<std::size_t>(e)]];
+          }
+  }
+  pp.bias.assign(static_cast<std::size_t>(pp.groups * pp.n_blocks * pp.nr), 0.0f);
+  if (bias) {
+    for (std::int64_t grp = 0; grp < pp.groups; ++grp)
+      for (std::int64_t m = 0; m < pp.m_per_group; ++m) {
+        pp.bias[static_cast<std::size_t>((grp * pp.n_blocks + m / pp.nr) * pp.nr + m % pp.nr)] =
+            bias[grp * pp.m_per_group + m];
+      }
+  }
+  pp.zeros.assign(static_cast<std::size_t>(pp.c_per_group), 0.0f);
+  return pp;
+}
+
+std::string rejects(const Geometry& g, DType dtype, const WeightFacts& weights) {
+  if (dtype != DType::f32) return "it computes float32 only";
+  if (g.layout != Layout::channels_last) return "it reads channels-last tensors (phase_gemm reads channels-first)";
+  if (std::string why_not = phase_gemm::phase_plan_rejects(g, weights); !why_not.empty()) return why_not;
+  if (g.small_per_group() == 1 && g.big_per_group() == 1) {
+    return "depthwise problems fill one lane of each vector (the depthwise family reads channels-last)";
+  }
+  return {};
+}
+
+}  // namespace tconv::detail::igemm

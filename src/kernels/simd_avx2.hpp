@@ -1,0 +1,50 @@
+// AVX2 + FMA vector operations on 8 float lanes, shared by the kernel
+// families' templated run loops (phase_gemm_impl.inl, igemm_impl.inl).
+// Include it only from a kernel file: it opens its own ISA region.
+#pragma once
+
+#include <immintrin.h>
+
+#include <cstdint>
+
+#include "kernels/isa_target.hpp"
+
+namespace tconv::detail::simd {
+
+TCONV_TARGET_AVX2_BEGIN
+
+struct Avx2 {
+  using V = __m256;
+  static constexpr int kLanes = 8;
+  static V zero() { return _mm256_setzero_ps(); }
+  static V load(const float* p) { return _mm256_loadu_ps(p); }
+  static void store(float* p, V v) { _mm256_storeu_ps(p, v); }
+  static V broadcast(const float* p) { return _mm256_broadcast_ss(p); }
+  static V fmadd(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+  // The lanes whose bit is set in `lanes`, as a vector mask.
+  static __m256i lane_mask(std::uint32_t lanes) {
+    const __m256i bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    return _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32(static_cast<int>(lanes)), bit), bit);
+  }
+  static V masked_load(V into, std::uint32_t lanes, const float* p) {
+    const __m256i selected = lane_mask(lanes);
+    return _mm256_blendv_ps(into, _mm256_maskload_ps(p, selected), _mm256_castsi256_ps(selected));
+  }
+  static void masked_store(float* p, std::uint32_t lanes, V v) { _mm256_maskstore_ps(p, lane_mask(lanes), v); }
+  static V set1(float value) { return _mm256_set1_ps(value); }
+  static V add(V a, V b) { return _mm256_add_ps(a, b); }
+  static void store_first(float* p, V v, int count) {
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    _mm256_maskstore_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32(count), lane), v);
+  }
+  static void store_interleaved(float* p, V even, V odd, int count) {
+    const V low_pairs = _mm256_unpacklo_ps(even, odd);   // e0 o0 e1 o1 | e4 o4 e5 o5
+    const V high_pairs = _mm256_unpackhi_ps(even, odd);  // e2 o2 e3 o3 | e6 o6 e7 o7
+    store_first(p, _mm256_permute2f128_ps(low_pairs, high_pairs, 0x20), count);
+    store_first(p + kLanes, _mm256_permute2f128_ps(low_pairs, high_pairs, 0x31), count - kLanes);
+  }
+};
+
+TCONV_TARGET_END
+
+}  // namespace tconv::detail::simd
