@@ -4,9 +4,10 @@
                padding_mode="zeros")
     tconv.conv_transpose(x, w, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1,
                          padding_end=None, output_size=None)
-    tconv.conv_backward(grad_output, x, w, stride=1, padding=0, dilation=1, groups=1, bias=True)
+    tconv.conv_backward(grad_output, x, w, stride=1, padding=0, dilation=1, groups=1, bias=True,
+                        padding_end=None)
     tconv.conv_transpose_backward(grad_output, x, w, stride=1, padding=0, output_padding=0, groups=1,
-                                  dilation=1, bias=True)
+                                  dilation=1, bias=True, padding_end=None)
 
 take NumPy arrays (float32 or float64, any strides) laid out as PyTorch's
 tensors and return what torch.nn.functional.conv{1,2,3}d / conv_transpose{1,2,3}d
@@ -149,20 +150,21 @@ def conv_transpose(input, weight, bias=None, stride=1, padding=0, output_padding
                           _params(stride, padding, output_padding, dilation, groups, padding_end))
 
 
-def conv_backward(grad_output, input, weight, stride=1, padding=0, dilation=1, groups=1, bias=True):
+def conv_backward(grad_output, input, weight, stride=1, padding=0, dilation=1, groups=1, bias=True, padding_end=None):
     """(grad_input, grad_weight, grad_bias) of conv(input, weight, ...) given the output's gradient;
-    grad_bias is None when bias is False (the forward had no bias)."""
+    grad_bias is None when bias is False (the forward had no bias). padding_end as in conv."""
     return _tconv.backward("conv", _array("grad_output", grad_output), _array("input", input),
-                           _array("weight", weight), _params(stride, padding, 0, dilation, groups), bool(bias))
+                           _array("weight", weight), _params(stride, padding, 0, dilation, groups, padding_end),
+                           bool(bias))
 
 
 def conv_transpose_backward(grad_output, input, weight, stride=1, padding=0, output_padding=0, groups=1, dilation=1,
-                            bias=True):
+                            bias=True, padding_end=None):
     """(grad_input, grad_weight, grad_bias) of conv_transpose(input, weight, ...) given the output's gradient;
-    grad_bias is None when bias is False (the forward had no bias)."""
+    grad_bias is None when bias is False (the forward had no bias). padding_end as in conv_transpose."""
     return _tconv.backward("conv_transpose", _array("grad_output", grad_output), _array("input", input),
-                           _array("weight", weight), _params(stride, padding, output_padding, dilation, groups),
-                           bool(bias))
+                           _array("weight", weight),
+                           _params(stride, padding, output_padding, dilation, groups, padding_end), bool(bias))
 
 
 def conv_matrix(input_shape, weight, stride=1, padding=0, dilation=1, groups=1):

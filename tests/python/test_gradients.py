@@ -126,6 +126,111 @@ def test_sweep_covers_every_parameter():
     assert any(op >= s for p in problems for op, s in zip(p["output_padding"], p["stride"]) if op > 0)
 
 
+# --- asymmetric padding (padding_end) -------------------------------------------------------------
+
+def random_asymmetric_problem(seed):
+    """A valid problem whose padding differs at the two ends of (usually) every dimension."""
+    rng = random.Random(seed)
+    while True:
+        op = rng.choice(["conv", "conv_transpose"])
+        rank = rng.choice([1, 2, 3])
+        max_size = {1: 10, 2: 6, 3: 4}[rank]
+        groups = rng.choice([1, 1, 2])
+        in_per_group, out_per_group = rng.choice([1, 2, 3, 8]), rng.choice([1, 2, 3, 8])
+        kernel = [rng.randint(1, 4) for _ in range(rank)]
+        stride = [rng.randint(1, 3) for _ in range(rank)]
+        dilation = [rng.randint(1, 2) for _ in range(rank)]
+        begins = [rng.randint(0, 3) for _ in range(rank)]
+        ends = [rng.randint(0, 3) for _ in range(rank)]
+        size = [rng.randint(1, max_size) for _ in range(rank)]
+        spans = [d * (k - 1) + 1 for k, d in zip(kernel, dilation)]
+        if op == "conv":
+            output_padding = [0] * rank
+            out = [(n + b + e - k) // s + 1 for n, b, e, k, s in zip(size, begins, ends, spans, stride)]
+            weight_shape = [groups * out_per_group, in_per_group] + kernel
+        else:
+            output_padding = [rng.randint(0, max(s, d) - 1) for s, d in zip(stride, dilation)]
+            out = [(n - 1) * s - b - e + k + a for n, s, b, e, k, a in zip(size, stride, begins, ends, spans,
+                                                                             output_padding)]
+            weight_shape = [groups * in_per_group, out_per_group] + kernel
+        if min(out) < 1 or begins == ends:
+            continue
+        batch = rng.choice([None, 1, 2])  # None: unbatched input
+        return dict(op=op, dtype=rng.choice([np.float32, np.float64]), rank=rank, groups=groups,
+                    input_shape=([] if batch is None else [batch]) + [groups * in_per_group] + size,
+                    weight_shape=weight_shape, bias=rng.random() < 0.7, stride=stride, dilation=dilation,
+                    begins=begins, ends=ends, output_padding=output_padding, output_size=out)
+
+
+def torch_asymmetric_gradients(p, x, w, b, grad_output):
+    """torch.autograd through torch's own operations: conv = F.pad then an unpadded convolution;
+    conv_transpose = an unpadded transposed convolution (with output_padding) cropped by begins / ends."""
+    x, w = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    b = None if b is None else torch.tensor(b, requires_grad=True)
+    rank = p["rank"]
+    if p["op"] == "conv":
+        pads = [a for begin, end in zip(reversed(p["begins"]), reversed(p["ends"])) for a in (begin, end)]
+        y = TORCH_CONV[rank](torch.nn.functional.pad(x, pads), w, b, p["stride"], 0, p["dilation"], p["groups"])
+    else:
+        full = TORCH_CONV_TRANSPOSE[rank](x, w, b, p["stride"], 0, p["output_padding"], p["groups"], p["dilation"])
+        y = full[(Ellipsis,) + tuple(slice(begin, begin + n) for begin, n in zip(p["begins"], p["output_size"]))]
+    assert list(y.shape[-rank:]) == p["output_size"]
+    y.backward(torch.tensor(grad_output))
+    return y.detach().numpy(), x.grad.numpy(), w.grad.numpy(), None if b is None else b.grad.numpy()
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_asymmetric_padding_matches_torch_autograd(seed):
+    p = random_asymmetric_problem(7000 + seed)
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(p["input_shape"]).astype(p["dtype"])
+    w = rng.standard_normal(p["weight_shape"]).astype(p["dtype"])
+    out_channels = p["weight_shape"][0] if p["op"] == "conv" else p["weight_shape"][1] * p["groups"]
+    b = rng.standard_normal(out_channels).astype(p["dtype"]) if p["bias"] else None
+    out_shape = p["input_shape"][:-1 - p["rank"]] + [out_channels] + p["output_size"]
+    grad_output = rng.standard_normal(out_shape).astype(p["dtype"])
+    common = dict(stride=p["stride"], padding=p["begins"], padding_end=p["ends"], dilation=p["dilation"],
+                  groups=p["groups"])
+    if p["op"] == "conv":
+        forward = tconv.conv(x, w, b, **common)
+        actual = tconv.conv_backward(grad_output, x, w, bias=p["bias"], **common)
+    else:
+        forward = tconv.conv_transpose(x, w, b, output_padding=p["output_padding"], **common)
+        actual = tconv.conv_transpose_backward(grad_output, x, w, output_padding=p["output_padding"],
+                                               bias=p["bias"], **common)
+    expected_output, *expected = torch_asymmetric_gradients(p, x, w, b, grad_output)
+    assert_close(forward, expected_output, p["dtype"], f"output of {p}")
+    for name, a, e in zip(("input", "weight", "bias"), actual, expected):
+        if e is None:
+            assert a is None
+        else:
+            assert_close(a, e, p["dtype"], f"grad_{name} of {p}")
+
+
+def test_asymmetric_sweep_covers_every_parameter():
+    problems = [random_asymmetric_problem(7000 + seed) for seed in range(60)]
+    assert {p["op"] for p in problems} == {"conv", "conv_transpose"}
+    assert {p["rank"] for p in problems} == {1, 2, 3}
+    assert {p["dtype"] for p in problems} == {np.float32, np.float64}
+    assert any(len(p["input_shape"]) == p["rank"] + 1 for p in problems)  # unbatched
+    assert any(p["groups"] > 1 for p in problems)
+    assert any(max(p["stride"]) > 1 and max(p["dilation"]) > 1 for p in problems)
+    # more padding at the beginning than at the end, and the other way round
+    assert any(b > e for p in problems for b, e in zip(p["begins"], p["ends"]))
+    assert any(b < e for p in problems for b, e in zip(p["begins"], p["ends"]))
+    assert any(max(p["output_padding"]) > 0 for p in problems)
+
+
+def test_padding_end_none_is_symmetric_padding():
+    rng = np.random.default_rng(3)
+    x, w, g = rng.standard_normal((1, 2, 7)), rng.standard_normal((3, 2, 3)), rng.standard_normal((1, 3, 4))
+    for a, b in zip(tconv.conv_backward(g, x, w, stride=2, padding=1),
+                    tconv.conv_backward(g, x, w, stride=2, padding=1, padding_end=1)):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match=r"padding_end \(-1\) must be non-negative"):
+        tconv.conv_transpose_backward(g, x, w, padding_end=-1)
+
+
 FINITE_DIFFERENCE_CASES = [
     ("conv", [1, 2, 6], [3, 2, 3], dict(stride=2, padding=1, dilation=1, groups=1)),
     ("conv", [2, 4, 5, 4], [4, 2, 2, 3], dict(stride=(1, 2), padding=(1, 0), dilation=(2, 1), groups=2)),
