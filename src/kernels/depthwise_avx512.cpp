@@ -12,7 +12,11 @@
 // two permutes; larger strides: element stores). Lanes outside the input are
 // left out of the sum (masked FMA), so a non-finite weight never meets a
 // padding zero that PyTorch would not have multiplied.
-// Layout: src [N*C][D][H][W], dst [N*C][D'][H'][W'], weights as given [C][1][taps].
+// Layouts: channels-first src [N*C][D][H][W], dst [N*C][D'][H'][W'], weights
+// as given [C][1][taps]; channels-last src [N][D][H][W][C], dst [N][D'][H'][W'][C],
+// where a vector holds 16 channels of one position and the weights are kept
+// tap-major [taps][C]. Both sum each output in the same order (bias, then the
+// x taps of its phase, each over the (z, y) source rows), so they give the same bits.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -47,6 +51,10 @@ class DepthwiseKernel final : public PreparedKernel {
   DepthwiseKernel(const Geometry& g, const float* weight, const float* bias)
       : weight_(weight, weight + g.small_channels * g.kernel_taps()), bias_(static_cast<std::size_t>(g.big_channels), 0.0f) {
     if (bias) std::copy(bias, bias + g.big_channels, bias_.begin());
+    const std::int64_t taps = g.kernel_taps(), channels = g.big_channels;
+    weight_by_tap_.resize(static_cast<std::size_t>(taps * channels));
+    for (std::int64_t c = 0; c < channels; ++c)
+      for (std::int64_t t = 0; t < taps; ++t) weight_by_tap_[static_cast<std::size_t>(t * channels + c)] = weight[c * taps + t];
     for (std::int64_t r = 0; r < g.stride[2]; ++r) {
       PhaseTaps phase;
       for (std::int64_t t = 0; t < g.kernel[2]; ++t) {
@@ -64,6 +72,10 @@ class DepthwiseKernel final : public PreparedKernel {
   void run(const Geometry& g, const void* src_v, void* dst_v, void*, int threads) const override {
     const auto* src = static_cast<const float*>(src_v);
     auto* dst = static_cast<float*>(dst_v);
+    if (g.layout == Layout::channels_last) {
+      run_channels_last(g, src, dst, threads);
+      return;
+    }
     const std::int64_t planes = g.batch * g.big_channels;
 #pragma omp parallel for schedule(static) num_threads(threads)
     for (std::int64_t plane = 0; plane < planes; ++plane) {
@@ -80,19 +92,11 @@ class DepthwiseKernel final : public PreparedKernel {
   };
 
   void run_plane(const Geometry& g, const float* in, float* out, const float* w, float bias) const {
-    const std::int64_t in_w = g.small_size[2], out_w = g.big_size[2], stride_x = g.stride[2];
+    const std::int64_t out_w = g.big_size[2], stride_x = g.stride[2];
     std::vector<SourceRow> rows;
     for (std::int64_t oz = 0; oz < g.big_size[0]; ++oz)
       for (std::int64_t oy = 0; oy < g.big_size[1]; ++oy) {
-        rows.clear();
-        for (std::int64_t tz = 0; tz < g.kernel[0]; ++tz) {
-          const std::int64_t iz = source_index(oz, tz, 0, g);
-          if (iz < 0) continue;
-          for (std::int64_t ty = 0; ty < g.kernel[1]; ++ty) {
-            const std::int64_t iy = source_index(oy, ty, 1, g);
-            if (iy >= 0) rows.push_back({(iz * g.small_size[1] + iy) * in_w, tz * g.kernel[1] + ty});
-          }
-        }
+        source_rows(g, oz, oy, rows);
         float* out_row = out + (oz * g.big_size[1] + oy) * out_w;
         const std::int64_t phase_width = (out_w + stride_x - 1) / stride_x;
         for (std::int64_t j0 = 0; j0 < phase_width; j0 += kLanes) {
@@ -121,6 +125,55 @@ class DepthwiseKernel final : public PreparedKernel {
           }
         }
       }
+  }
+
+  // The (z, y) source rows of output row (oz, oy), in the order the sums take them.
+  static void source_rows(const Geometry& g, std::int64_t oz, std::int64_t oy, std::vector<SourceRow>& rows) {
+    rows.clear();
+    for (std::int64_t tz = 0; tz < g.kernel[0]; ++tz) {
+      const std::int64_t iz = source_index(oz, tz, 0, g);
+      if (iz < 0) continue;
+      for (std::int64_t ty = 0; ty < g.kernel[1]; ++ty) {
+        const std::int64_t iy = source_index(oy, ty, 1, g);
+        if (iy >= 0) rows.push_back({(iz * g.small_size[1] + iy) * g.small_size[2], tz * g.kernel[1] + ty});
+      }
+    }
+  }
+
+  // Channels-last: one thread per output row (n, oz, oy); per position, vectors of 16 channels.
+  void run_channels_last(const Geometry& g, const float* src, float* dst, int threads) const {
+    const std::int64_t channels = g.big_channels, out_w = g.big_size[2], in_w = g.small_size[2];
+    const std::int64_t out_rows = g.batch * g.big_size[0] * g.big_size[1];
+#pragma omp parallel num_threads(threads)
+    {
+      std::vector<SourceRow> rows;
+#pragma omp for schedule(static)
+      for (std::int64_t row = 0; row < out_rows; ++row) {
+        const std::int64_t n = row / (g.big_size[0] * g.big_size[1]);
+        const std::int64_t oz = row / g.big_size[1] % g.big_size[0], oy = row % g.big_size[1];
+        source_rows(g, oz, oy, rows);
+        const float* in = src + n * g.small_spatial() * channels;
+        float* out = dst + row * out_w * channels;
+        for (std::int64_t ox = 0; ox < out_w; ++ox) {
+          const PhaseTaps& phase = x_phases_[static_cast<std::size_t>(ox % g.stride[2])];
+          const std::int64_t j = ox / g.stride[2];
+          for (std::int64_t c = 0; c < channels; c += kLanes) {
+            const __mmask16 lanes = lanes_below(channels - c);
+            __m512 acc = _mm512_maskz_loadu_ps(lanes, bias_.data() + c);
+            for (std::size_t e = 0; e < phase.taps.size(); ++e) {
+              const std::int64_t ix = j + phase.offsets[e];
+              if (ix < 0 || ix >= in_w) continue;
+              for (const SourceRow& source : rows) {
+                const __m512 x = _mm512_maskz_loadu_ps(lanes, in + (source.offset + ix) * channels + c);
+                const float* w = weight_by_tap_.data() + (source.kernel_row * g.kernel[2] + phase.taps[e]) * channels + c;
+                acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(lanes, w), x, acc);
+              }
+            }
+            _mm512_mask_storeu_ps(out + ox * channels + c, lanes, acc);
+          }
+        }
+      }
+    }
   }
 
   // The input index that reaches output `o` through tap `t` along dimension d, or -1.
@@ -153,6 +206,7 @@ class DepthwiseKernel final : public PreparedKernel {
   }
 
   std::vector<float> weight_;
+  std::vector<float> weight_by_tap_;  // [taps][C], for channels-last
   std::vector<float> bias_;
   std::vector<PhaseTaps> x_phases_;
 };
@@ -161,7 +215,6 @@ TCONV_TARGET_END
 
 std::string rejects(const Geometry& g, DType dtype, const WeightFacts&) {
   if (dtype != DType::f32) return "it computes float32 only";
-  if (g.layout != Layout::channels_first) return "it reads channels-first tensors";
   if (g.kind != ConvKind::conv_transpose) return "it computes transposed convolutions only";
   if (g.small_per_group() != 1 || g.big_per_group() != 1) return "it needs one input and one output channel per group";
   if (g.stride[2] > kMaxPlanSteps / g.kernel[2]) {
