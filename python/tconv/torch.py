@@ -10,6 +10,13 @@ itself (forward and backward) runs on tconv. conv() and conv_transpose() are
 the functional forms. Tensors must live on the CPU and be float32 or float64;
 they go to NumPy and back without a copy where their layout allows.
 
+As in torch.nn: ConvNd takes padding='same' / 'valid' (tconv pads the two ends
+unequally itself, no padded copy) and padding_mode 'zeros', 'reflect',
+'replicate' or 'circular' (the input is padded by torch.nn.functional.pad, so
+autograd differentiates the padding, then convolved by tconv without padding);
+ConvTransposeNd takes only padding_mode='zeros' (refused as torch refuses) and
+forward(input, output_size=...).
+
 Importing tconv does not import this module: torch is needed only here.
 """
 
@@ -17,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 import tconv
+from tconv import _padding
 
 __all__ = ["conv", "conv_transpose", "ConvFunction",
            "Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d"]
@@ -54,15 +62,38 @@ class ConvFunction(torch.autograd.Function):
                 None if grad_bias is None else torch.from_numpy(grad_bias), None, None)
 
 
-def conv(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
-    """torch.nn.functional.conv1d/2d/3d computed by tconv, differentiable."""
-    params = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+def _padding_amounts(weight, stride, padding, dilation, padding_end):
+    """(padding, padding_end) with padding='same' / 'valid' resolved by torch's rule (the odd unit of
+    dilation * (kernel - 1) at the end), so that the backward pass gets numbers."""
+    if not isinstance(padding, str):
+        return padding, padding_end
+    if padding_end is not None:
+        raise ValueError(f"padding_end ({padding_end!r}) cannot be combined with padding={padding!r}")
+    rank = _padding.spatial_rank(weight)
+    if padding == "valid":
+        return [0] * rank, [0] * rank
+    if padding != "same":
+        raise ValueError(f"padding must be an int, a tuple of ints, 'same' or 'valid', got {padding!r}")
+    if any(s != 1 for s in _padding.per_dim("stride", stride, rank)):
+        raise ValueError(f"padding='same' needs stride 1 in every dimension, got stride={stride!r}")
+    dilations = _padding.per_dim("dilation", dilation, rank)
+    return _padding.splits([d * (k - 1) for d, k in zip(dilations, weight.shape[2:])])
+
+
+def conv(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, padding_end=None):
+    """torch.nn.functional.conv1d/2d/3d computed by tconv, differentiable. padding may be 'same' or 'valid';
+    padding_end (tconv's extension) makes it asymmetric."""
+    padding, padding_end = _padding_amounts(weight, stride, padding, dilation, padding_end)
+    params = dict(stride=stride, padding=padding, dilation=dilation, groups=groups, padding_end=padding_end)
     return ConvFunction.apply(input, weight, bias, "conv", params)
 
 
-def conv_transpose(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
-    """torch.nn.functional.conv_transpose1d/2d/3d computed by tconv, differentiable."""
-    params = dict(stride=stride, padding=padding, output_padding=output_padding, dilation=dilation, groups=groups)
+def conv_transpose(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1,
+                   padding_end=None):
+    """torch.nn.functional.conv_transpose1d/2d/3d computed by tconv, differentiable. padding_end (tconv's
+    extension) makes the cropping asymmetric."""
+    params = dict(stride=stride, padding=padding, output_padding=output_padding, dilation=dilation, groups=groups,
+                  padding_end=padding_end)
     return ConvFunction.apply(input, weight, bias, "conv_transpose", params)
 
 
@@ -70,14 +101,13 @@ class _TconvConv:
     """Replaces torch.nn.ConvNd's convolution call; everything else is torch's."""
 
     def _conv_forward(self, input, weight, bias):
-        padding = self.padding
-        # Padding modes other than zeros, and padding='same' (which may be
-        # asymmetric), are applied by torch; tconv then convolves unpadded.
-        if self.padding_mode != "zeros" or isinstance(padding, str):
-            mode = "constant" if self.padding_mode == "zeros" else self.padding_mode
-            input = F.pad(input, self._reversed_padding_repeated_twice, mode=mode)
-            padding = 0
-        return conv(input, weight, bias, self.stride, padding, self.dilation, self.groups)
+        # Padding modes other than zeros are applied by torch (so autograd
+        # differentiates them); tconv then convolves unpadded. Zero padding,
+        # 'same' (possibly one more at the end) and 'valid' are tconv's own.
+        if self.padding_mode != "zeros":
+            input = F.pad(input, self._reversed_padding_repeated_twice, mode=self.padding_mode)
+            return conv(input, weight, bias, self.stride, 0, self.dilation, self.groups)
+        return conv(input, weight, bias, self.stride, self.padding, self.dilation, self.groups)
 
 
 class _TconvConvTranspose:
