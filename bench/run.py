@@ -49,6 +49,7 @@ def backends(bench_bin, env):
     out, missing = [], []
     built = sh([bench_bin, "--impl", "list"], env).split() if os.path.exists(bench_bin) else []
     for label, how in [("tconv", "bash bench/run.sh builds it"),
+                       ("tconv_nhwc", "bash bench/run.sh builds it"),
                        ("onednn_blocked", "apt-get install libdnnl-dev, then rerun bench/run.sh"),
                        ("onednn_nchw", "apt-get install libdnnl-dev, then rerun bench/run.sh"),
                        ("xnnpack", "apt-get install libxnnpack-dev libpthreadpool0, then rerun bench/run.sh")]:
@@ -135,7 +136,7 @@ def main():
     bench_bin = os.path.join(args.build_dir, "bench", "tconv_bench")
     impls, missing = backends(bench_bin, env)
     if args.only:
-        keep = set(args.only.split(",")) | {"tconv"}
+        keep = set(args.only.split(",")) | {"tconv", "tconv_nhwc"}
         impls = [(l, a) for l, a in impls if l in keep]
     common = ["--suite", args.suite, "--budget", str(args.budget), "--max-iters", str(args.max_iters),
               "--min-iters", str(args.min_iters), "--threads", str(args.threads), "--json"]
@@ -174,7 +175,8 @@ def main():
                     errs[label][r["name"]] = r["max_abs_err"]
     shutil.rmtree(verify_dir, ignore_errors=True)
 
-    labels = [l for l, _ in impls]
+    # tconv_nhwc (channels-last in and out) has its own table below.
+    labels = [l for l, _ in impls if l != "tconv_nhwc"]
     peer_labels = [l for l in labels if l != "tconv"]
     lines = []
     now = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
@@ -215,6 +217,35 @@ def main():
         lines.append("")
         lines.append("Depthwise %s, GB/s (input + weight + output once, %.2f MB): %s"
                      % (n, bytes_moved(c) / 1e6, ", ".join(parts)))
+    nhwc = best.get("tconv_nhwc", {})
+    if nhwc:
+        lines.append("")
+        lines.append("Channels-last (NHWC in and out; input layout prepared untimed for both), GFLOP/s: tconv's "
+                     "channels-last engine against XNNPACK, which is NHWC-native:")
+        lines.append("")
+        lines.append("| case | tconv_nhwc | xnnpack | tconv_nhwc/xnnpack | tconv (NCHW) | tconv_nhwc implementation |")
+        lines.append("|---|---:|---:|---:|---:|---|")
+        nhwc_ratios = []
+        for c in cases:
+            n = c["name"]
+            if n not in nhwc:
+                continue
+            g_nhwc = flops(c) / nhwc[n] * 1e-9
+            g_x = flops(c) / best["xnnpack"][n] * 1e-9 if n in best.get("xnnpack", {}) else None
+            g_t = flops(c) / best["tconv"][n] * 1e-9 if n in best.get("tconv", {}) else None
+            if g_x:
+                nhwc_ratios.append(g_nhwc / g_x)
+            lines.append("| %s | %.1f | %s | %s | %s | %s |" % (
+                n, g_nhwc, "%.1f" % g_x if g_x else "-", "%.2f" % (g_nhwc / g_x) if g_x else "-",
+                "%.1f" % g_t if g_t else "-", info["tconv_nhwc"][n].get("detail", "-")))
+        if nhwc_ratios:
+            geo = math.exp(sum(math.log(r) for r in nhwc_ratios) / len(nhwc_ratios))
+            lines.append("")
+            lines.append("Geometric mean of tconv_nhwc/xnnpack over %d cases: %.2f (slower on %d)"
+                         % (len(nhwc_ratios), geo, sum(r < 1 for r in nhwc_ratios)))
+        exact = [n for n, e in errs.get("tconv_nhwc", {}).items() if e == 0]
+        lines.append("tconv_nhwc output equal to tconv's NCHW output transposed, bit for bit: %d of %d cases"
+                     % (len(exact), len(errs.get("tconv_nhwc", {}))))
     lines.append("")
     lines.append("tconv's choice per case, and what the oneDNN variants chose:")
     lines.append("")

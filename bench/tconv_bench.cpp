@@ -2,7 +2,7 @@
 // of a suite file (tconv itself, oneDNN, XNNPACK) or measures the machine's FMA
 // peak. bench/run.py runs it once per implementation per round and merges.
 //
-//   tconv_bench --impl tconv|onednn_blocked|onednn_nchw|xnnpack|peak|list
+//   tconv_bench --impl tconv|tconv_nhwc|onednn_blocked|onednn_nchw|xnnpack|peak|list
 //               [--suite FILE] [--budget 0.3] [--max-iters 20] [--min-iters 3]
 //               [--threads 2] [--verify] [--json] [--allow-ref]
 //
@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -182,20 +183,56 @@ double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
   return m;
 }
 
-Result bench_tconv(const Options& o, const Case& c) {
+// A channels-first shape's dimensions moved to channels-last: [N, C, S...] -> [N, S..., C].
+tconv::Shape channels_last_shape(const tconv::Shape& s) {
+  tconv::Shape out{s[0]};
+  out.insert(out.end(), s.begin() + 2, s.end());
+  out.push_back(s[1]);
+  return out;
+}
+
+// Copies between a channels-first buffer and a channels-last one of the same problem.
+void transpose_channels(const std::vector<float>& src, std::vector<float>& dst, const tconv::Shape& channels_first,
+                        bool to_last) {
+  const std::int64_t n = channels_first[0], ch = channels_first[1], plane = numel(channels_first) / (n * ch);
+  for (std::int64_t b = 0; b < n; ++b)
+    for (std::int64_t c = 0; c < ch; ++c)
+      for (std::int64_t i = 0; i < plane; ++i) {
+        const std::int64_t first = (b * ch + c) * plane + i, last = (b * plane + i) * ch + c;
+        dst[static_cast<std::size_t>(to_last ? last : first)] = src[static_cast<std::size_t>(to_last ? first : last)];
+      }
+}
+
+// tconv on NCHW as PyTorch hands it over, or on NHWC (input transposed untimed,
+// as for XNNPACK; verified bit for bit against the NCHW result).
+Result bench_tconv(const Options& o, const Case& c, tconv::Layout layout) {
   Result r;
   Data data(c);
+  const bool last = layout == tconv::Layout::channels_last;
   tconv::TensorView wv(data.w.data(), c.weight_shape());
   tconv::TensorView bv(data.b.data(), tconv::Shape{c.cout});
-  auto op = tconv::Operator::create(tconv::ConvKind::conv_transpose, wv, &bv, c.params());
-  std::vector<float> y(numel(c.output_shape()));
-  tconv::TensorView xv(data.x.data(), c.input_shape());
-  tconv::MutableTensorView yv(y.data(), c.output_shape());
+  tconv::ConvParams params = c.params();
+  params.layout = layout;
+  auto op = tconv::Operator::create(tconv::ConvKind::conv_transpose, wv, &bv, params);
+  const tconv::Shape in_shape = last ? channels_last_shape(c.input_shape()) : c.input_shape();
+  const tconv::Shape out_shape = last ? channels_last_shape(c.output_shape()) : c.output_shape();
+  std::vector<float> x = data.x;
+  if (last) transpose_channels(data.x, x, c.input_shape(), true);
+  std::vector<float> y(numel(out_shape));
+  tconv::TensorView xv(x.data(), in_shape);
+  tconv::MutableTensorView yv(y.data(), out_shape);
   auto [t, it] = time_best(o, [&] { op.run(xv, yv); });
   r.seconds = t;
   r.iters = it;
   r.detail = op.implementation();
-  r.workspace = static_cast<std::int64_t>(op.plan(c.input_shape()).workspace_bytes);
+  r.workspace = static_cast<std::int64_t>(op.plan(in_shape).workspace_bytes);
+  if (o.verify && last) {
+    std::vector<float> y_first(y.size());
+    transpose_channels(y, y_first, c.output_shape(), false);
+    const std::vector<float> want = data.tconv_output(c);
+    r.max_abs_err = std::memcmp(y_first.data(), want.data(), want.size() * sizeof(float)) == 0
+                        ? 0.0 : std::max(max_abs_diff(y_first, want), 1e-30);
+  }
   return r;
 }
 
@@ -434,7 +471,7 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  std::vector<std::string> impls{"tconv"};
+  std::vector<std::string> impls{"tconv", "tconv_nhwc"};
 #ifdef TCONV_BENCH_ONEDNN
   impls.push_back("onednn_blocked");
   impls.push_back("onednn_nchw");
@@ -465,7 +502,8 @@ int main(int argc, char** argv) {
   for (const auto& c : cases) {
     Result r;
     try {
-      if (o.impl == "tconv") r = bench_tconv(o, c);
+      if (o.impl == "tconv") r = bench_tconv(o, c, tconv::Layout::channels_first);
+      else if (o.impl == "tconv_nhwc") r = bench_tconv(o, c, tconv::Layout::channels_last);
 #ifdef TCONV_BENCH_ONEDNN
       else if (o.impl == "onednn_blocked") r = bench_onednn(o, c, true);
       else if (o.impl == "onednn_nchw") r = bench_onednn(o, c, false);

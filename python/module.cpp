@@ -58,8 +58,9 @@ py::array to_numpy(tconv::Tensor tensor) {
 tconv::ConvParams params_from(const std::vector<std::int64_t>& stride, const std::vector<std::int64_t>& padding,
                               const std::vector<std::int64_t>& output_padding,
                               const std::vector<std::int64_t>& dilation, std::int64_t groups,
-                              const std::optional<std::vector<std::int64_t>>& padding_end) {
+                              const std::optional<std::vector<std::int64_t>>& padding_end, bool channels_last) {
   tconv::ConvParams p;
+  p.layout = channels_last ? tconv::Layout::channels_last : tconv::Layout::channels_first;
   p.stride = tconv::SpatialParam(stride);
   p.padding = tconv::SpatialParam(padding);
   p.output_padding = tconv::SpatialParam(output_padding);
@@ -141,7 +142,7 @@ PYBIND11_MODULE(_tconv, m) {
 
   py::class_<tconv::ConvParams>(m, "ConvParams");
   m.def("make_params", &params_from, py::arg("stride"), py::arg("padding"), py::arg("output_padding"),
-        py::arg("dilation"), py::arg("groups"), py::arg("padding_end") = py::none());
+        py::arg("dilation"), py::arg("groups"), py::arg("padding_end") = py::none(), py::arg("channels_last") = false);
 
   m.def(
       "compute",

@@ -51,12 +51,28 @@ def _spatial(name, value):
     raise TypeError(f"{name} must be an int or a non-empty tuple of ints, got {value!r}")
 
 
-def _params(stride=1, padding=0, output_padding=0, dilation=1, groups=1, padding_end=None):
+_CHANNELS_FIRST = ("nchw", "ncw", "ncdhw", "channels_first")
+_CHANNELS_LAST = ("nhwc", "nwc", "ndhwc", "channels_last")
+
+
+def _channels_last(layout):
+    """True for a channels-last layout name ('nhwc', 'nwc', 'ndhwc', 'channels_last'), False for channels-first."""
+    if not isinstance(layout, str):
+        raise TypeError(f"layout must be a string, got {layout!r}")
+    if layout.lower() in _CHANNELS_LAST:
+        return True
+    if layout.lower() in _CHANNELS_FIRST:
+        return False
+    raise ValueError(f"layout must be one of {', '.join(_CHANNELS_FIRST + _CHANNELS_LAST)}, got {layout!r}")
+
+
+def _params(stride=1, padding=0, output_padding=0, dilation=1, groups=1, padding_end=None, layout="nchw"):
     if not isinstance(groups, numbers.Integral) or isinstance(groups, bool):
         raise TypeError(f"groups must be an int, got {groups!r}")
     return _tconv.make_params(_spatial("stride", stride), _spatial("padding", padding),
                               _spatial("output_padding", output_padding), _spatial("dilation", dilation),
-                              int(groups), None if padding_end is None else _spatial("padding_end", padding_end))
+                              int(groups), None if padding_end is None else _spatial("padding_end", padding_end),
+                              _channels_last(layout))
 
 
 def _array(name, value, optional=False):
@@ -77,7 +93,7 @@ def _operands(input, weight, bias):
     return _array("input", input), _array("weight", weight), _array("bias", bias, optional=True)
 
 
-def _torch_conv_padding(x, w, stride, padding, dilation, padding_end, padding_mode):
+def _torch_conv_padding(x, w, stride, padding, dilation, padding_end, padding_mode, channels_last=False):
     """(input, padding, padding_end) that run torch.nn.ConvNd's padding ('same', 'valid' or amounts) and
     padding_mode as a zero-padded convolution: other modes pad the input here and pass padding 0."""
     if isinstance(padding, str):
@@ -100,16 +116,17 @@ def _torch_conv_padding(x, w, stride, padding, dilation, padding_end, padding_mo
     rank = _padding.spatial_rank(w)
     begins = _padding.per_dim("padding", padding, rank)
     ends = begins if padding_end is None else _padding.per_dim("padding_end", padding_end, rank)
-    return _padding.pad_input(x, begins, ends, padding_mode), 0, None
+    return _padding.pad_input(x, begins, ends, padding_mode, channels_last), 0, None
 
 
-def _torch_output_padding(x, w, stride, padding, padding_end, dilation, output_size):
+def _torch_output_padding(x, w, stride, padding, padding_end, dilation, output_size, channels_last=False):
     """The output_padding that makes conv_transpose's output output_size, with
     torch.nn.ConvTransposeNd.forward(input, output_size)'s rule."""
     rank = _padding.spatial_rank(w)
     sizes = _padding.per_dim("output_size", list(output_size), len(output_size))
+    axes = _padding.spatial_axes(x.ndim, rank, channels_last)
     if len(sizes) == x.ndim:
-        sizes = sizes[x.ndim - rank:]
+        sizes = [sizes[a] for a in axes]
     if len(sizes) != rank:
         raise ValueError(f"output_size {list(output_size)} must have {rank} or {x.ndim} elements for a {rank}-D "
                          f"transposed convolution of a {x.ndim}-D input")
@@ -117,7 +134,7 @@ def _torch_output_padding(x, w, stride, padding, padding_end, dilation, output_s
     begins = _padding.per_dim("padding", padding, rank)
     ends = begins if padding_end is None else _padding.per_dim("padding_end", padding_end, rank)
     dilations = _padding.per_dim("dilation", dilation, rank)
-    inputs = x.shape[x.ndim - rank:]
+    inputs = [x.shape[a] for a in axes]
     smallest = [(n - 1) * s - b - e + d * (k - 1) + 1
                 for n, s, b, e, d, k in zip(inputs, strides, begins, ends, dilations, w.shape[2:])]
     largest = [m + s - 1 for m, s in zip(smallest, strides)]
@@ -128,43 +145,49 @@ def _torch_output_padding(x, w, stride, padding, padding_end, dilation, output_s
     return [n - m for n, m in zip(sizes, smallest)]
 
 
-def conv(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, padding_end=None, padding_mode="zeros"):
+def conv(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, padding_end=None, padding_mode="zeros",
+         layout="nchw"):
     """torch.nn.functional.conv1d/2d/3d: weight is [C_out, C_in/groups, k...]. padding may also be 'same'
-    (stride 1; the odd unit of dilation*(kernel-1) at the end) or 'valid'; padding_mode is torch.nn.ConvNd's."""
+    (stride 1; the odd unit of dilation*(kernel-1) at the end) or 'valid'; padding_mode is torch.nn.ConvNd's.
+    layout='nhwc' (or 'nwc', 'ndhwc', 'channels_last') takes and returns [N, spatial..., C] activations,
+    computed in place by the channels-last kernels; the weight keeps PyTorch's layout."""
     x, w, b = _operands(input, weight, bias)
-    x, padding, padding_end = _torch_conv_padding(x, w, stride, padding, dilation, padding_end, padding_mode)
-    return _tconv.compute("conv", x, w, b, _params(stride, padding, 0, dilation, groups, padding_end))
+    x, padding, padding_end = _torch_conv_padding(x, w, stride, padding, dilation, padding_end, padding_mode,
+                                                  _channels_last(layout))
+    return _tconv.compute("conv", x, w, b, _params(stride, padding, 0, dilation, groups, padding_end, layout))
 
 
 def conv_transpose(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1,
-                   padding_end=None, output_size=None):
+                   padding_end=None, output_size=None, layout="nchw"):
     """torch.nn.functional.conv_transpose1d/2d/3d: weight is [C_in, C_out/groups, k...]. output_size picks
-    output_padding as torch.nn.ConvTransposeNd.forward(input, output_size) does."""
+    output_padding as torch.nn.ConvTransposeNd.forward(input, output_size) does. layout as in conv."""
     x, w, b = _operands(input, weight, bias)
     if output_size is not None:
         if any(_spatial("output_padding", output_padding)):
             raise ValueError(f"output_padding ({output_padding!r}) and output_size ({output_size!r}) both set the "
                              f"output size: give one of them")
-        output_padding = _torch_output_padding(x, w, stride, padding, padding_end, dilation, output_size)
+        output_padding = _torch_output_padding(x, w, stride, padding, padding_end, dilation, output_size,
+                                               _channels_last(layout))
     return _tconv.compute("conv_transpose", x, w, b,
-                          _params(stride, padding, output_padding, dilation, groups, padding_end))
+                          _params(stride, padding, output_padding, dilation, groups, padding_end, layout))
 
 
-def conv_backward(grad_output, input, weight, stride=1, padding=0, dilation=1, groups=1, bias=True, padding_end=None):
+def conv_backward(grad_output, input, weight, stride=1, padding=0, dilation=1, groups=1, bias=True, padding_end=None,
+                  layout="nchw"):
     """(grad_input, grad_weight, grad_bias) of conv(input, weight, ...) given the output's gradient;
-    grad_bias is None when bias is False (the forward had no bias). padding_end as in conv."""
+    grad_bias is None when bias is False (the forward had no bias). padding_end and layout as in conv."""
     return _tconv.backward("conv", _array("grad_output", grad_output), _array("input", input),
-                           _array("weight", weight), _params(stride, padding, 0, dilation, groups, padding_end),
+                           _array("weight", weight), _params(stride, padding, 0, dilation, groups, padding_end, layout),
                            bool(bias))
 
 
 def conv_transpose_backward(grad_output, input, weight, stride=1, padding=0, output_padding=0, groups=1, dilation=1,
-                            bias=True, padding_end=None):
+                            bias=True, padding_end=None, layout="nchw"):
     """(grad_input, grad_weight, grad_bias) of conv_transpose(input, weight, ...) given the output's gradient;
-    grad_bias is None when bias is False (the forward had no bias). padding_end as in conv_transpose."""
+    grad_bias is None when bias is False (the forward had no bias). padding_end and layout as in conv_transpose."""
     return _tconv.backward("conv_transpose", _array("grad_output", grad_output), _array("input", input),
                            _array("weight", weight),
-                           _params(stride, padding, output_padding, dilation, groups, padding_end), bool(bias))
+                           _params(stride, padding, output_padding, dilation, groups, padding_end, layout), bool(bias))
 
 
 def conv_matrix(input_shape, weight, stride=1, padding=0, dilation=1, groups=1):
@@ -176,10 +199,10 @@ def conv_matrix(input_shape, weight, stride=1, padding=0, dilation=1, groups=1):
 
 
 def output_shape(op, input_shape, weight_shape, stride=1, padding=0, output_padding=0, dilation=1, groups=1,
-                 padding_end=None):
+                 padding_end=None, layout="nchw"):
     """The output shape of `op` ('conv' or 'conv_transpose'), or the ValueError it would raise."""
     return tuple(_tconv.output_shape(op, [int(d) for d in input_shape], [int(d) for d in weight_shape],
-                                     _params(stride, padding, output_padding, dilation, groups, padding_end)))
+                                     _params(stride, padding, output_padding, dilation, groups, padding_end, layout)))
 
 
 class _Prepared:
@@ -216,16 +239,18 @@ class Conv(_Prepared):
     _op = "conv"
 
     def __init__(self, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, implementation="",
-                 padding_end=None):
-        super().__init__(weight, bias, _params(stride, padding, 0, dilation, groups, padding_end), implementation)
+                 padding_end=None, layout="nchw"):
+        super().__init__(weight, bias, _params(stride, padding, 0, dilation, groups, padding_end, layout),
+                         implementation)
 
 
 class ConvTranspose(_Prepared):
     _op = "conv_transpose"
 
     def __init__(self, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1,
-                 implementation="", padding_end=None):
-        super().__init__(weight, bias, _params(stride, padding, output_padding, dilation, groups, padding_end),
+                 implementation="", padding_end=None, layout="nchw"):
+        super().__init__(weight, bias,
+                         _params(stride, padding, output_padding, dilation, groups, padding_end, layout),
                          implementation)
 
 

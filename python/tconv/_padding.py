@@ -53,10 +53,18 @@ def splits(totals, extra_at_end=True):
     return [b for b, _ in pairs], [e for _, e in pairs]
 
 
-def pad_input(x, begins, ends, mode):
-    """x padded on its last len(begins) dimensions as torch.nn.ConvNd pads for padding_mode `mode`."""
+def spatial_axes(ndim, rank, channels_last=False):
+    """The axes of the spatial dimensions of an ndim-D activation: the last `rank` ones,
+    or the `rank` before the last when channels come last."""
+    end = ndim - 1 if channels_last else ndim
+    return list(range(end - rank, end))
+
+
+def pad_input(x, begins, ends, mode, channels_last=False):
+    """x padded on its spatial dimensions as torch.nn.ConvNd pads for padding_mode `mode`."""
     rank = len(begins)
-    sizes = x.shape[x.ndim - rank:]
+    axes = spatial_axes(x.ndim, rank, channels_last)
+    sizes = [x.shape[a] for a in axes]
     for d, (b, e, n) in enumerate(zip(begins, ends, sizes)):
         for amount in (b, e):
             if amount < 0:
@@ -67,7 +75,9 @@ def pad_input(x, begins, ends, mode):
             if mode == "circular" and amount > n:
                 raise ValueError(f"padding ({amount}) must be at most the input size ({n}) of spatial "
                                  f"dimension {d} for padding_mode='circular'")
-    widths = [(0, 0)] * (x.ndim - rank) + list(zip(begins, ends))
+    widths = [(0, 0)] * x.ndim
+    for axis, b, e in zip(axes, begins, ends):
+        widths[axis] = (b, e)
     return np.pad(x, widths, mode=NUMPY_PAD_MODES[mode])
 
 

@@ -13,8 +13,8 @@ channels last by default (or data_format "NCW"/"NCHW"/"NCDHW"); strides and
 dilations an int, one value per spatial dimension or one per input dimension
 (1 for batch and channels); padding "SAME", "VALID" or explicit
 [[0, 0], [begin, end]..., [0, 0]] pairs in data_format's order; output_shape
-the full output shape. Channels-last arrays are transposed to channels-first
-views here (tconv has no channels-last engine yet). See docs/conventions.md.
+the full output shape. Channels-last arrays run on tconv's channels-last
+kernels as they are (no transposes). See docs/conventions.md.
 """
 
 import math
@@ -44,7 +44,10 @@ class _Call:
             if a.ndim != rank + 2:
                 raise ValueError(f"{name} must have {rank + 2} dimensions for a {rank}-D convolution, got {a.ndim} "
                                  f"(shape {list(a.shape)})")
-        self.input = np.moveaxis(x, -1, 1) if self.channels_last else x
+        self.input = x
+        self.layout = "channels_last" if self.channels_last else "channels_first"
+        self.channels = x.shape[-1] if self.channels_last else x.shape[1]
+        self.sizes = list(x.shape[1:-1] if self.channels_last else x.shape[2:])
         self.filters = f
         # [k..., a, b] -> [b, a, k...]: TF's filters in PyTorch's (and tconv's) weight layout.
         self.weight = np.transpose(f, (rank + 1, rank) + tuple(range(rank)))
@@ -97,19 +100,16 @@ class _Call:
         outputs = [(n + b + e - k) // s + 1 for n, b, e, k, s in zip(sizes, begins, ends, kernels, self.strides)]
         return begins, ends, outputs
 
-    def result(self, y):
-        return np.ascontiguousarray(np.moveaxis(y, 1, -1)) if self.channels_last else y
-
 
 def _convolution(rank, input, filters, strides, padding, data_format, dilations):
     call = _Call(rank, input, filters, strides, padding, data_format, dilations)
-    channels, group_channels = call.input.shape[1], call.filters.shape[rank]
+    channels, group_channels = call.channels, call.filters.shape[rank]
     if channels % group_channels:
         raise ValueError(f"input depth ({channels}) must be a multiple of the filters' in_channels "
                          f"({group_channels}, filters dimension {rank})")
-    begins, ends, _ = call.conv_padding(call.input.shape[2:])
-    return call.result(_conv(call.input, call.weight, stride=call.strides, padding=begins, dilation=call.dilations,
-                             groups=channels // group_channels, padding_end=ends))
+    begins, ends, _ = call.conv_padding(call.sizes)
+    return _conv(call.input, call.weight, stride=call.strides, padding=begins, dilation=call.dilations,
+                 groups=channels // group_channels, padding_end=ends, layout=call.layout)
 
 
 def _convolution_transpose(rank, input, filters, output_shape, strides, padding, data_format, dilations):
@@ -125,16 +125,16 @@ def _convolution_transpose(rank, input, filters, output_shape, strides, padding,
         raise ValueError(f"output_shape {shape} must have the input's batch ({call.input.shape[0]}) and the "
                          f"filters' out_channels ({call.filters.shape[rank]}, filters dimension {rank})")
     begins, ends, outputs = call.conv_padding(sizes)
-    inputs = list(call.input.shape[2:])
+    inputs = call.sizes
     if outputs != inputs:
         raise ValueError(f"output_shape {shape} does not fit the input's spatial sizes {inputs}: a convolution with "
                          f"padding {call.padding!r}, strides {call.strides}, dilations {call.dilations} and kernel "
                          f"{call.kernel} maps spatial sizes {sizes} to {outputs}")
     kernels = [_padding.effective_kernel(k, d) for k, d in zip(call.kernel, call.dilations)]
     naturals = [(n - 1) * s + k - b - e for n, s, k, b, e in zip(inputs, call.strides, kernels, begins, ends)]
-    return call.result(_conv_transpose(call.input, call.weight, stride=call.strides, padding=begins,
-                                       output_padding=[t - n for t, n in zip(sizes, naturals)],
-                                       dilation=call.dilations, padding_end=ends))
+    return _conv_transpose(call.input, call.weight, stride=call.strides, padding=begins,
+                           output_padding=[t - n for t, n in zip(sizes, naturals)], dilation=call.dilations,
+                           padding_end=ends, layout=call.layout)
 
 
 def conv1d(input, filters, stride, padding, data_format="NWC", dilations=None):

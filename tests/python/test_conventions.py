@@ -3,6 +3,7 @@ padding_mode and output_size (against torch.nn modules), ONNX's Conv/ConvTranspo
 TensorFlow's tf.nn convolutions (against PyTorch calls with explicit padding, built from each
 framework's documented formulas). No expected value comes from tconv itself."""
 
+import itertools
 import math
 
 import numpy as np
@@ -67,16 +68,18 @@ ASYMMETRIC_CASES = [  # (op, input shape, weight shape, stride, begins, ends, di
 
 @pytest.mark.parametrize("implementation", tconv.available_implementations())
 def test_asymmetric_padding_on_every_implementation(implementation):
+    """In both layouts, so that the channels-last families are reached too."""
     rng = np.random.default_rng(5)
     ran = 0
-    for op, input_shape, weight_shape, stride, begins, ends, dilation, groups in ASYMMETRIC_CASES:
+    for (op, input_shape, weight_shape, stride, begins, ends, dilation, groups), layout in itertools.product(
+            ASYMMETRIC_CASES, ("nchw", "nhwc")):
         x, w = uniform(rng, input_shape, np.float32), uniform(rng, weight_shape, np.float32)
         rank = w.ndim - 2
         strides, dilations = tconv._padding.per_dim("", stride, rank), tconv._padding.per_dim("", dilation, rank)
         prepared_class = tconv.Conv if op == "conv" else tconv.ConvTranspose
         try:
             prepared = prepared_class(w, stride=stride, padding=begins, padding_end=ends, dilation=dilation,
-                                      groups=groups, implementation=implementation)
+                                      groups=groups, implementation=implementation, layout=layout)
         except ValueError as refusal:
             assert "was forced but" in str(refusal)
             continue
@@ -87,10 +90,12 @@ def test_asymmetric_padding_on_every_implementation(implementation):
                                                                             w.shape[2:])]
             sizes = [m - b - e for m, b, e in zip(naturals, begins, ends)]
             expected = crop_oracle(x, w, None, strides, begins, sizes, dilations, groups=groups)
+        if layout == "nhwc":
+            x, expected = np.ascontiguousarray(np.moveaxis(x, 1, -1)), np.moveaxis(expected, 1, -1)
         close(prepared(x), expected, atol=1e-5)
         function = tconv.conv if op == "conv" else tconv.conv_transpose
-        close(function(x, w, stride=stride, padding=begins, padding_end=ends, dilation=dilation, groups=groups),
-              expected, atol=1e-5)
+        close(function(x, w, stride=stride, padding=begins, padding_end=ends, dilation=dilation, groups=groups,
+                       layout=layout), expected, atol=1e-5)
         ran += 1
     assert ran >= 1, f"{implementation} took none of the asymmetric cases"
 

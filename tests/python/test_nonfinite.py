@@ -5,8 +5,9 @@ operation, and a NaN, +Inf or -Inf placed in the input or in the weight, tconv's
 output equals torch's: NaN where torch has NaN, the same infinities, and the
 finite values within rounding.
 
-The phase_gemm_* families multiply weights by zero lanes standing for positions
-outside the input, and 0 * Inf = NaN where PyTorch, which never forms those
+Every case runs in both layouts (channels-first and channels-last), so the
+channels-last families are reached too. The phase_gemm_* and igemm_* families
+multiply weights by zeros standing for positions outside the input, and 0 * Inf = NaN where PyTorch, which never forms those
 products, has a number. So they decline a transposed convolution whose weight
 is not finite: forcing them is refused with that reason, and the automatic
 choice takes a family that computes what PyTorch computes.
@@ -32,11 +33,11 @@ PARAMS = {"conv": dict(stride=2), "conv_transpose": dict(stride=2, padding=1, ou
 NONFINITE = {"nan": np.nan, "inf": np.inf, "-inf": -np.inf}
 
 
-def prepared_operator(op, implementation, rng, dtype):
+def prepared_operator(op, implementation, rng, dtype, layout):
     """Operands for the first problem `implementation` accepts, and its parameters."""
     for input_shape, weight_shape, groups in PROBLEMS:
         weight = rng.uniform(-1, 1, weight_shape).astype(dtype)
-        params = dict(PARAMS[op], groups=groups)
+        params = dict(PARAMS[op], groups=groups, layout=layout)
         try:
             PREPARED[op](weight, implementation=implementation, **params)
         except (ValueError, TypeError):
@@ -46,24 +47,25 @@ def prepared_operator(op, implementation, rng, dtype):
 
 
 def declines_nonfinite_weights(op, implementation, where):
-    return op == "conv_transpose" and implementation.startswith("phase_gemm") and where == "weight"
+    return op == "conv_transpose" and implementation.startswith(("phase_gemm", "igemm")) and where == "weight"
 
 
 CASES = [
-    pytest.param(op, implementation, where, value, dtype,
-                 id=f"{op}-{implementation}-{where}-{value}-{np.dtype(dtype).name}")
+    pytest.param(op, implementation, where, value, dtype, layout,
+                 id=f"{op}-{implementation}-{layout}-{where}-{value}-{np.dtype(dtype).name}")
     for op in PREPARED
     for implementation in tconv.available_implementations()
     for where in ("input", "weight")
     for value in NONFINITE
     for dtype in (np.float32, np.float64)
+    for layout in ("nchw", "nhwc")
 ]
 
 
-@pytest.mark.parametrize("op, implementation, where, value, dtype", CASES)
-def test_nonfinite_values_propagate_like_torch(op, implementation, where, value, dtype):
+@pytest.mark.parametrize("op, implementation, where, value, dtype, layout", CASES)
+def test_nonfinite_values_propagate_like_torch(op, implementation, where, value, dtype, layout):
     rng = np.random.default_rng(11)
-    input_shape, weight, params = prepared_operator(op, implementation, rng, dtype)
+    input_shape, weight, params = prepared_operator(op, implementation, rng, dtype, layout)
     x = rng.uniform(-1, 1, input_shape).astype(dtype)
     target = x if where == "input" else weight
     target[(0,) * target.ndim] = NONFINITE[value]                   # a corner
@@ -71,12 +73,16 @@ def test_nonfinite_values_propagate_like_torch(op, implementation, where, value,
     bias = rng.uniform(-1, 1, weight.shape[0] if op == "conv" else weight.shape[1] * params["groups"])
     bias = bias.astype(dtype)
 
-    expected = torch_reference.compute(op, x, weight, bias, **params)
+    expected = torch_reference.compute(op, x, weight, bias, **{k: v for k, v in params.items() if k != "layout"})
     if declines_nonfinite_weights(op, implementation, where):
         with pytest.raises(ValueError, match="was forced but the weight holds NaN or infinity"):
             PREPARED[op](weight, bias, implementation=implementation, **params)
         implementation = ""  # the automatic choice
-    got = PREPARED[op](weight, bias, implementation=implementation, **params)(x)
+    channels_last = layout == "nhwc"
+    got = PREPARED[op](weight, bias, implementation=implementation, **params)(
+        np.ascontiguousarray(np.moveaxis(x, 1, -1)) if channels_last else x)
+    if channels_last:
+        got = np.moveaxis(got, -1, 1)
     assert not np.isfinite(expected).all(), "the case should reach the output"
     tolerance = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(got, expected, rtol=tolerance, atol=tolerance, equal_nan=True)

@@ -170,12 +170,12 @@ def test_accepted_corner_cases_match_torch():
 
 def test_functions_take_torchs_arguments_in_torchs_order():
     # torch's positional order first; tconv's extras (asymmetric padding, torch.nn's padding_mode and
-    # forward(input, output_size)) after it.
+    # forward(input, output_size), the activations' layout) after it.
     assert list(inspect.signature(tconv.conv).parameters) == [
-        "input", "weight", "bias", "stride", "padding", "dilation", "groups", "padding_end", "padding_mode"]
+        "input", "weight", "bias", "stride", "padding", "dilation", "groups", "padding_end", "padding_mode", "layout"]
     assert list(inspect.signature(tconv.conv_transpose).parameters) == [
         "input", "weight", "bias", "stride", "padding", "output_padding", "groups", "dilation", "padding_end",
-        "output_size"]
+        "output_size", "layout"]
     rng = np.random.default_rng(2)
     x = rng.uniform(-1, 1, (1, 4, 5, 5)).astype(np.float32)
     w = rng.uniform(-1, 1, (4, 3, 3, 3)).astype(np.float32)
