@@ -32,7 +32,7 @@ const char* kUsage =
     "usage:\n"
     "  tconv demo\n"
     "  tconv run conv|conv_transpose --input X.npy --weight W.npy [--bias B.npy] [--stride S] [--padding P]\n"
-    "            [--output-padding OP] [--dilation D] [--groups G] --output Y.npy\n"
+    "            [--output-padding OP] [--dilation D] [--groups G] [--layout nchw|nhwc] --output Y.npy\n"
     "  tconv shape conv|conv_transpose --input-shape 1,3,32,32 --weight-shape 8,3,3,3 [same flags]\n"
     "  tconv run|shape conv|conv_transpose ... --convention onnx [--auto-pad NOTSET|SAME_UPPER|SAME_LOWER|VALID]\n"
     "            [--pads B1,B2,..,E1,E2,..] [--strides S] [--dilations D] [--group G] [--kernel-shape K]\n"
@@ -40,7 +40,8 @@ const char* kUsage =
     "  tconv explain conv|conv_transpose --input-shape H,W --kernel-shape KH,KW [--stride S] [--padding P]\n"
     "            [--output-padding OP] [--dilation D] [--input X.npy] [--weight W.npy] [--highlight R,C] [--svg FILE]\n"
     "S, P, OP, D: one integer, or one per spatial dimension separated by commas (2 or 2,1).\n"
-    "--convention torch (the default) takes --stride/--padding/--output-padding/--dilation/--groups; --convention\n"
+    "--layout nhwc (also nwc, ndhwc, channels_last): input and output are [N, spatial..., C]; weights keep [C, C/g, k...].\n"
+    "--convention torch (the default) takes --stride/--padding/--output-padding/--dilation/--groups/--layout; --convention\n"
     "onnx takes ONNX's attribute lists instead (one value per spatial axis; --output-shape may be the full shape).\n";
 
 [[noreturn]] void usage_error(const std::string& message) { throw Error(ErrorKind::invalid_argument, message); }
@@ -83,7 +84,8 @@ Arguments parse(int argc, char** argv, const std::vector<std::string>& allowed) 
   return args;
 }
 
-const std::vector<std::string> kParamFlags{"--stride", "--padding", "--output-padding", "--dilation", "--groups"};
+const std::vector<std::string> kParamFlags{"--stride", "--padding", "--output-padding", "--dilation", "--groups",
+                                           "--layout"};
 
 tconv::ConvParams params_from(const Arguments& args) {
   tconv::ConvParams params;
@@ -98,6 +100,17 @@ tconv::ConvParams params_from(const Arguments& args) {
     const auto groups = parse_ints("--groups", it->second);
     if (groups.size() != 1) usage_error("--groups takes one integer, got '" + it->second + "'");
     params.groups = groups[0];
+  }
+  if (auto it = args.flags.find("--layout"); it != args.flags.end()) {
+    const std::string& name = it->second;
+    if (name == "nchw" || name == "ncw" || name == "ncdhw" || name == "channels_first") {
+      params.layout = tconv::Layout::channels_first;
+    } else if (name == "nhwc" || name == "nwc" || name == "ndhwc" || name == "channels_last") {
+      params.layout = tconv::Layout::channels_last;
+    } else {
+      usage_error("--layout must be nchw, ncw, ncdhw, channels_first, nhwc, nwc, ndhwc or channels_last, got '" + name +
+                  "'");
+    }
   }
   return params;
 }
