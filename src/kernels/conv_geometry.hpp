@@ -50,6 +50,8 @@ struct Geometry {
 
   std::int64_t input_channels() const { return kind == ConvKind::conv ? big_channels : small_channels; }
   std::int64_t output_channels() const { return kind == ConvKind::conv ? small_channels : big_channels; }
+  std::int64_t input_per_group() const { return kind == ConvKind::conv ? big_per_group() : small_per_group(); }
+  std::int64_t output_per_group() const { return kind == ConvKind::conv ? small_per_group() : big_per_group(); }
   const Dims& input_size() const { return kind == ConvKind::conv ? big_size : small_size; }
   const Dims& output_size() const { return kind == ConvKind::conv ? small_size : big_size; }
   // The output shape in the user's rank and layout (batch dimension kept or left out as given).

@@ -10,8 +10,8 @@ PackedProblem pack(const Geometry& g, const float* weight, const float* bias, in
   pp.kind = g.kind;
   pp.groups = g.groups;
   const bool transposed = g.kind == ConvKind::conv_transpose;
-  pp.m_per_group = transposed ? g.big_per_group() : g.small_per_group();
-  pp.c_per_group = transposed ? g.small_per_group() : g.big_per_group();
+  pp.m_per_group = g.output_per_group();
+  pp.c_per_group = g.input_per_group();
   pp.nv = static_cast<int>(std::clamp<std::int64_t>((pp.m_per_group + lanes - 1) / lanes, 1, max_nv));
   pp.nr = static_cast<std::int64_t>(pp.nv) * lanes;
   pp.n_blocks = (pp.m_per_group + pp.nr - 1) / pp.nr;

@@ -75,8 +75,8 @@ PackedProblem pack(const Geometry& g, const float* weight, const float* bias, co
   pp.kind = g.kind;
   pp.groups = g.groups;
   const bool transposed = g.kind == ConvKind::conv_transpose;
-  pp.m_per_group = transposed ? g.big_per_group() : g.small_per_group();
-  pp.c_per_group = transposed ? g.small_per_group() : g.big_per_group();
+  pp.m_per_group = g.output_per_group();
+  pp.c_per_group = g.input_per_group();
   const auto z_classes = residue_classes(g, 0), y_classes = residue_classes(g, 1);
   const std::int64_t x_residues = transposed ? g.stride[2] : 1;
   std::int64_t max_members = 1;

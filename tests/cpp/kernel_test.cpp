@@ -24,29 +24,13 @@ using testing::CaseLimits;
 using testing::bits_equal;
 using testing::close_to;
 using testing::error_of;
+using testing::forced;
 using testing::oracle;
 using testing::oracle_scale;
 using testing::random_case;
 using testing::random_operands;
 using testing::tolerance;
 using testing::value_at;
-
-// An operator forced to `name`, or nothing when that family declines the
-// problem (it must then say so in the documented words).
-std::optional<Operator> forced(const std::string& name, ConvKind kind, const TensorView& weight,
-                               const TensorView* bias, const ConvParams& params) {
-  OperatorOptions options;
-  options.implementation = name;
-  try {
-    Operator op = Operator::create(kind, weight, bias, params, options);
-    EXPECT_EQ(op.implementation(), name);
-    return op;
-  } catch (const Error& e) {
-    EXPECT_NE(name, "direct") << "the direct family accepts everything: " << e.what();
-    EXPECT_EQ(std::string(e.what()).rfind("implementation '" + name + "' was forced but ", 0), 0u) << e.what();
-    return std::nullopt;
-  }
-}
 
 std::optional<Operator> forced(const std::string& name, const Case& c, const testing::Operands& o) {
   return forced(name, c.kind, o.weight.view(), o.bias_view(), c.params());

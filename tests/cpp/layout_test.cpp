@@ -20,6 +20,7 @@ using testing::CaseLimits;
 using testing::bits_equal;
 using testing::close_to;
 using testing::error_of;
+using testing::forced;
 using testing::oracle;
 using testing::oracle_scale;
 using testing::random_case;
@@ -54,18 +55,6 @@ Tensor to_channels_last(const Tensor& channels_first, bool batched) {
 ConvParams channels_last(ConvParams params) {
   params.layout = Layout::channels_last;
   return params;
-}
-
-std::optional<Operator> forced(const std::string& name, ConvKind kind, const TensorView& weight, const TensorView* bias,
-                               const ConvParams& params) {
-  OperatorOptions options;
-  options.implementation = name;
-  try {
-    return Operator::create(kind, weight, bias, params, options);
-  } catch (const Error& e) {
-    EXPECT_NE(name, "direct") << e.what();
-    return std::nullopt;
-  }
 }
 
 TEST(ChannelsLast, ShapesFollowTheLayout) {

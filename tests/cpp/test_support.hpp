@@ -200,6 +200,23 @@ inline Case random_case(std::mt19937_64& rng, const CaseLimits& lim = {}) {
   }
 }
 
+// An operator forced to `name`, or nothing when that family declines the
+// problem (it must then say so in the documented words).
+inline std::optional<Operator> forced(const std::string& name, ConvKind kind, const TensorView& weight,
+                               const TensorView* bias, const ConvParams& params) {
+  OperatorOptions options;
+  options.implementation = name;
+  try {
+    Operator op = Operator::create(kind, weight, bias, params, options);
+    EXPECT_EQ(op.implementation(), name);
+    return op;
+  } catch (const Error& e) {
+    EXPECT_NE(name, "direct") << "the direct family accepts everything: " << e.what();
+    EXPECT_EQ(std::string(e.what()).rfind("implementation '" + name + "' was forced but ", 0), 0u) << e.what();
+    return std::nullopt;
+  }
+}
+
 struct Operands {
   Tensor input, weight, bias;
   bool has_bias = false;
