@@ -142,36 +142,41 @@ class DepthwiseKernel final : public PreparedKernel {
 
   // Channels-last: one thread per output row (n, oz, oy); per position, vectors of 16 channels.
   void run_channels_last(const Geometry& g, const float* src, float* dst, int threads) const {
-    const std::int64_t channels = g.big_channels, out_w = g.big_size[2], in_w = g.small_size[2];
     const std::int64_t out_rows = g.batch * g.big_size[0] * g.big_size[1];
 #pragma omp parallel num_threads(threads)
     {
       std::vector<SourceRow> rows;
 #pragma omp for schedule(static)
-      for (std::int64_t row = 0; row < out_rows; ++row) {
-        const std::int64_t n = row / (g.big_size[0] * g.big_size[1]);
-        const std::int64_t oz = row / g.big_size[1] % g.big_size[0], oy = row % g.big_size[1];
-        source_rows(g, oz, oy, rows);
-        const float* in = src + n * g.small_spatial() * channels;
-        float* out = dst + row * out_w * channels;
-        for (std::int64_t ox = 0; ox < out_w; ++ox) {
-          const PhaseTaps& phase = x_phases_[static_cast<std::size_t>(ox % g.stride[2])];
-          const std::int64_t j = ox / g.stride[2];
-          for (std::int64_t c = 0; c < channels; c += kLanes) {
-            const __mmask16 lanes = lanes_below(channels - c);
-            __m512 acc = _mm512_maskz_loadu_ps(lanes, bias_.data() + c);
-            for (std::size_t e = 0; e < phase.taps.size(); ++e) {
-              const std::int64_t ix = j + phase.offsets[e];
-              if (ix < 0 || ix >= in_w) continue;
-              for (const SourceRow& source : rows) {
-                const __m512 x = _mm512_maskz_loadu_ps(lanes, in + (source.offset + ix) * channels + c);
-                const float* w = weight_by_tap_.data() + (source.kernel_row * g.kernel[2] + phase.taps[e]) * channels + c;
-                acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(lanes, w), x, acc);
-              }
-            }
-            _mm512_mask_storeu_ps(out + ox * channels + c, lanes, acc);
+      for (std::int64_t row = 0; row < out_rows; ++row) run_channels_last_row(g, src, dst, row, rows);
+    }
+  }
+
+  // One output row of run_channels_last. A function of its own because Clang compiles the body of an
+  // `omp parallel` region as a function outside the ISA region (see kernels/isa_target.hpp).
+  void run_channels_last_row(const Geometry& g, const float* src, float* dst, std::int64_t row,
+                             std::vector<SourceRow>& rows) const {
+    const std::int64_t channels = g.big_channels, out_w = g.big_size[2], in_w = g.small_size[2];
+    const std::int64_t n = row / (g.big_size[0] * g.big_size[1]);
+    const std::int64_t oz = row / g.big_size[1] % g.big_size[0], oy = row % g.big_size[1];
+    source_rows(g, oz, oy, rows);
+    const float* in = src + n * g.small_spatial() * channels;
+    float* out = dst + row * out_w * channels;
+    for (std::int64_t ox = 0; ox < out_w; ++ox) {
+      const PhaseTaps& phase = x_phases_[static_cast<std::size_t>(ox % g.stride[2])];
+      const std::int64_t j = ox / g.stride[2];
+      for (std::int64_t c = 0; c < channels; c += kLanes) {
+        const __mmask16 lanes = lanes_below(channels - c);
+        __m512 acc = _mm512_maskz_loadu_ps(lanes, bias_.data() + c);
+        for (std::size_t e = 0; e < phase.taps.size(); ++e) {
+          const std::int64_t ix = j + phase.offsets[e];
+          if (ix < 0 || ix >= in_w) continue;
+          for (const SourceRow& source : rows) {
+            const __m512 x = _mm512_maskz_loadu_ps(lanes, in + (source.offset + ix) * channels + c);
+            const float* w = weight_by_tap_.data() + (source.kernel_row * g.kernel[2] + phase.taps[e]) * channels + c;
+            acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(lanes, w), x, acc);
           }
         }
+        _mm512_mask_storeu_ps(out + ox * channels + c, lanes, acc);
       }
     }
   }

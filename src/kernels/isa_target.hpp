@@ -13,6 +13,10 @@
 // (member functions, lambdas and templates included), popped at the end.
 // A region must not straddle a namespace's braces unevenly, and code in it runs
 // only after the family's CPU check (`cpu_has_avx512` / `cpu_has_avx2_fma`).
+// Clang compiles the body of an `#pragma omp parallel` as a function of its own
+// that the attribute does not reach: intrinsics there fail to compile ("AVX
+// vector argument ... without 'avx512f' enabled"), so such a body calls a
+// function of the region instead (GCC accepts either).
 #pragma once
 
 #if defined(__clang__)
