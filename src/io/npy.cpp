@@ -1,14 +1,17 @@
 #include "io/npy.hpp"
 
+#include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
-#include <algorithm>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <map>
+#include <utility>
 #include <vector>
 
 #include "limits.hpp"
@@ -272,8 +275,93 @@ Tensor read_npy(const std::string& path) {
   return read_npy(in, path);
 }
 
+namespace {
+
+// Writes every byte of each piece to `fd`; false (errno set) on failure.
+bool write_all(int fd, const std::vector<std::pair<const char*, std::size_t>>& pieces) {
+  for (auto [data, size] : pieces) {
+    while (size > 0) {
+      const ::ssize_t n = ::write(fd, data, std::min<std::size_t>(size, std::size_t{1} << 30));
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return false;
+      }
+      data += n;
+      size -= static_cast<std::size_t>(n);
+    }
+  }
+  return true;
+}
+
+class FileDescriptor {
+ public:
+  explicit FileDescriptor(int fd) : fd_(fd) {}
+  FileDescriptor(const FileDescriptor&) = delete;
+  FileDescriptor& operator=(const FileDescriptor&) = delete;
+  ~FileDescriptor() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  int get() const { return fd_; }
+
+ private:
+  int fd_;
+};
+
+// path.tmp.<pid>.<n>: the temporary names, next to the path so rename() stays in one filesystem.
+std::string temp_name(const std::string& path, int n) {
+  return path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(n);
+}
+
+// Gives the unnamed file `fd` (O_TMPFILE) the name `name`, which must not exist.
+// False (errno set) when that fails.
+bool link_unnamed(int fd, const std::string& name) {
+  const std::string self = "/proc/self/fd/" + std::to_string(fd);
+  if (::linkat(AT_FDCWD, self.c_str(), AT_FDCWD, name.c_str(), AT_SYMLINK_FOLLOW) == 0) return true;
+  const int error = errno;
+  if (error == ENOENT && ::access("/proc/self/fd", F_OK) != 0) {
+    // No /proc: AT_EMPTY_PATH, which kernels allow only with CAP_DAC_READ_SEARCH.
+    return ::linkat(fd, "", AT_FDCWD, name.c_str(), AT_EMPTY_PATH) == 0;
+  }
+  errno = error;
+  return false;
+}
+
+// The fallback where the folder's filesystem has no unnamed files (or they
+// cannot be linked): a named temporary file renamed into place, removed on
+// failure. A process killed while writing leaves it behind.
+void write_through_named_temp(const std::string& path, const std::vector<std::pair<const char*, std::size_t>>& pieces) {
+  std::string temp;
+  int fd = -1;
+  for (int n = 0; fd < 0; ++n) {
+    temp = temp_name(path, n);
+    fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    if (fd < 0 && (errno != EEXIST || n >= 100)) bad_file(path, std::string("cannot write: ") + std::strerror(errno));
+  }
+  {
+    const FileDescriptor file(fd);
+    if (!write_all(file.get(), pieces)) {
+      const std::string why = std::strerror(errno);
+      ::unlink(temp.c_str());
+      bad_file(path, "write failed: " + why);
+    }
+  }
+  if (std::rename(temp.c_str(), path.c_str()) != 0) {
+    const std::string why = std::strerror(errno);
+    ::unlink(temp.c_str());
+    bad_file(path, "cannot move the result into place: " + why);
+  }
+}
+
+}  // namespace
+
 void write_npy(const std::string& path, const TensorView& tensor) {
-  const Tensor contiguous = Tensor::copy_of(tensor);
+  // A strided view is copied to C order first; a contiguous one is written as it is.
+  Tensor copy;
+  const void* data = tensor.data;
+  if (!tensor.is_contiguous()) {
+    copy = Tensor::copy_of(tensor);
+    data = copy.data();
+  }
   std::string dims;
   for (std::size_t d = 0; d < tensor.shape.size(); ++d) dims += (d ? ", " : "") + std::to_string(tensor.shape[d]);
   if (tensor.shape.size() == 1) dims += ",";  // Python's one-element tuple
@@ -283,27 +371,41 @@ void write_npy(const std::string& path, const TensorView& tensor) {
   const std::size_t unpadded = 10 + dict.size() + 1;
   dict.append((64 - unpadded % 64) % 64, ' ');
   dict += '\n';
+  const unsigned char version_and_length[4] = {1, 0, static_cast<unsigned char>(dict.size() & 0xff),
+                                               static_cast<unsigned char>(dict.size() >> 8)};
+  const std::vector<std::pair<const char*, std::size_t>> pieces{
+      {kMagic, kMagicLength},
+      {reinterpret_cast<const char*>(version_and_length), 4},
+      {dict.data(), dict.size()},
+      {static_cast<const char*>(data), static_cast<std::size_t>(tensor.numel()) * dtype_size(tensor.dtype)}};
 
-  const std::string temp = path + ".tmp." + std::to_string(::getpid());
-  {
-    std::ofstream out(temp, std::ios::binary | std::ios::trunc);
-    if (!out) bad_file(path, std::string("cannot write: ") + std::strerror(errno));
-    out.write(kMagic, kMagicLength);
-    const unsigned char version_and_length[4] = {1, 0, static_cast<unsigned char>(dict.size() & 0xff),
-                                                 static_cast<unsigned char>(dict.size() >> 8)};
-    out.write(reinterpret_cast<const char*>(version_and_length), 4);
-    out.write(dict.data(), static_cast<std::streamsize>(dict.size()));
-    out.write(static_cast<const char*>(contiguous.data()),
-              static_cast<std::streamsize>(contiguous.numel() * static_cast<std::int64_t>(dtype_size(tensor.dtype))));
-    out.flush();
-    if (!out) {
-      std::remove(temp.c_str());
-      bad_file(path, "write failed");
-    }
+  // The data goes to an unnamed file in the output's folder (O_TMPFILE), which
+  // the kernel removes when the process ends, however it ends; only when it is
+  // complete does it get a name. So a failure, or a kill at any moment, leaves
+  // no partial file.
+  const std::string folder = std::filesystem::path(path).parent_path().string();
+  const int fd = ::open(folder.empty() ? "." : folder.c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0666);
+  if (fd < 0) {
+    // The filesystem (or an old kernel) has no unnamed files.
+    if (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL) return write_through_named_temp(path, pieces);
+    bad_file(path, std::string("cannot write: ") + std::strerror(errno));
+  }
+  const FileDescriptor file(fd);
+  if (!write_all(file.get(), pieces)) bad_file(path, std::string("write failed: ") + std::strerror(errno));
+  // A new path gets the complete file directly. An existing one is replaced by
+  // rename() from a temporary name: a kill between those two calls is the only
+  // moment that can leave a (complete) file under the temporary name.
+  if (link_unnamed(file.get(), path)) return;
+  if (errno != EEXIST) return write_through_named_temp(path, pieces);
+  std::string temp;
+  for (int n = 0;; ++n) {
+    temp = temp_name(path, n);
+    if (link_unnamed(file.get(), temp)) break;
+    if (errno != EEXIST || n >= 100) bad_file(path, std::string("cannot write: ") + std::strerror(errno));
   }
   if (std::rename(temp.c_str(), path.c_str()) != 0) {
     const std::string why = std::strerror(errno);
-    std::remove(temp.c_str());
+    ::unlink(temp.c_str());
     bad_file(path, "cannot move the result into place: " + why);
   }
 }

@@ -19,8 +19,12 @@ Tensor read_npy(const std::string& path);
 // The same from a stream; `name` stands for the file in messages.
 Tensor read_npy(std::istream& in, const std::string& name);
 
-// Writes a C-ordered little-endian .npy (version 1.0) through a temporary
-// file in the same folder renamed into place, so a failure leaves no file.
+// Writes a C-ordered little-endian .npy (version 1.0) so that a failure, or
+// the process killed at any moment, leaves no partial file: the data goes to
+// an unnamed file (O_TMPFILE) in the path's folder, which is linked to the
+// path when complete (through a temporary name renamed over the path when the
+// path exists). Where the filesystem has no unnamed files, a named temporary
+// file is renamed into place instead (removed on failure, left by a kill).
 void write_npy(const std::string& path, const TensorView& tensor);
 
 }  // namespace tconv::io

@@ -3,8 +3,11 @@ bad invocations and bad files (exit status 2, one message, no output file)."""
 
 import os
 import re
+import resource
+import signal
 import struct
 import subprocess
+import time
 
 import numpy as np
 import pytest
@@ -389,3 +392,89 @@ def test_unwritable_output_is_refused(tmp_path, good_operands):
     output = tmp_path / "no_such_folder" / "output.npy"
     result = tconv("run", "conv", *operand_flags(good_operands), "--output", output)
     assert_refused(result, f"{output}: cannot write: No such file or directory", tmp_path, files_before)
+
+
+# Writing the result: the data goes to an unnamed file (O_TMPFILE) in the output's folder, linked to the output's
+# name only when complete, so no moment of a run leaves a partial file behind.
+needs_unnamed_files = pytest.mark.skipif(not hasattr(os, "O_TMPFILE"), reason="no O_TMPFILE on this system")
+
+
+def large_run(directory):
+    """Operands of a run whose output (32x1x1021x1021 float32, 133 MB) takes a while to write; its flags and the
+    expected output."""
+    x = np.random.default_rng(7).random((32, 1, 256, 256), dtype=np.float32)
+    np.save(directory / "x.npy", x)
+    np.save(directory / "w.npy", np.ones((1, 1, 1, 1), dtype=np.float32))
+    expected = np.zeros((32, 1, 1021, 1021), dtype=np.float32)
+    expected[:, :, ::4, ::4] = x
+    flags = ["conv_transpose", "--input", directory / "x.npy", "--weight", directory / "w.npy", "--stride", 4]
+    return flags, expected
+
+
+def assert_unnamed_files_supported(directory):
+    try:
+        os.close(os.open(directory, os.O_TMPFILE | os.O_WRONLY, 0o600))
+    except OSError as e:
+        pytest.skip(f"the test folder's filesystem has no unnamed files (O_TMPFILE: {e}); tconv then writes a "
+                    "named temporary file, which a kill leaves behind (docs/errors.md)")
+
+
+def writing_output(pid, directory, inputs):
+    """Whether process `pid` holds a file of `directory` open that is none of `inputs`: the result being written
+    (an unnamed file shows as '#inode (deleted)')."""
+    folder = os.path.realpath(directory)
+    try:
+        links = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+    except OSError:  # it has ended, or one descriptor closed meanwhile
+        return False
+    return any(os.path.dirname(link) == folder and os.path.basename(link) not in inputs for link in links)
+
+
+@needs_unnamed_files
+@pytest.mark.parametrize("moment", ["at once", "after 0.1 s", "after 0.3 s", "while writing"])
+def test_killed_run_leaves_no_partial_file(tmp_path, moment):
+    assert_unnamed_files_supported(tmp_path)
+    flags, expected = large_run(tmp_path)
+    output = tmp_path / "y.npy"
+    inputs = sorted(os.listdir(tmp_path))
+    process = subprocess.Popen([CLI, "run", *map(str, flags), "--output", str(output)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        if moment == "while writing":
+            deadline = time.monotonic() + 60
+            while (process.poll() is None and time.monotonic() < deadline
+                   and not writing_output(process.pid, tmp_path, inputs)):
+                time.sleep(0.001)
+        elif moment != "at once":
+            time.sleep(float(moment.split()[1]))
+        process.kill()
+    finally:
+        stderr = process.communicate(timeout=60)[1]
+    # Whenever the kill landed: the folder holds the inputs, and the output only if it is complete.
+    assert process.returncode in (0, -signal.SIGKILL), (process.returncode, stderr)
+    left = sorted(set(os.listdir(tmp_path)) - set(inputs))
+    assert left in ([], [output.name]), f"the killed run left {left}"
+    if left or process.returncode == 0:
+        np.testing.assert_array_equal(np.load(output), expected)
+
+
+def without_room_to_write(limit_bytes):
+    """For subprocess: writes beyond `limit_bytes` fail with EFBIG (SIGXFSZ ignored) instead of killing."""
+    def set_limits():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+    return set_limits
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["new output", "existing output"])
+def test_failed_write_leaves_no_file(tmp_path, existing):
+    flags, _ = large_run(tmp_path)
+    output = tmp_path / "y.npy"
+    if existing:
+        output.write_bytes(b"the previous result")
+    files_before = sorted(os.listdir(tmp_path))
+    result = subprocess.run([CLI, "run", *map(str, flags), "--output", str(output)], capture_output=True, text=True,
+                            timeout=60, preexec_fn=without_room_to_write(1 << 20))
+    assert_refused(result, f"{output}: write failed: File too large", tmp_path, files_before)
+    if existing:
+        assert output.read_bytes() == b"the previous result"
