@@ -1,5 +1,12 @@
 """Benchmark driver: tconv against every CPU peer on one suite, in one run.
 
+--op conv_transpose (the default) measures the suite's transposed convolutions
+(table in bench/latest.md); --op conv measures the convolutions they are the
+gradients of, the same geometry read the other way (input [N, Cout, transposed
+output spatial...], output [N, Cin, suite input spatial...], weight
+[Cin, Cout/g, k...], no output_padding; table in bench/latest_conv.md). Every
+implementation gets the same --op.
+
 Run by Debian's /usr/bin/python3 (it has PyTorch 1.13, used as the reference
 output); bench/run.sh builds tconv_bench first. Builds and installs nothing.
 
@@ -83,22 +90,23 @@ def backends(bench_bin, env):
     return out, missing
 
 
-def write_references(cases, verify_dir):
-    """PyTorch's output for every case, on peers.make_data's data."""
+def write_references(cases, verify_dir, op):
+    """PyTorch's output (in float64) for every case, on peers.make_data's data."""
     import torch
-    import torch.nn.functional as F
     torch.set_num_threads(2)
-    fns = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
     for i, c in enumerate(cases):
-        x, w, b = peers.make_data(c, i)
+        x, w, b = peers.make_data(c, i, op)
         with torch.no_grad():
-            y = fns[c["dims"]](torch.from_numpy(x).double(), torch.from_numpy(w).double(),
-                               torch.from_numpy(b).double(), stride=c["s"], padding=c["p"],
-                               output_padding=c["op"], groups=c["g"], dilation=c["d"])
+            y = peers.torch_fn(c, op)(torch.from_numpy(x).double(), torch.from_numpy(w).double(),
+                                      torch.from_numpy(b).double())
+        if list(y.shape) != peers.y_shape(c, op):
+            raise RuntimeError("%s: PyTorch's %s output is %s, expected %s"
+                               % (c["name"], op, list(y.shape), peers.y_shape(c, op)))
         np.savez(os.path.join(verify_dir, c["name"] + ".npz"), y=y.float().numpy())
 
 
 def flops(c):
+    """The same count for the transposed convolution and the convolution read from it."""
     return 2.0 * c["n"] * c["cin"] * (c["cout"] // c["g"]) * c["k"] ** c["dims"] * math.prod(c["spatial"])
 
 
@@ -121,6 +129,8 @@ def cpu_model():
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--suite", default=os.path.join(ROOT, "../shared/bench/suite_public.txt"))
+    ap.add_argument("--op", choices=["conv_transpose", "conv"], default="conv_transpose",
+                    help="measure the suite's transposed convolutions, or the convolutions they are the gradients of")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--budget", type=float, default=0.3, help="seconds of timed runs per case per round")
     ap.add_argument("--max-iters", type=int, default=20)
@@ -128,8 +138,11 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--build-dir", default=os.path.join(ROOT, "build-bench"))
     ap.add_argument("--only", help="comma-separated implementations to run (tconv always runs)")
-    ap.add_argument("--output", default=os.path.join(HERE, "latest.md"), help="markdown copy of the table")
+    ap.add_argument("--output", help="markdown copy of the table (default bench/latest.md, with --op conv "
+                    "bench/latest_conv.md; '' for none)")
     args = ap.parse_args()
+    if args.output is None:
+        args.output = os.path.join(HERE, "latest_conv.md" if args.op == "conv" else "latest.md")
 
     cases = peers.read_suite(args.suite)
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), OMP_PROC_BIND="false")
@@ -139,9 +152,9 @@ def main():
         keep = set(args.only.split(",")) | {"tconv", "tconv_nhwc"}
         impls = [(l, a) for l, a in impls if l in keep]
     common = ["--suite", args.suite, "--budget", str(args.budget), "--max-iters", str(args.max_iters),
-              "--min-iters", str(args.min_iters), "--threads", str(args.threads), "--json"]
+              "--min-iters", str(args.min_iters), "--threads", str(args.threads), "--op", args.op, "--json"]
     verify_dir = tempfile.mkdtemp(prefix="tconv_bench_ref_")
-    write_references(cases, verify_dir)
+    write_references(cases, verify_dir, args.op)
 
     best = {l: {} for l, _ in impls}      # label -> case -> seconds
     info = {l: {} for l, _ in impls}      # label -> case -> last result dict
@@ -164,6 +177,9 @@ def main():
             except (RuntimeError, ValueError) as e:
                 failures[label] = str(e)
                 continue
+            if res.get("available", False) and res.get("op", "conv_transpose") != args.op:
+                failures[label] = "measured %s, not %s (an older build?)" % (res.get("op"), args.op)
+                continue
             if not res.get("available", False):
                 failures[label] = res.get("why", "not available")
                 continue
@@ -180,12 +196,16 @@ def main():
     peer_labels = [l for l in labels if l != "tconv"]
     lines = []
     now = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
-    lines.append("tconv benchmark, %s" % now)
+    what = ("convolution forward (conv): the suite's cases read as convolutions, input [N, Cout, transposed "
+            "output spatial], output [N, Cin, suite input spatial]" if args.op == "conv"
+            else "transposed convolution (conv_transpose)")
+    lines.append("tconv benchmark, %s, %s" % (what, now))
     lines.append("CPU: %s; %d threads; float32 NCHW; %d rounds interleaved, best per case; suite %s"
                  % (cpu_model(), args.threads, args.rounds, os.path.relpath(args.suite, ROOT)))
     lines.append("FMA peak measured in this run (%s, %d threads): %.1f GFLOP/s" % (peak_isa, args.threads, peak))
     lines.append("")
-    lines.append("GFLOP/s (useful work: 2*N*Cin*(Cout/g)*prod(k)*prod(input spatial)); '-' = peer does not run this case")
+    lines.append("GFLOP/s (useful work: 2*N*Cin*(Cout/g)*prod(k)*prod(suite input spatial)); '-' = peer does not run "
+                 "this case")
     lines.append("")
     head = ["case"] + labels + ["best peer", "tconv/best", "tconv %peak"]
     lines.append("| " + " | ".join(head) + " |")
@@ -287,7 +307,10 @@ def main():
     print(text)
     if args.output:
         with open(args.output, "w") as f:
-            f.write("# Latest benchmark run\n\nProduced by `bash bench/run.sh`.\n\n")
+            if args.op == "conv":
+                f.write("# Latest benchmark run: convolution forward\n\nProduced by `bash bench/run.sh --op conv`.\n\n")
+            else:
+                f.write("# Latest benchmark run\n\nProduced by `bash bench/run.sh`.\n\n")
             f.write(text + "\n")
     return 0
 

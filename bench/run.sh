@@ -2,7 +2,9 @@
 # One command for the whole benchmark: builds tconv_bench (tconv + the C++ peers
 # found) in build-bench/, then runs tconv and every peer on the suite, rounds
 # interleaved, and prints the table (also written to bench/latest.md).
-#   bash bench/run.sh [--suite FILE] [--rounds N] [--budget SEC] [--only a,b] ...
+#   bash bench/run.sh [--op conv_transpose|conv] [--suite FILE] [--rounds N] [--budget SEC] [--only a,b] ...
+# --op conv (every implementation) measures the convolutions the suite's transposed
+# convolutions are the gradients of; that table goes to bench/latest_conv.md.
 # Peers from PyPI (onnxruntime, openvino) are used when the python3 first on PATH
 # has them; this script never installs anything.
 set -euo pipefail

@@ -1,10 +1,18 @@
-// tconv_bench: times one implementation of transposed convolution on every case
-// of a suite file (tconv itself, oneDNN, XNNPACK) or measures the machine's FMA
-// peak. bench/run.py runs it once per implementation per round and merges.
+// tconv_bench: times one implementation of transposed convolution (or, with
+// --op conv, of convolution) on every case of a suite file (tconv itself, oneDNN,
+// XNNPACK) or measures the machine's FMA peak. bench/run.py runs it once per
+// implementation per round and merges.
 //
 //   tconv_bench --impl tconv|tconv_nhwc|onednn_blocked|onednn_nchw|xnnpack|peak|list
-//               [--suite FILE] [--budget 0.3] [--max-iters 20] [--min-iters 3]
-//               [--threads 2] [--verify] [--json] [--allow-ref]
+//               [--op conv_transpose|conv] [--suite FILE] [--budget 0.3] [--max-iters 20]
+//               [--min-iters 3] [--threads 2] [--verify] [--json] [--allow-ref]
+//
+// --op conv reads every suite case (a transposed convolution) as the convolution
+// it is the gradient of: input [N, Cout, transposed output spatial...], weight
+// [Cin, Cout/g, k...] (PyTorch's conv layout, the same tensor), output
+// [N, Cin, suite input spatial...], same stride, padding, dilation and groups;
+// output_padding plays no part. The work, 2*N*Cin*(Cout/g)*prod(k)*prod(suite
+// input spatial), is the same.
 //
 // Each case: weights prepared once (untimed), one warm-up run, then timed runs
 // until `budget` seconds have passed or `max-iters` runs were made (at least
@@ -49,7 +57,9 @@ struct Case {
   std::int64_t n = 1, cin = 1, cout = 1;
   std::vector<std::int64_t> spatial;
   std::int64_t k = 1, s = 1, p = 0, op = 0, d = 1, g = 1;
+  bool conv = false;  // --op conv: the convolution this transposed convolution is the gradient of
 
+  // The suite's transposed convolution: output size, input and output shapes.
   std::int64_t out_size(int i) const { return (spatial[i] - 1) * s - 2 * p + d * (k - 1) + op + 1; }
   tconv::Shape input_shape() const {
     tconv::Shape sh{n, cin};
@@ -66,11 +76,18 @@ struct Case {
     for (int i = 0; i < dims; ++i) sh.push_back(k);
     return sh;
   }
+  // What is measured: the transposed convolution's shapes, or the convolution's
+  // (its input is the transposed convolution's output and the other way round).
+  tconv::ConvKind kind() const { return conv ? tconv::ConvKind::conv : tconv::ConvKind::conv_transpose; }
+  tconv::Shape x_shape() const { return conv ? output_shape() : input_shape(); }
+  tconv::Shape y_shape() const { return conv ? input_shape() : output_shape(); }
+  std::int64_t x_channels() const { return conv ? cout : cin; }
+  std::int64_t y_channels() const { return conv ? cin : cout; }
   tconv::ConvParams params() const {
     tconv::ConvParams pr;
     pr.stride = s;
     pr.padding = p;
-    pr.output_padding = op;
+    pr.output_padding = conv ? 0 : op;
     pr.dilation = d;
     pr.groups = g;
     return pr;
@@ -122,6 +139,7 @@ void fill(std::vector<float>& v, std::uint32_t seed) {
 struct Options {
   std::string impl;
   std::string suite = "../shared/bench/suite_public.txt";
+  bool conv = false;  // --op conv
   double budget = 0.3;
   int max_iters = 20, min_iters = 3, threads = 2;
   bool verify = false, json = false, allow_ref = false;
@@ -159,19 +177,20 @@ struct Result {
 struct Data {
   std::vector<float> x, w, b;
   explicit Data(const Case& c)
-      : x(numel(c.input_shape())), w(numel(c.weight_shape())), b(c.cout) {
+      : x(numel(c.x_shape())), w(numel(c.weight_shape())), b(c.y_channels()) {
     fill(x, 1);
     fill(w, 2);
     fill(b, 3);
-    float scale = 1.0f / std::sqrt(static_cast<float>(c.cin / c.g * std::pow(c.k, c.dims)));
+    // 1/sqrt(fan-in): the input channels per group (of the measured operation) times the taps.
+    float scale = 1.0f / std::sqrt(static_cast<float>(c.x_channels() / c.g * std::pow(c.k, c.dims)));
     for (auto& e : w) e *= scale;
   }
   std::vector<float> tconv_output(const Case& c) const {
     tconv::TensorView wv(w.data(), c.weight_shape());
-    tconv::TensorView bv(b.data(), tconv::Shape{c.cout});
-    auto op = tconv::Operator::create(tconv::ConvKind::conv_transpose, wv, &bv, c.params());
-    std::vector<float> y(numel(c.output_shape()));
-    op.run(tconv::TensorView(x.data(), c.input_shape()), tconv::MutableTensorView(y.data(), c.output_shape()));
+    tconv::TensorView bv(b.data(), tconv::Shape{c.y_channels()});
+    auto op = tconv::Operator::create(c.kind(), wv, &bv, c.params());
+    std::vector<float> y(numel(c.y_shape()));
+    op.run(tconv::TensorView(x.data(), c.x_shape()), tconv::MutableTensorView(y.data(), c.y_shape()));
     return y;
   }
 };
@@ -210,14 +229,14 @@ Result bench_tconv(const Options& o, const Case& c, tconv::Layout layout) {
   Data data(c);
   const bool last = layout == tconv::Layout::channels_last;
   tconv::TensorView wv(data.w.data(), c.weight_shape());
-  tconv::TensorView bv(data.b.data(), tconv::Shape{c.cout});
+  tconv::TensorView bv(data.b.data(), tconv::Shape{c.y_channels()});
   tconv::ConvParams params = c.params();
   params.layout = layout;
-  auto op = tconv::Operator::create(tconv::ConvKind::conv_transpose, wv, &bv, params);
-  const tconv::Shape in_shape = last ? channels_last_shape(c.input_shape()) : c.input_shape();
-  const tconv::Shape out_shape = last ? channels_last_shape(c.output_shape()) : c.output_shape();
+  auto op = tconv::Operator::create(c.kind(), wv, &bv, params);
+  const tconv::Shape in_shape = last ? channels_last_shape(c.x_shape()) : c.x_shape();
+  const tconv::Shape out_shape = last ? channels_last_shape(c.y_shape()) : c.y_shape();
   std::vector<float> x = data.x;
-  if (last) transpose_channels(data.x, x, c.input_shape(), true);
+  if (last) transpose_channels(data.x, x, c.x_shape(), true);
   std::vector<float> y(numel(out_shape));
   tconv::TensorView xv(x.data(), in_shape);
   tconv::MutableTensorView yv(y.data(), out_shape);
@@ -228,7 +247,7 @@ Result bench_tconv(const Options& o, const Case& c, tconv::Layout layout) {
   r.workspace = static_cast<std::int64_t>(op.plan(in_shape).workspace_bytes);
   if (o.verify && last) {
     std::vector<float> y_first(y.size());
-    transpose_channels(y, y_first, c.output_shape(), false);
+    transpose_channels(y, y_first, c.y_shape(), false);
     const std::vector<float> want = data.tconv_output(c);
     r.max_abs_err = std::memcmp(y_first.data(), want.data(), want.size() * sizeof(float)) == 0
                         ? 0.0 : std::max(max_abs_diff(y_first, want), 1e-30);
@@ -237,6 +256,7 @@ Result bench_tconv(const Options& o, const Case& c, tconv::Layout layout) {
 }
 
 #ifdef TCONV_BENCH_ONEDNN
+// oneDNN's deconvolution_forward, or convolution_forward with --op conv.
 Result bench_onednn(const Options& o, const Case& c, bool blocked) {
   using namespace dnnl;
   using tag = memory::format_tag;
@@ -245,24 +265,35 @@ Result bench_onednn(const Options& o, const Case& c, bool blocked) {
   Data data(c);
   engine eng(engine::kind::cpu, 0);
   stream strm(eng);
-  memory::dims src_dims = c.input_shape(), dst_dims = c.output_shape();
-  const std::int64_t gic = c.cin / c.g, goc = c.cout / c.g;
+  memory::dims src_dims = c.x_shape(), dst_dims = c.y_shape();
+  // oneDNN's weights are [g][oc][ic][k...] with oc the dst channels, in both directions.
+  const std::int64_t gic = c.x_channels() / c.g, goc = c.y_channels() / c.g;
   memory::dims wdims;
   if (c.g > 1) wdims = {c.g, goc, gic};
-  else wdims = {c.cout, c.cin};
+  else wdims = {c.y_channels(), c.x_channels()};
   for (int i = 0; i < c.dims; ++i) wdims.push_back(c.k);
+  // Trailing padding p - output_padding: the deconvolution's dst grows by
+  // output_padding; the convolution then leaves those last input rows unread
+  // (the same as padding p with the output size floored).
   memory::dims strides(c.dims, c.s), dilates(c.dims, c.d - 1), pad_l(c.dims, c.p), pad_r(c.dims, c.p - c.op);
   const tag act_tag = c.dims == 1 ? tag::ncw : c.dims == 2 ? tag::nchw : tag::ncdhw;
   const tag w_tag = c.g > 1 ? (c.dims == 1 ? tag::goiw : c.dims == 2 ? tag::goihw : tag::goidhw)
                             : (c.dims == 1 ? tag::oiw : c.dims == 2 ? tag::oihw : tag::oidhw);
   memory::desc user_src(src_dims, dt::f32, act_tag), user_dst(dst_dims, dt::f32, act_tag),
-      user_w(wdims, dt::f32, w_tag), bias_md({c.cout}, dt::f32, tag::x);
+      user_w(wdims, dt::f32, w_tag), bias_md({c.y_channels()}, dt::f32, tag::x);
   memory::desc src_md = blocked ? memory::desc(src_dims, dt::f32, tag::any) : user_src;
   memory::desc dst_md = blocked ? memory::desc(dst_dims, dt::f32, tag::any) : user_dst;
   memory::desc w_md = blocked ? memory::desc(wdims, dt::f32, tag::any) : user_w;
-  deconvolution_forward::desc desc(prop_kind::forward_inference, algorithm::deconvolution_direct, src_md, w_md,
+  primitive_desc pd;
+  if (c.conv) {
+    convolution_forward::desc desc(prop_kind::forward_inference, algorithm::convolution_direct, src_md, w_md,
                                    bias_md, dst_md, strides, dilates, pad_l, pad_r);
-  deconvolution_forward::primitive_desc pd(desc, eng);
+    pd = convolution_forward::primitive_desc(desc, eng);
+  } else {
+    deconvolution_forward::desc desc(prop_kind::forward_inference, algorithm::deconvolution_direct, src_md, w_md,
+                                     bias_md, dst_md, strides, dilates, pad_l, pad_r);
+    pd = deconvolution_forward::primitive_desc(desc, eng);
+  }
   r.detail = pd.impl_info_str();
   r.workspace = static_cast<std::int64_t>(pd.scratchpad_desc().get_size());
   if (r.detail.rfind("ref", 0) == 0 && !o.allow_ref) {
@@ -271,17 +302,22 @@ Result bench_onednn(const Options& o, const Case& c, bool blocked) {
     return r;
   }
 
-  // PyTorch weight [Cin, Cout/g, k...] -> oneDNN [g][oc][ic][k...].
-  const std::int64_t ksz = numel(c.weight_shape()) / (c.cin * goc);
+  // PyTorch's transposed-convolution weight [Cin, Cout/g, k...] -> oneDNN [g][oc][ic][k...]; a convolution's
+  // [Cout, Cin/g, k...] is that already.
+  const std::int64_t ksz = numel(c.weight_shape()) / (c.cin * (c.cout / c.g));
   std::vector<float> wperm(data.w.size());
-  for (std::int64_t gi = 0; gi < c.g; ++gi)
-    for (std::int64_t oc = 0; oc < goc; ++oc)
-      for (std::int64_t ic = 0; ic < gic; ++ic)
-        for (std::int64_t kk = 0; kk < ksz; ++kk)
-          wperm[((gi * goc + oc) * gic + ic) * ksz + kk] = data.w[((gi * gic + ic) * goc + oc) * ksz + kk];
+  if (c.conv) {
+    wperm = data.w;
+  } else {
+    for (std::int64_t gi = 0; gi < c.g; ++gi)
+      for (std::int64_t oc = 0; oc < goc; ++oc)
+        for (std::int64_t ic = 0; ic < gic; ++ic)
+          for (std::int64_t kk = 0; kk < ksz; ++kk)
+            wperm[((gi * goc + oc) * gic + ic) * ksz + kk] = data.w[((gi * gic + ic) * goc + oc) * ksz + kk];
+  }
 
   memory usrc(user_src, eng, data.x.data()), uw(user_w, eng, wperm.data()), ubias(bias_md, eng, data.b.data());
-  std::vector<float> y(numel(c.output_shape()));
+  std::vector<float> y(numel(c.y_shape()));
   memory udst(user_dst, eng, y.data());
   auto prepare = [&](memory& user, const memory::desc& want) {
     if (want == user.get_desc()) return user;
@@ -293,7 +329,7 @@ Result bench_onednn(const Options& o, const Case& c, bool blocked) {
   memory src = prepare(usrc, pd.src_desc()), w = prepare(uw, pd.weights_desc());
   memory dst = pd.dst_desc() == user_dst ? udst : memory(pd.dst_desc(), eng);
   memory scratch(pd.scratchpad_desc(), eng);
-  deconvolution_forward prim(pd);
+  primitive prim(pd);
   std::unordered_map<int, memory> args{{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_BIAS, ubias},
                                        {DNNL_ARG_DST, dst}, {DNNL_ARG_SCRATCHPAD, scratch}};
   auto [t, it] = time_best(o, [&] {
@@ -314,53 +350,69 @@ Result bench_onednn(const Options& o, const Case& c, bool blocked) {
 #endif
 
 #ifdef TCONV_BENCH_XNNPACK
+// XNNPACK's deconvolution (or, with --op conv, convolution), NHWC: the input is
+// transposed from NCHW untimed, the output back for --verify.
 Result bench_xnnpack(const Options& o, const Case& c) {
   Result r;
   if (c.dims != 2) {
-    r.skipped = "XNNPACK has 2-D deconvolution only";
+    r.skipped = c.conv ? "XNNPACK has 2-D convolution only" : "XNNPACK has 2-D deconvolution only";
     return r;
   }
   Data data(c);
   static bool initialized = xnn_initialize(nullptr) == xnn_status_success;
   if (!initialized) throw std::runtime_error("xnn_initialize failed");
-  const std::int64_t gic = c.cin / c.g, goc = c.cout / c.g, kk2 = c.k * c.k;
-  const std::int64_t H = c.spatial[0], W = c.spatial[1], OH = c.out_size(0), OW = c.out_size(1);
-  // PyTorch weight [g][ic][oc][kh][kw] -> XNNPACK [g][oc][kh][kw][ic].
+  const std::int64_t xc = c.x_channels(), yc = c.y_channels();
+  const std::int64_t gic = xc / c.g, goc = yc / c.g, kk2 = c.k * c.k;
+  const tconv::Shape xs = c.x_shape(), ys = c.y_shape();
+  const std::int64_t H = xs[2], W = xs[3], OH = ys[2], OW = ys[3];
+  // XNNPACK's weights are [g][oc][kh][kw][ic] in both directions. From PyTorch's
+  // transposed-convolution weight [g][ic][oc][kh][kw], or its convolution weight [g][oc][ic][kh][kw].
   std::vector<float> wperm(data.w.size());
   for (std::int64_t gi = 0; gi < c.g; ++gi)
     for (std::int64_t ic = 0; ic < gic; ++ic)
       for (std::int64_t oc = 0; oc < goc; ++oc)
-        for (std::int64_t kk = 0; kk < kk2; ++kk)
-          wperm[((gi * goc + oc) * kk2 + kk) * gic + ic] = data.w[((gi * gic + ic) * goc + oc) * kk2 + kk];
+        for (std::int64_t kk = 0; kk < kk2; ++kk) {
+          const std::int64_t from = c.conv ? ((gi * goc + oc) * gic + ic) * kk2 + kk
+                                           : ((gi * gic + ic) * goc + oc) * kk2 + kk;
+          wperm[((gi * goc + oc) * kk2 + kk) * gic + ic] = data.w[from];
+        }
   // NCHW -> NHWC (untimed), with the XNN_EXTRA_BYTES XNNPACK may read past the end.
   std::vector<float> xh(data.x.size() + XNN_EXTRA_BYTES / sizeof(float));
   for (std::int64_t n = 0; n < c.n; ++n)
-    for (std::int64_t ch = 0; ch < c.cin; ++ch)
-      for (std::int64_t i = 0; i < H * W; ++i) xh[(n * H * W + i) * c.cin + ch] = data.x[(n * c.cin + ch) * H * W + i];
-  std::vector<float> yh(c.n * OH * OW * c.cout);
+    for (std::int64_t ch = 0; ch < xc; ++ch)
+      for (std::int64_t i = 0; i < H * W; ++i) xh[(n * H * W + i) * xc + ch] = data.x[(n * xc + ch) * H * W + i];
+  std::vector<float> yh(c.n * OH * OW * yc);
   xnn_operator_t op = nullptr;
   const auto p = static_cast<uint32_t>(c.p);
-  if (xnn_create_deconvolution2d_nhwc_f32(p, p, p, p, c.k, c.k, c.s, c.s, c.d, c.d, c.g, gic, goc, c.cin, c.cout,
-                                          wperm.data(), data.b.data(), -INFINITY, INFINITY, 0,
-                                          &op) != xnn_status_success) {
-    r.skipped = "xnn_create_deconvolution2d_nhwc_f32 failed";
+  const auto k = static_cast<uint32_t>(c.k), s = static_cast<uint32_t>(c.s), d = static_cast<uint32_t>(c.d),
+             g = static_cast<uint32_t>(c.g);
+  const char* what = c.conv ? "xnn_convolution2d_nhwc_f32" : "xnn_deconvolution2d_nhwc_f32";
+  const xnn_status created =
+      c.conv ? xnn_create_convolution2d_nhwc_f32(p, p, p, p, k, k, s, s, d, d, g, gic, goc, xc, yc, wperm.data(),
+                                                 data.b.data(), -INFINITY, INFINITY, 0, &op)
+             : xnn_create_deconvolution2d_nhwc_f32(p, p, p, p, k, k, s, s, d, d, g, gic, goc, xc, yc, wperm.data(),
+                                                   data.b.data(), -INFINITY, INFINITY, 0, &op);
+  if (created != xnn_status_success) {
+    r.skipped = std::string(what) + ": create failed";
     return r;
   }
   pthreadpool_t pool = pthreadpool_create(o.threads);
-  if (xnn_setup_deconvolution2d_nhwc_f32(op, c.n, H, W, c.op, c.op, xh.data(), yh.data(), pool) !=
-      xnn_status_success) {
-    r.skipped = "xnn_setup_deconvolution2d_nhwc_f32 failed";
+  const xnn_status set_up =
+      c.conv ? xnn_setup_convolution2d_nhwc_f32(op, c.n, H, W, xh.data(), yh.data(), pool)
+             : xnn_setup_deconvolution2d_nhwc_f32(op, c.n, H, W, c.op, c.op, xh.data(), yh.data(), pool);
+  if (set_up != xnn_status_success) {
+    r.skipped = std::string(what) + ": setup failed";
   } else {
     auto [t, it] = time_best(o, [&] { xnn_run_operator(op, pool); });
     r.seconds = t;
     r.iters = it;
-    r.detail = "xnn_deconvolution2d_nhwc_f32";
+    r.detail = what;
     if (o.verify) {
       std::vector<float> y(yh.size());
       for (std::int64_t n = 0; n < c.n; ++n)
-        for (std::int64_t ch = 0; ch < c.cout; ++ch)
+        for (std::int64_t ch = 0; ch < yc; ++ch)
           for (std::int64_t i = 0; i < OH * OW; ++i)
-            y[(n * c.cout + ch) * OH * OW + i] = yh[(n * OH * OW + i) * c.cout + ch];
+            y[(n * yc + ch) * OH * OW + i] = yh[(n * OH * OW + i) * yc + ch];
       r.max_abs_err = max_abs_diff(y, data.tconv_output(c));
     }
   }
@@ -458,6 +510,14 @@ int main(int argc, char** argv) {
     };
     if (a == "--impl") o.impl = next();
     else if (a == "--suite") o.suite = next();
+    else if (a == "--op") {
+      const std::string v = next();
+      if (v != "conv" && v != "conv_transpose") {
+        std::fprintf(stderr, "--op takes conv or conv_transpose, not %s\n", v.c_str());
+        return 2;
+      }
+      o.conv = v == "conv";
+    }
     else if (a == "--budget") o.budget = std::stod(next());
     else if (a == "--max-iters") o.max_iters = std::stoi(next());
     else if (a == "--min-iters") o.min_iters = std::stoi(next());
@@ -494,6 +554,7 @@ int main(int argc, char** argv) {
   std::vector<Case> cases;
   try {
     cases = read_suite(o.suite);
+    for (auto& c : cases) c.conv = o.conv;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "%s\n", e.what());
     return 2;
@@ -524,7 +585,8 @@ int main(int argc, char** argv) {
     }
   }
   if (o.json) {
-    std::printf("{\"impl\": %s, \"available\": true, \"cases\": [\n", json_str(o.impl).c_str());
+    std::printf("{\"impl\": %s, \"op\": \"%s\", \"available\": true, \"cases\": [\n", json_str(o.impl).c_str(),
+                o.conv ? "conv" : "conv_transpose");
     for (std::size_t i = 0; i < results.size(); ++i) {
       const auto& r = results[i];
       std::printf("  {\"name\": %s, \"seconds\": %.9g, \"iters\": %d, \"detail\": %s, \"workspace_bytes\": %lld, "
