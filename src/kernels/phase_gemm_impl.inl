@@ -187,7 +187,7 @@ class PhaseGemmKernel final : public PreparedKernel {
     std::int64_t* out_offset;  // per column: dst offset of its group's channel 0, -1 if unused
     std::int64_t* in_offset;   // per tap and column: src offset of the group's channel 0, -1 outside
     Load* runs;                // per tap and vector: up to kLanes runs
-    int* run_count;            // per tap and vector
+    int* run_count;            // per tap and vector (kPairedRun: one run of every other element)
   };
   struct Scratch {
     std::array<Slot, 2> slot;  // phases written together (see phases_per_write)
@@ -198,6 +198,19 @@ class PhaseGemmKernel final : public PreparedKernel {
     std::int64_t* lane_offset; // per slot, member, vector and lane written one by one: dst offset or -1
   };
   static constexpr int kPositionFields = 1 + kMaxSpatial;
+  static constexpr int kPairedRun = -1;
+
+  // True (and the run) when the vector's valid lanes read base + 2 * lane.
+  static bool paired_run(const std::int64_t* offsets, Load& run) {
+    run = {-1, 0};
+    for (int lane = 0; lane < Isa::kLanes; ++lane) {
+      if (offsets[lane] < 0) continue;
+      if (run.lanes == 0) run.base = offsets[lane] - 2 * lane;
+      if (offsets[lane] != run.base + 2 * lane) return false;
+      run.lanes |= 1u << lane;
+    }
+    return run.lanes != 0;
+  }
   static constexpr int kSlotParts = 6;
   static constexpr int kMaxWriteRuns = 4;
   static constexpr int kMemberFields = 3;
@@ -412,12 +425,18 @@ class PhaseGemmKernel final : public PreparedKernel {
           if (inside) slot.in_offset[e * padded_columns + col] = group_base + in_pos;
         }
       }
-      // Runs of consecutive input elements per (tap, vector): one masked load each.
+      // Runs of consecutive input elements per (tap, vector): one masked load
+      // each; a vector that reads every other element (stride-2 convolutions)
+      // is one paired run instead: two loads and a permute.
       for (std::int64_t e = 0; e < n_taps; ++e)
         for (std::int64_t v = 0; v < vectors; ++v) {
           Load* runs = slot.runs + (e * vectors + v) * Isa::kLanes;
           int& count = slot.run_count[e * vectors + v];
           const std::int64_t* offsets = slot.in_offset + e * padded_columns + v * Isa::kLanes;
+          if (axes[2].in_step == 2 && paired_run(offsets, runs[0])) {
+            count = kPairedRun;
+            continue;
+          }
           for (int lane = 0; lane < Isa::kLanes; ++lane) {
             if (offsets[lane] < 0) continue;
             if (count > 0 && lane > 0 && offsets[lane - 1] >= 0 && offsets[lane] == offsets[lane - 1] + 1) {
@@ -435,7 +454,7 @@ class PhaseGemmKernel final : public PreparedKernel {
     bool direct = blocks.end - blocks.first == 1;
     for (std::int64_t r = 0; direct && r < n_taps * vectors; ++r) {
       if (slot.run_count[r] == 0) slot.runs[r * Isa::kLanes] = {0, 0};
-      direct = slot.run_count[r] <= 1;
+      direct = slot.run_count[r] >= 0 && slot.run_count[r] <= 1;
     }
     const float* a_group =
         pp_.packed_a.data() + phase.packed_offset + item.group * pp_.m_blocks_of(phase) * k_count * pp_.mr;
@@ -448,11 +467,18 @@ class PhaseGemmKernel final : public PreparedKernel {
         for (std::int64_t e = 0; e < n_taps; ++e) {
           const Load* runs = slot.runs + (e * vectors + v) * Isa::kLanes;
           const int count = slot.run_count[e * vectors + v];
-          for (std::int64_t c = 0; c < pp_.c_per_group; ++c) {
+          float* packed = column_block + e * pp_.c_per_group * nr_;
+          if (count == kPairedRun) {
+            for (std::int64_t c = 0; c < pp_.c_per_group; ++c, packed += nr_) {
+              Isa::store(packed, Isa::masked_load_pairs(runs[0].lanes, src + c * in_plane + runs[0].base));
+            }
+            continue;
+          }
+          for (std::int64_t c = 0; c < pp_.c_per_group; ++c, packed += nr_) {
             typename Isa::V value = Isa::zero();
             const float* plane = src + c * in_plane;
             for (int r = 0; r < count; ++r) value = Isa::masked_load(value, runs[r].lanes, plane + runs[r].base);
-            Isa::store(column_block + (e * pp_.c_per_group + c) * nr_, value);
+            Isa::store(packed, value);
           }
         }
       }

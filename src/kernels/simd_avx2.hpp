@@ -31,6 +31,18 @@ struct Avx2 {
     return _mm256_blendv_ps(into, _mm256_maskload_ps(p, selected), _mm256_castsi256_ps(selected));
   }
   static void masked_store(float* p, std::uint32_t lanes, V v) { _mm256_maskstore_ps(p, lane_mask(lanes), v); }
+  // Lane l holds p[2l] where bit l of `lanes` is set, zero elsewhere; reads only those elements.
+  static V masked_load_pairs(std::uint32_t lanes, const float* p) {
+    std::uint32_t low = 0, high = 0;
+    for (int l = 0; l < kLanes / 2; ++l) {
+      low |= ((lanes >> l) & 1u) << (2 * l);
+      high |= ((lanes >> (l + kLanes / 2)) & 1u) << (2 * l);
+    }
+    const V a = masked_load(zero(), low, p), b = masked_load(zero(), high, p + kLanes);
+    // a0 a2 b0 b2 | a4 a6 b4 b6, then the 64-bit pairs reordered: a0 a2 a4 a6 b0 b2 b4 b6.
+    const V evens = _mm256_shuffle_ps(a, b, 0x88);
+    return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(evens), 0xD8));
+  }
   static V set1(float value) { return _mm256_set1_ps(value); }
   static V add(V a, V b) { return _mm256_add_ps(a, b); }
   static void store_first(float* p, V v, int count) {

@@ -24,6 +24,18 @@ struct Avx512 {
   static V masked_load(V into, std::uint32_t lanes, const float* p) {
     return _mm512_mask_loadu_ps(into, static_cast<__mmask16>(lanes), p);
   }
+  // Lane l holds p[2l] where bit l of `lanes` is set, zero elsewhere; reads only those elements.
+  static V masked_load_pairs(std::uint32_t lanes, const float* p) {
+    std::uint32_t low = 0, high = 0;
+    for (int l = 0; l < kLanes / 2; ++l) {
+      low |= ((lanes >> l) & 1u) << (2 * l);
+      high |= ((lanes >> (l + kLanes / 2)) & 1u) << (2 * l);
+    }
+    const V a = _mm512_maskz_loadu_ps(static_cast<__mmask16>(low), p);
+    const V b = _mm512_maskz_loadu_ps(static_cast<__mmask16>(high), p + kLanes);
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    return _mm512_permutex2var_ps(a, even, b);
+  }
   static V set1(float value) { return _mm512_set1_ps(value); }
   static V add(V a, V b) { return _mm512_add_ps(a, b); }
   static __mmask16 first_lanes(int count) {
