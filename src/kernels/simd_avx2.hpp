@@ -31,13 +31,15 @@ struct Avx2 {
     return _mm256_blendv_ps(into, _mm256_maskload_ps(p, selected), _mm256_castsi256_ps(selected));
   }
   static void masked_store(float* p, std::uint32_t lanes, V v) { _mm256_maskstore_ps(p, lane_mask(lanes), v); }
+  // Bit l of `bits` (l < 8) moved to bit 2l.
+  static std::uint32_t even_bits(std::uint32_t bits) {
+    bits = (bits | (bits << 4)) & 0x0f0fu;
+    bits = (bits | (bits << 2)) & 0x3333u;
+    return (bits | (bits << 1)) & 0x5555u;
+  }
   // Lane l holds p[2l] where bit l of `lanes` is set, zero elsewhere; reads only those elements.
   static V masked_load_pairs(std::uint32_t lanes, const float* p) {
-    std::uint32_t low = 0, high = 0;
-    for (int l = 0; l < kLanes / 2; ++l) {
-      low |= ((lanes >> l) & 1u) << (2 * l);
-      high |= ((lanes >> (l + kLanes / 2)) & 1u) << (2 * l);
-    }
+    const std::uint32_t low = even_bits(lanes & ((1u << kLanes / 2) - 1)), high = even_bits(lanes >> kLanes / 2);
     const V a = masked_load(zero(), low, p), b = masked_load(zero(), high, p + kLanes);
     // a0 a2 b0 b2 | a4 a6 b4 b6, then the 64-bit pairs reordered: a0 a2 a4 a6 b0 b2 b4 b6.
     const V evens = _mm256_shuffle_ps(a, b, 0x88);

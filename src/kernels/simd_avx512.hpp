@@ -24,13 +24,15 @@ struct Avx512 {
   static V masked_load(V into, std::uint32_t lanes, const float* p) {
     return _mm512_mask_loadu_ps(into, static_cast<__mmask16>(lanes), p);
   }
+  // Bit l of `bits` (l < 8) moved to bit 2l.
+  static std::uint32_t even_bits(std::uint32_t bits) {
+    bits = (bits | (bits << 4)) & 0x0f0fu;
+    bits = (bits | (bits << 2)) & 0x3333u;
+    return (bits | (bits << 1)) & 0x5555u;
+  }
   // Lane l holds p[2l] where bit l of `lanes` is set, zero elsewhere; reads only those elements.
   static V masked_load_pairs(std::uint32_t lanes, const float* p) {
-    std::uint32_t low = 0, high = 0;
-    for (int l = 0; l < kLanes / 2; ++l) {
-      low |= ((lanes >> l) & 1u) << (2 * l);
-      high |= ((lanes >> (l + kLanes / 2)) & 1u) << (2 * l);
-    }
+    const std::uint32_t low = even_bits(lanes & ((1u << kLanes / 2) - 1)), high = even_bits(lanes >> kLanes / 2);
     const V a = _mm512_maskz_loadu_ps(static_cast<__mmask16>(low), p);
     const V b = _mm512_maskz_loadu_ps(static_cast<__mmask16>(high), p + kLanes);
     const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
