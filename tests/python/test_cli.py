@@ -478,3 +478,22 @@ def test_failed_write_leaves_no_file(tmp_path, existing):
     assert_refused(result, f"{output}: write failed: File too large", tmp_path, files_before)
     if existing:
         assert output.read_bytes() == b"the previous result"
+
+
+def test_layout_flag_runs_channels_last_files(tmp_path):
+    rng = np.random.default_rng(23)
+    x = rng.uniform(-1, 1, (2, 5, 6, 8)).astype(np.float32)  # N, H, W, C
+    w = rng.uniform(-1, 1, (8, 3, 3, 3)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "w.npy", w)
+    result = tconv("run", "conv_transpose", "--input", str(tmp_path / "x.npy"), "--weight", str(tmp_path / "w.npy"),
+                   "--stride", "2", "--padding", "1", "--layout", "nhwc", "--output", str(tmp_path / "y.npy"))
+    assert result.returncode == 0, result.stderr
+    expected = tconv_module.conv_transpose(x, w, stride=2, padding=1, layout="nhwc")
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), expected)
+    assert tconv("shape", "conv_transpose", "--input-shape", "2,5,6,8", "--weight-shape", "8,3,3,3", "--stride", "2",
+                 "--layout", "nhwc").stdout.strip() == "2,11,13,3"
+    refused = tconv("shape", "conv", "--input-shape", "1,5,5,3", "--weight-shape", "2,3,3,3", "--layout", "hwc")
+    assert refused.returncode == 2
+    assert refused.stderr.strip() == ("tconv: --layout must be nchw, ncw, ncdhw, channels_first, nhwc, nwc, ndhwc or "
+                                      "channels_last, got 'hwc'")
