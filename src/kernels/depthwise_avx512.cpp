@@ -28,6 +28,7 @@
 #include "kernels/cpu_features.hpp"
 #include "kernels/isa_target.hpp"
 #include "kernels/kernel.hpp"
+#include "kernels/simd_avx512.hpp"
 
 namespace tconv::detail {
 namespace {
@@ -41,10 +42,6 @@ struct PhaseTaps {
 
 TCONV_TARGET_AVX512_BEGIN
 
-__mmask16 lanes_below(std::int64_t count) {
-  if (count <= 0) return 0;
-  return count >= kLanes ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << count) - 1);
-}
 
 class DepthwiseKernel final : public PreparedKernel {
  public:
@@ -105,7 +102,7 @@ class DepthwiseKernel final : public PreparedKernel {
             const __m512 sum = phase_sum(g, in, w, rows, x_phases_[static_cast<std::size_t>(r)], j0, bias);
             const std::int64_t valid = std::min<std::int64_t>(kLanes, (out_w - r + stride_x - 1) / stride_x - j0);
             if (stride_x == 1) {
-              _mm512_mask_storeu_ps(out_row + j0, lanes_below(valid), sum);
+              _mm512_mask_storeu_ps(out_row + j0, simd::Avx512::first_lanes(valid), sum);
             } else if (stride_x == 2) {
               acc[r] = sum;
             } else {
@@ -115,13 +112,9 @@ class DepthwiseKernel final : public PreparedKernel {
             }
           }
           if (stride_x == 2) {
-            // Interleave phase 0 (even outputs) and phase 1 (odd outputs).
-            const __m512i low = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-            const __m512i high = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
-            const std::int64_t first = 2 * j0, remaining = out_w - first;
-            _mm512_mask_storeu_ps(out_row + first, lanes_below(remaining), _mm512_permutex2var_ps(acc[0], low, acc[1]));
-            _mm512_mask_storeu_ps(out_row + first + kLanes, lanes_below(remaining - kLanes),
-                                  _mm512_permutex2var_ps(acc[0], high, acc[1]));
+            // Phase 0 holds the even outputs, phase 1 the odd ones.
+            simd::Avx512::store_interleaved(out_row + 2 * j0, acc[0], acc[1],
+                                            static_cast<int>(std::min<std::int64_t>(out_w - 2 * j0, 2 * kLanes)));
           }
         }
       }
@@ -165,7 +158,7 @@ class DepthwiseKernel final : public PreparedKernel {
       const PhaseTaps& phase = x_phases_[static_cast<std::size_t>(ox % g.stride[2])];
       const std::int64_t j = ox / g.stride[2];
       for (std::int64_t c = 0; c < channels; c += kLanes) {
-        const __mmask16 lanes = lanes_below(channels - c);
+        const __mmask16 lanes = simd::Avx512::first_lanes(channels - c);
         __m512 acc = _mm512_maskz_loadu_ps(lanes, bias_.data() + c);
         for (std::size_t e = 0; e < phase.taps.size(); ++e) {
           const std::int64_t ix = j + phase.offsets[e];

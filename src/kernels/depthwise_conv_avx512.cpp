@@ -31,11 +31,6 @@ constexpr int kLanes = 16;
 
 TCONV_TARGET_AVX512_BEGIN
 
-__mmask16 first_lanes(std::int64_t count) {
-  if (count <= 0) return 0;
-  return count >= kLanes ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << count) - 1);
-}
-
 // The (z, y) input rows feeding output row (oz, oy), with their kernel row index.
 struct SourceRow {
   std::int64_t offset, kernel_row;  // offset: the row's first position in the plane
@@ -112,7 +107,7 @@ class DepthwiseConvKernel final : public PreparedKernel {
         source_rows(g, oz, oy, rows);
         float* out_row = out + (oz * g.small_size[1] + oy) * out_w;
         for (std::int64_t j0 = 0; j0 < out_w; j0 += kLanes) {
-          const __mmask16 valid = first_lanes(out_w - j0);
+          const __mmask16 valid = simd::Avx512::first_lanes(out_w - j0);
           __m512 acc = _mm512_set1_ps(bias);
           for (std::int64_t tx = 0; tx < g.kernel[2]; ++tx) {
             // Lanes whose input column first + lane*stride lies in [0, in_w).
@@ -141,7 +136,7 @@ class DepthwiseConvKernel final : public PreparedKernel {
     float* out = dst + row * out_w * channels;
     for (std::int64_t ox = 0; ox < out_w; ++ox)
       for (std::int64_t c = 0; c < channels; c += kLanes) {
-        const __mmask16 lanes = first_lanes(channels - c);
+        const __mmask16 lanes = simd::Avx512::first_lanes(channels - c);
         __m512 acc = _mm512_maskz_loadu_ps(lanes, bias_.data() + c);
         for (std::int64_t tx = 0; tx < g.kernel[2]; ++tx) {
           const std::int64_t ix = ox * g.stride[2] - g.pad_begin[2] + tx * g.dilation[2];

@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "kernels/isa_target.hpp"
+#include "kernels/lane_bits.hpp"
 
 namespace tconv::detail::simd {
 
@@ -31,12 +32,6 @@ struct Avx2 {
     return _mm256_blendv_ps(into, _mm256_maskload_ps(p, selected), _mm256_castsi256_ps(selected));
   }
   static void masked_store(float* p, std::uint32_t lanes, V v) { _mm256_maskstore_ps(p, lane_mask(lanes), v); }
-  // Bit l of `bits` (l < 8) moved to bit 2l.
-  static std::uint32_t even_bits(std::uint32_t bits) {
-    bits = (bits | (bits << 4)) & 0x0f0fu;
-    bits = (bits | (bits << 2)) & 0x3333u;
-    return (bits | (bits << 1)) & 0x5555u;
-  }
   // Lane l holds p[2l] where bit l of `lanes` is set, zero elsewhere; reads only those elements.
   static V masked_load_pairs(std::uint32_t lanes, const float* p) {
     const std::uint32_t low = even_bits(lanes & ((1u << kLanes / 2) - 1)), high = even_bits(lanes >> kLanes / 2);

@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "kernels/isa_target.hpp"
+#include "kernels/lane_bits.hpp"
 
 namespace tconv::detail::simd {
 
@@ -24,12 +25,6 @@ struct Avx512 {
   static V masked_load(V into, std::uint32_t lanes, const float* p) {
     return _mm512_mask_loadu_ps(into, static_cast<__mmask16>(lanes), p);
   }
-  // Bit l of `bits` (l < 8) moved to bit 2l.
-  static std::uint32_t even_bits(std::uint32_t bits) {
-    bits = (bits | (bits << 4)) & 0x0f0fu;
-    bits = (bits | (bits << 2)) & 0x3333u;
-    return (bits | (bits << 1)) & 0x5555u;
-  }
   // Lane l holds p[2l] where bit l of `lanes` is set, zero elsewhere; reads only those elements.
   static V masked_load_pairs(std::uint32_t lanes, const float* p) {
     const std::uint32_t low = even_bits(lanes & ((1u << kLanes / 2) - 1)), high = even_bits(lanes >> kLanes / 2);
@@ -40,7 +35,7 @@ struct Avx512 {
   }
   static V set1(float value) { return _mm512_set1_ps(value); }
   static V add(V a, V b) { return _mm512_add_ps(a, b); }
-  static __mmask16 first_lanes(int count) {
+  static __mmask16 first_lanes(std::int64_t count) {
     return count <= 0 ? 0 : count >= kLanes ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << count) - 1);
   }
   static void masked_store(float* p, std::uint32_t lanes, V v) {
