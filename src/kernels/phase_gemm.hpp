@@ -47,8 +47,9 @@ struct Axis {
 };
 
 // A set of phases that read the same input footprint and share one GEMM: their
-// residues differ only in depth and height (never in width, so stride-2 rows
-// still interleave), and their taps have the same input offsets. They share B
+// taps have the same input offsets, and their residues differ in depth and
+// height, or also in width when the x stride is above 2 (stride-2 phases stay
+// apart so that their rows interleave into whole vectors). They share B
 // and stack their rows of A: GEMM row m * members() + q is output channel m of
 // member q.
 struct Phase {

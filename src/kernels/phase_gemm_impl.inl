@@ -213,7 +213,7 @@ class PhaseGemmKernel final : public PreparedKernel {
   }
   static constexpr int kSlotParts = 6;
   static constexpr int kMaxWriteRuns = 4;
-  static constexpr int kMemberFields = 3;
+  static constexpr int kMemberFields = 4;
   // A phase whose B is ready for the micro-kernels: packed, or read directly.
   struct PreparedPhase {
     std::int64_t k_count;
@@ -503,9 +503,11 @@ class PhaseGemmKernel final : public PreparedKernel {
       const auto& r = phase.residues[static_cast<std::size_t>(q)];
       const auto axes = axes_of(g, r);
       std::int64_t* member = scratch.member + q * kMemberFields;
-      member[0] = ((r[0] - phase.residues[0][0]) * out_size[1] + (r[1] - phase.residues[0][1])) * out_size[2];
+      member[0] = ((r[0] - phase.residues[0][0]) * out_size[1] + (r[1] - phase.residues[0][1])) * out_size[2] +
+                  (r[2] - phase.residues[0][2]);
       member[1] = axes[0].out_count;
       member[2] = axes[1].out_count;
+      member[3] = axes[2].out_count;
     }
   }
 
@@ -513,7 +515,7 @@ class PhaseGemmKernel final : public PreparedKernel {
   bool member_writes(const Slot& slot, const Scratch& scratch, std::int64_t q, std::int64_t col) const {
     const std::int64_t* member = scratch.member + q * kMemberFields;
     const std::int64_t* j = scratch.position + col * kPositionFields + 1;
-    return slot.out_offset[col] >= 0 && j[0] < member[1] && j[1] < member[2];
+    return slot.out_offset[col] >= 0 && j[0] < member[1] && j[1] < member[2] && j[2] < member[3];
   }
 
   // Per member and vector, how its results reach dst. One phase: as up to
