@@ -48,15 +48,6 @@ void source_rows(const Geometry& g, std::int64_t oz, std::int64_t oy, std::vecto
   }
 }
 
-// Lane l = p[l * stride] where `lanes` has bit l, zero elsewhere.
-__m512 strided_load(const float* p, std::int64_t stride, __mmask16 lanes) {
-  if (stride == 1) return _mm512_maskz_loadu_ps(lanes, p);
-  if (stride == 2) return simd::Avx512::masked_load_pairs(lanes, p);
-  const __m512i index = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                                           _mm512_set1_epi32(static_cast<int>(stride)));
-  return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), lanes, index, p, 4);
-}
-
 class DepthwiseConvKernel final : public PreparedKernel {
  public:
   DepthwiseConvKernel(const Geometry& g, const float* weight, const float* bias)
@@ -117,7 +108,7 @@ class DepthwiseConvKernel final : public PreparedKernel {
                                      _mm512_cmplt_epi32_mask(column, _mm512_set1_epi32(static_cast<int>(in_w)));
             if (inside == 0) continue;
             for (const SourceRow& row : rows) {
-              const __m512 x = strided_load(in + row.offset + first, stride_x, inside);
+              const __m512 x = simd::Avx512::masked_load_strided(inside, in + row.offset + first, stride_x);
               acc = _mm512_mask3_fmadd_ps(_mm512_set1_ps(w[row.kernel_row * g.kernel[2] + tx]), x, acc, inside);
             }
           }

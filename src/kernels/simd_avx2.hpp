@@ -40,6 +40,14 @@ struct Avx2 {
     const V evens = _mm256_shuffle_ps(a, b, 0x88);
     return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(evens), 0xD8));
   }
+  // Lane l holds p[l * step] where bit l of `lanes` is set, zero elsewhere (8 * step < 2^31).
+  static V masked_load_strided(std::uint32_t lanes, const float* p, std::int64_t step) {
+    if (step == 1) return masked_load(zero(), lanes, p);
+    if (step == 2) return masked_load_pairs(lanes, p);
+    const __m256i index = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                                             _mm256_set1_epi32(static_cast<int>(step)));
+    return _mm256_mask_i32gather_ps(zero(), p, index, _mm256_castsi256_ps(lane_mask(lanes)), 4);
+  }
   static V set1(float value) { return _mm256_set1_ps(value); }
   static V add(V a, V b) { return _mm256_add_ps(a, b); }
   static void store_first(float* p, V v, int count) {

@@ -33,6 +33,14 @@ struct Avx512 {
     const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     return _mm512_permutex2var_ps(a, even, b);
   }
+  // Lane l holds p[l * step] where bit l of `lanes` is set, zero elsewhere (16 * step < 2^31).
+  static V masked_load_strided(std::uint32_t lanes, const float* p, std::int64_t step) {
+    if (step == 1) return masked_load(zero(), lanes, p);
+    if (step == 2) return masked_load_pairs(lanes, p);
+    const __m512i index = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                             _mm512_set1_epi32(static_cast<int>(step)));
+    return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), static_cast<__mmask16>(lanes), index, p, 4);
+  }
   static V set1(float value) { return _mm512_set1_ps(value); }
   static V add(V a, V b) { return _mm512_add_ps(a, b); }
   static __mmask16 first_lanes(std::int64_t count) {
