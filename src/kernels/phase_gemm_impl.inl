@@ -297,7 +297,11 @@ class PhaseGemmKernel final : public PreparedKernel {
     for (int d = 0; d < kMaxSpatial; ++d) b.columns *= b.grid[d];
     // Vectors per tile: the count that pads the columns least (then the widest).
     std::int64_t best_padded = -1;
-    for (int nv = pp_.min_nv; nv <= std::min({pp_.max_nv, kMaxVectors, Isa::kMaxAccumulators / pp_.mr}); ++nv) {
+    // Accumulators, the nv vectors of B and a broadcast must fit the registers, or the tile spills.
+    const int fitting = (Isa::kRegisters - 1) / (pp_.mr + 1);
+    for (int nv = pp_.min_nv; nv <= std::max(pp_.min_nv, std::min({pp_.max_nv, kMaxVectors, Isa::kMaxAccumulators / pp_.mr,
+                                                                    fitting}));
+         ++nv) {
       const std::int64_t padded = (b.columns + nr(nv) - 1) / nr(nv) * nr(nv);
       if (best_padded < 0 || padded <= best_padded) {
         best_padded = padded;
