@@ -251,6 +251,22 @@ TEST(ChannelsLast, SameBitsForAnyThreadCount) {
   }
 }
 
+// The channels-last kernels' workspace is their pointer tables, never a column buffer.
+TEST(ChannelsLast, WorkspaceStaysSmall) {
+  const Tensor w(DType::f32, {512, 256, 4, 4});
+  ConvParams p;
+  p.stride = 2;
+  p.padding = 1;
+  p.layout = Layout::channels_last;
+  for (const std::string& name : available_implementations()) {
+    const auto op = forced(name, ConvKind::conv_transpose, w.view(), nullptr, p);
+    if (!op) continue;
+    const Plan plan = op->plan({8, 4, 4, 512});
+    EXPECT_EQ(plan.output_shape, (Shape{8, 8, 8, 256}));
+    EXPECT_LE(plan.workspace_bytes, static_cast<std::size_t>(plan.threads) * (64u << 10)) << name;
+  }
+}
+
 // The reference methods and the gradients take the layout too.
 TEST(ChannelsLast, ReferenceAndGradientsFollowTheLayout) {
   std::mt19937_64 rng(127);
