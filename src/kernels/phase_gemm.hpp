@@ -57,6 +57,9 @@ struct Phase {
   std::vector<std::vector<std::int64_t>> taps;                   // per member: flat kernel tap of each e
   std::vector<std::array<std::int64_t, kMaxSpatial>> offsets;    // input offset of each tap e (shared)
   std::int64_t packed_offset = 0;                                // where this set's A panels start
+  // Members come x residue fastest; when those residues are consecutive, each
+  // run of x_run members (one output channel) writes consecutive outputs.
+  std::int64_t x_run = 1;
 
   std::int64_t members() const { return static_cast<std::int64_t>(residues.size()); }
 };
@@ -82,6 +85,7 @@ struct TileLimits {
   int max_accumulators;  // accumulator registers a micro-kernel may use
   int min_accumulators;  // independent accumulators that hide the FMA latency
   bool free_broadcast;   // an FMA can take its broadcast operand from memory
+  int lanes;             // floats per vector
 };
 PackedProblem pack(const Geometry& g, const float* weight, const float* bias, const TileLimits& tiles);
 

@@ -24,7 +24,7 @@ TCONV_TARGET_AVX2_BEGIN
 struct Avx2 : simd::Avx2 {
   static constexpr int kMaxMr = 6;
   static constexpr int kMaxAccumulators = 12;  // of 16 ymm registers
-  static constexpr TileLimits kTiles{kMaxMr, kMaxAccumulators, 8, false};
+  static constexpr TileLimits kTiles{kMaxMr, kMaxAccumulators, 8, false, kLanes};
 };
 
 #include "kernels/phase_gemm_impl.inl"

@@ -24,7 +24,7 @@ TCONV_TARGET_AVX512_BEGIN
 struct Avx512 : simd::Avx512 {
   static constexpr int kMaxMr = 24;
   static constexpr int kMaxAccumulators = 24;  // of 32 zmm registers: the rest hold B and broadcasts
-  static constexpr TileLimits kTiles{kMaxMr, kMaxAccumulators, 8, true};
+  static constexpr TileLimits kTiles{kMaxMr, kMaxAccumulators, 8, true, kLanes};
 };
 
 #include "kernels/phase_gemm_impl.inl"

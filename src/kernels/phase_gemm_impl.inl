@@ -502,7 +502,11 @@ class PhaseGemmKernel final : public PreparedKernel {
                                              slot.tile);
       }
     }
-    for (int r = 0; r < rows; ++r) {
+    int r = 0;
+    if (count == 1 && set.x_run % Isa::kLanes == 0 && pp_.mr % Isa::kLanes == 0) {
+      for (; r + Isa::kLanes <= rows; r += Isa::kLanes) write_transposed(g, set, mb * pp_.mr + r, r, s, item, dst, scratch);
+    }
+    for (; r < rows; ++r) {
       const std::int64_t row = mb * pp_.mr + r;
       const std::int64_t channel = row / members, q = row % members;
       const float bias = pp_.bias[static_cast<std::size_t>(item.group * pp_.m_per_group + channel)];
@@ -530,6 +534,37 @@ class PhaseGemmKernel final : public PreparedKernel {
             if (offsets[lane] >= 0) out[offsets[lane]] = values[lane] + bias;
           }
         }
+      }
+    }
+  }
+
+  // Rows row0 .. row0 + lanes - 1 of a set whose x runs fill vectors: one
+  // channel's members with consecutive x residues, so per column the tile's
+  // lanes-row block transposed is a vector of consecutive outputs.
+  void write_transposed(const Geometry& g, const Phase& set, std::int64_t row0, int r0, std::int64_t s,
+                        const WorkItem& item, float* dst, const Scratch& scratch) const {
+    const Dims& out_size = pp_.kind == ConvKind::conv_transpose ? g.big_size : g.small_size;
+    const std::int64_t members = set.members(), nr_ = nr(item.nv);
+    const std::int64_t channel = row0 / members, q0 = row0 % members;
+    const Slot& slot = scratch.slot[0];
+    const typename Isa::V bias_v = Isa::set1(pp_.bias[static_cast<std::size_t>(item.group * pp_.m_per_group + channel)]);
+    float* out = dst + channel * out_size[0] * out_size[1] * out_size[2] + scratch.member[q0 * kMemberFields];
+    for (int v = 0; v < item.nv; ++v) {
+      // Perfect shuffles of row i with row i + lanes/2, log2(lanes) times, transpose the block.
+      typename Isa::V block[Isa::kLanes], next[Isa::kLanes];
+      for (int i = 0; i < Isa::kLanes; ++i) block[i] = Isa::load(slot.tile + (r0 + i) * nr_ + v * Isa::kLanes);
+      for (int round = 1; round < Isa::kLanes; round *= 2) {
+        for (int i = 0; i < Isa::kLanes / 2; ++i) Isa::interleave(block[i], block[i + Isa::kLanes / 2], next[2 * i], next[2 * i + 1]);
+        for (int i = 0; i < Isa::kLanes; ++i) block[i] = next[i];
+      }
+      for (int j = 0; j < Isa::kLanes; ++j) {
+        const std::int64_t col = (s * item.nv + v) * Isa::kLanes + j;
+        if (col >= item.columns || slot.out_offset[col] < 0) continue;
+        std::uint32_t lanes = 0;
+        for (int i = 0; i < Isa::kLanes; ++i) {
+          if (member_writes(slot, scratch, q0 + i, col)) lanes |= 1u << i;
+        }
+        Isa::masked_store(out + slot.out_offset[col], lanes, Isa::add(block[j], bias_v));
       }
     }
   }

@@ -65,6 +65,9 @@ Phase make_phase(const Geometry& g, const std::vector<std::int64_t>& z_class, co
             }
         p.taps.push_back(std::move(taps));
       }
+  bool consecutive = true;
+  for (std::size_t i = 1; i < x_class.size(); ++i) consecutive = consecutive && x_class[i] == x_class[0] + std::int64_t(i);
+  p.x_run = consecutive ? static_cast<std::int64_t>(x_class.size()) : 1;
   return p;
 }
 
@@ -107,11 +110,17 @@ PackedProblem pack(const Geometry& g, const float* weight, const float* bias, co
   // pads least (then the tallest); with separate broadcasts a short tile costs
   // more loads per FMA than a little padding, so take the tallest mr that pads
   // at most an eighth.
+  // Sets whose x runs fill whole vectors store transposed tiles, which needs
+  // blocks of whole runs (see multiply_and_write).
+  bool whole_runs = true;
+  for (const auto& phase : pp.phases) whole_runs = whole_runs && phase.x_run % tiles.lanes == 0;
+  whole_runs = whole_runs && tiles.lanes <= tiles.max_mr && tiles.lanes * pp.min_nv <= tiles.max_accumulators;
   pp.mr = 1;
   std::int64_t best_padded = -1;
   for (int mr = 1; mr <= std::min<std::int64_t>(tiles.max_mr, m); ++mr) {
     if (mr * pp.min_nv > tiles.max_accumulators) break;
     if (one_vector && mr < tiles.min_accumulators) continue;
+    if (whole_runs && mr % tiles.lanes != 0) continue;
     const std::int64_t padded = (m + mr - 1) / mr * mr;
     const bool better = one_vector ? best_padded < 0 || padded <= best_padded : padded * 8 <= m * 9;
     if (better) {

@@ -55,6 +55,12 @@ struct Avx2 {
     const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     _mm256_maskstore_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32(count), lane), v);
   }
+  // low = a0 b0 a1 b1 a2 b2 a3 b3, high = a4 b4 ... a7 b7.
+  static void interleave(V a, V b, V& low, V& high) {
+    const V low_pairs = _mm256_unpacklo_ps(a, b), high_pairs = _mm256_unpackhi_ps(a, b);
+    low = _mm256_permute2f128_ps(low_pairs, high_pairs, 0x20);
+    high = _mm256_permute2f128_ps(low_pairs, high_pairs, 0x31);
+  }
   static void store_interleaved(float* p, V even, V odd, int count) {
     const V low_pairs = _mm256_unpacklo_ps(even, odd);   // e0 o0 e1 o1 | e4 o4 e5 o5
     const V high_pairs = _mm256_unpackhi_ps(even, odd);  // e2 o2 e3 o3 | e6 o6 e7 o7

@@ -50,6 +50,11 @@ struct Avx512 {
   static void masked_store(float* p, std::uint32_t lanes, V v) {
     _mm512_mask_storeu_ps(p, static_cast<__mmask16>(lanes), v);
   }
+  // low = a0 b0 a1 b1 ... a7 b7, high = a8 b8 ... a15 b15.
+  static void interleave(V a, V b, V& low, V& high) {
+    low = _mm512_permutex2var_ps(a, _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23), b);
+    high = _mm512_permutex2var_ps(a, _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31), b);
+  }
   static void store_interleaved(float* p, V even, V odd, int count) {
     const __m512i low = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
     const __m512i high = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);

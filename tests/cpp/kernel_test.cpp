@@ -160,6 +160,10 @@ TEST(Implementations, MatchTheOracleOnLargerShapes) {
       make(T, 1, 6, 6, 3, {10, 12}, 3, 1, 2, 0, 2, false),
       make(T, 1, 5, 7, 1, {3, 3}, 7, 3, 2, 2, 1, true),
       make(T, 2, 4, 5, 1, {2, 3}, 6, 5, 3, 4, 1, true),
+      // Width phases merged into runs of 16 consecutive residues (transposed tile stores), the last
+      // column written by only some of them (output_padding).
+      make(T, 1, 4, 3, 1, {3, 4}, 32, 16, 0, 5, 1, true),
+      make(T, 2, 3, 2, 1, {2, 3}, 16, 16, 0, 0, 1, false),
       make(C, 3, 30, 20, 1, {12, 10}, 3, 1, 1, 0, 1, true),
       make(C, 2, 27, 13, 1, {15, 11}, 4, 2, 1, 0, 1, false),
       make(C, 1, 8, 16, 2, {40}, 5, 3, 2, 0, 2, true),
