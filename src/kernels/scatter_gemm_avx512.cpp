@@ -224,9 +224,8 @@ class ScatterGemmKernel final : public PreparedKernel {
   // line[start + l] += (l even: even[l/2], odd: odd[l/2]) for l < count, within [0, out_w).
   static void add_interleaved(float* line, std::int64_t start, std::int64_t count, std::int64_t out_w, __m512 even,
                               __m512 odd) {
-    const __m512i low = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-    const __m512i high = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
-    const __m512 halves[2] = {_mm512_permutex2var_ps(even, low, odd), _mm512_permutex2var_ps(even, high, odd)};
+    __m512 halves[2];
+    Isa::interleave(even, odd, halves[0], halves[1]);
     for (int h = 0; h < 2; ++h) {
       const std::int64_t first = start + h * Isa::kLanes;
       // Lanes l with l < count - h*16 and 0 <= first + l < out_w.
