@@ -13,24 +13,32 @@ void micro_kernel(std::int64_t n_taps, std::int64_t channels, const float* const
   using V = typename Isa::V;
   constexpr int kNr = NV * Isa::kLanes;
   V acc[R][NV];
+  TCONV_UNROLL_TILE
   for (int r = 0; r < R; ++r)
+    TCONV_UNROLL_TILE
     for (int v = 0; v < NV; ++v) acc[r][v] = Isa::zero();
   for (std::int64_t e = 0; e < n_taps; ++e) {
     const float* a[R];
+    TCONV_UNROLL_TILE
     for (int r = 0; r < R; ++r) a[r] = rows[e * Isa::kMaxRows + r];
     for (std::int64_t c = 0; c < channels; ++c, w += kNr) {
       V wv[NV];
+      TCONV_UNROLL_TILE
       for (int v = 0; v < NV; ++v) wv[v] = Isa::load(w + v * Isa::kLanes);
+      TCONV_UNROLL_TILE
       for (int r = 0; r < R; ++r) {
         const V av = Isa::broadcast(a[r] + c);
+        TCONV_UNROLL_TILE
         for (int v = 0; v < NV; ++v) acc[r][v] = Isa::fmadd(av, wv[v], acc[r][v]);
       }
     }
   }
+  TCONV_UNROLL_TILE
   for (int v = 0; v < NV; ++v) {
     const V b = Isa::load(bias + v * Isa::kLanes);
     const std::int64_t left = columns - v * Isa::kLanes;
     if (left <= 0) break;
+    TCONV_UNROLL_TILE
     for (int r = 0; r < R; ++r) {
       const V out = Isa::add(acc[r][v], b);
       if (left >= Isa::kLanes) {

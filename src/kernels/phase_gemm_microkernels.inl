@@ -11,17 +11,24 @@ void micro_kernel(std::int64_t k_count, const float* a, std::int64_t a_stride, c
   using V = typename Isa::V;
   constexpr int kNr = NV * Isa::kLanes;
   V acc[MR][NV];
+  TCONV_UNROLL_TILE
   for (int m = 0; m < MR; ++m)
+    TCONV_UNROLL_TILE
     for (int v = 0; v < NV; ++v) acc[m][v] = Isa::zero();
   for (std::int64_t k = 0; k < k_count; ++k) {
     V bv[NV];
+    TCONV_UNROLL_TILE
     for (int v = 0; v < NV; ++v) bv[v] = Isa::load(b + k * kNr + v * Isa::kLanes);
+    TCONV_UNROLL_TILE
     for (int m = 0; m < MR; ++m) {
       const V av = Isa::broadcast(a + k * a_stride + m);
+      TCONV_UNROLL_TILE
       for (int v = 0; v < NV; ++v) acc[m][v] = Isa::fmadd(av, bv[v], acc[m][v]);
     }
   }
+  TCONV_UNROLL_TILE
   for (int m = 0; m < MR; ++m)
+    TCONV_UNROLL_TILE
     for (int v = 0; v < NV; ++v) Isa::store(c + m * kNr + v * Isa::kLanes, acc[m][v]);
 }
 
@@ -44,23 +51,30 @@ void direct_micro_kernel(std::int64_t channels, std::int64_t n_taps, const float
   using V = typename Isa::V;
   constexpr int kNr = NV * Isa::kLanes;
   V acc[MR][NV];
+  TCONV_UNROLL_TILE
   for (int m = 0; m < MR; ++m)
+    TCONV_UNROLL_TILE
     for (int v = 0; v < NV; ++v) acc[m][v] = Isa::zero();
   for (std::int64_t e = 0; e < n_taps; ++e) {
     const Load* row = runs + e * tap_stride;
     for (std::int64_t ch = 0; ch < channels; ++ch, a += a_stride) {
       const float* plane = src + ch * in_plane;
       V bv[NV];
+      TCONV_UNROLL_TILE
       for (int v = 0; v < NV; ++v) {
         bv[v] = Isa::masked_load(Isa::zero(), row[v * Isa::kLanes].lanes, plane + row[v * Isa::kLanes].base);
       }
+      TCONV_UNROLL_TILE
       for (int m = 0; m < MR; ++m) {
         const V av = Isa::broadcast(a + m);
+        TCONV_UNROLL_TILE
         for (int v = 0; v < NV; ++v) acc[m][v] = Isa::fmadd(av, bv[v], acc[m][v]);
       }
     }
   }
+  TCONV_UNROLL_TILE
   for (int m = 0; m < MR; ++m)
+    TCONV_UNROLL_TILE
     for (int v = 0; v < NV; ++v) Isa::store(c + m * kNr + v * Isa::kLanes, acc[m][v]);
 }
 
