@@ -161,7 +161,8 @@ struct Case {
 
 struct CaseLimits {
   int min_rank = 1, max_rank = 3;
-  std::int64_t max_batch = 2, max_channels_per_group = 3, max_groups = 3, max_size = 7, max_kernel = 4;
+  std::int64_t max_batch = 2, min_channels_per_group = 1, max_channels_per_group = 3, max_groups = 3, max_size = 7,
+               max_kernel = 4;
   std::int64_t max_stride = 3, max_padding = 3, max_dilation = 3;
   bool asymmetric_padding = false;
   double depthwise_share = 0.2;  // cases with one input and one output channel per group
@@ -181,8 +182,8 @@ inline Case random_case(std::mt19937_64& rng, const CaseLimits& lim = {}) {
     c.batch = c.batched ? pick(1, lim.max_batch) : 1;
     const bool depthwise = std::uniform_real_distribution<double>(0, 1)(rng) < lim.depthwise_share;
     c.groups = depthwise ? pick(1, std::max<std::int64_t>(lim.max_groups, 4)) : pick(1, lim.max_groups);
-    c.in_channels = c.groups * (depthwise ? 1 : pick(1, lim.max_channels_per_group));
-    c.out_channels = c.groups * (depthwise ? 1 : pick(1, lim.max_channels_per_group));
+    c.in_channels = c.groups * (depthwise ? 1 : pick(lim.min_channels_per_group, lim.max_channels_per_group));
+    c.out_channels = c.groups * (depthwise ? 1 : pick(lim.min_channels_per_group, lim.max_channels_per_group));
     c.bias = pick(0, 1) != 0;
     for (int d = 0; d < rank; ++d) {
       c.size.push_back(pick(1, lim.max_size));

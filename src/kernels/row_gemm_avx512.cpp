@@ -1,0 +1,374 @@
+// Row-GEMM family for AVX-512: channels-first (transposed) convolutions whose
+// x axis has stride 1 (s1_k3, dilated; convolutions with stride 1 in x). The
+// phase-GEMM family packs B, the input patches, per call: every input element
+// once per tap. This family copies each input row about once, zero-padded, and
+// broadcasts the GEMM's rows straight from that copy.
+//
+// Math. Phases only split depth and height here (phase_gemm.hpp: with stride 1
+// in x a phase covers whole output rows). Per (group, phase), output row
+// (jz, jy) and output column x:
+//     dst[m, row, x] = bias[m] + sum_{k = e*C + c} W[k, m] * src[c, iz_e, iy_e, x + ox_e]
+//     iz_e = jz * in_step_z + oz_e,  iy_e = jy * in_step_y + oy_e     (0 outside the input)
+// The GEMM's rows are R <= 16 consecutive output columns of one output row and
+// its columns 16 output channels m0 .. m0+15, one vector:
+//     acc[r] += broadcast(band[c, row of tap e, x0 + r + ox_e]) * W[k, m0 .. m0+15]
+// Each output element is summed over k ascending from zero, bias added last:
+// the order of phase_gemm and igemm, so the three give the same bits.
+// Layouts (floats):
+//   W (packed at creation): per group, phase and block of 16 output channels,
+//     [K][16], k = e*C + c, channels past M zero. Bias padded likewise.
+//   Band (per call, per thread, in the workspace): the input rows a band of
+//     output rows reads, for columns [x0 + min ox, x1 + max ox): [c][z offset][row][width];
+//     positions outside the input are zeros, so no tap needs a bounds check.
+// The micro-kernel transposes its R x 16 tile in registers and stores R
+// consecutive outputs of each channel as one masked vector.
+#include <omp.h>
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include "kernels/cpu_features.hpp"
+#include "kernels/isa_target.hpp"
+#include "kernels/kernel.hpp"
+#include "kernels/phase_gemm.hpp"
+#include "kernels/simd_avx512.hpp"
+
+namespace tconv::detail::row_gemm {
+namespace {
+
+constexpr int kLanes = 16;                                // output channels per vector
+constexpr int kTileColumns = 16;                          // GEMM rows per micro-kernel: output columns (the transpose is 16 x 16)
+constexpr std::int64_t kMaxChunkColumns = 256;            // output columns per work item
+constexpr std::int64_t kBandBudgetFloats = 48 * 1024;     // a band of rows in L2 (192 KB)
+constexpr std::int64_t kMaxBandFloats = 1024 * 1024;      // the least band a problem may need (4 MB)
+constexpr std::int64_t kMaxBandRows = 8;
+constexpr std::int64_t kItemsPerThread = 4;
+
+// The shape of a phase's taps, fixed at creation.
+struct PhaseTaps {
+  std::array<std::int64_t, 2> residue;      // depth, height
+  std::vector<std::int64_t> tap;            // flat kernel tap of each e
+  std::vector<std::array<std::int64_t, 3>> offset;  // input offset of each e
+  std::vector<std::int64_t> z_offsets;      // its distinct depth offsets, ascending
+  std::vector<std::int64_t> z_index;        // per e: index into z_offsets
+  std::int64_t min_oy = 0, max_oy = 0;
+  std::int64_t packed_at = 0;               // where its weights start
+};
+
+TCONV_TARGET_AVX512_BEGIN
+
+using Isa = simd::Avx512;
+using V = Isa::V;
+
+// acc[r] = sum over taps e and channels c of band[e's row + c * channel_step + r] * w[k][0..15];
+// then dst[j * dst_plane + r] = acc[r][j] + bias[j] for r < R, j < channels.
+template <int R>
+void micro_kernel(std::int64_t n_taps, std::int64_t channels, const float* band, const std::int64_t* tap_at,
+                  std::int64_t channel_step, const float* w, const float* bias, float* dst, std::int64_t dst_plane,
+                  int out_channels) {
+  V acc[kTileColumns];
+  TCONV_UNROLL_TILE
+  for (int r = 0; r < R; ++r) acc[r] = Isa::zero();
+  for (std::int64_t e = 0; e < n_taps; ++e) {
+    const float* p = band + tap_at[e];
+    for (std::int64_t c = 0; c < channels; ++c, p += channel_step, w += Isa::kLanes) {
+      const V wv = Isa::load(w);
+      TCONV_UNROLL_TILE
+      for (int r = 0; r < R; ++r) acc[r] = Isa::fmadd(Isa::broadcast(p + r), wv, acc[r]);
+    }
+  }
+  TCONV_UNROLL_TILE
+  for (int r = R; r < kTileColumns; ++r) acc[r] = Isa::zero();
+  // Perfect shuffles of row i with row i + 8, four times, transpose the 16 x 16 block.
+  for (int round = 0; round < 4; ++round) {
+    V next[kTileColumns];
+    TCONV_UNROLL_TILE
+    for (int i = 0; i < kTileColumns / 2; ++i) Isa::interleave(acc[i], acc[i + kTileColumns / 2], next[2 * i], next[2 * i + 1]);
+    TCONV_UNROLL_TILE
+    for (int i = 0; i < kTileColumns; ++i) acc[i] = next[i];
+  }
+  const auto lanes = static_cast<std::uint32_t>(Isa::first_lanes(R));
+  TCONV_UNROLL_TILE
+  for (int j = 0; j < kTileColumns; ++j) {
+    if (j < out_channels) Isa::masked_store(dst + j * dst_plane, lanes, Isa::add(acc[j], Isa::set1(bias[j])));
+  }
+}
+
+using MicroKernel = decltype(&micro_kernel<1>);
+
+template <std::size_t... Rows>
+constexpr std::array<MicroKernel, sizeof...(Rows)> micro_kernels(std::index_sequence<Rows...>) {
+  return {&micro_kernel<static_cast<int>(Rows) + 1>...};
+}
+constexpr auto kMicroKernels = micro_kernels(std::make_index_sequence<kTileColumns>());
+
+class RowGemmKernel final : public PreparedKernel {
+ public:
+  RowGemmKernel(const Geometry& g, const float* weight, const float* bias)
+      : kind_(g.kind),
+        groups_(g.groups),
+        cin_(g.input_per_group()),
+        cout_(g.output_per_group()),
+        blocks_((g.output_per_group() + Isa::kLanes - 1) / Isa::kLanes) {
+    const bool transposed = g.kind == ConvKind::conv_transpose;
+    for (std::int64_t rz = 0; rz < (transposed ? g.stride[0] : 1); ++rz)
+      for (std::int64_t ry = 0; ry < (transposed ? g.stride[1] : 1); ++ry) {
+        const phase_gemm::Phase ph = phase_gemm::single_phase(g, {rz, ry, 0});
+        PhaseTaps p;
+        p.residue = {rz, ry};
+        p.tap = ph.taps[0];
+        p.offset = ph.offsets;
+        for (const auto& o : ph.offsets) {
+          if (std::find(p.z_offsets.begin(), p.z_offsets.end(), o[0]) == p.z_offsets.end()) p.z_offsets.push_back(o[0]);
+          min_ox_ = std::min(min_ox_, o[2]);
+          max_ox_ = std::max(max_ox_, o[2]);
+        }
+        std::sort(p.z_offsets.begin(), p.z_offsets.end());
+        for (const auto& o : ph.offsets) {
+          p.z_index.push_back(std::find(p.z_offsets.begin(), p.z_offsets.end(), o[0]) - p.z_offsets.begin());
+        }
+        if (!p.offset.empty()) {
+          p.min_oy = p.max_oy = p.offset[0][1];
+          for (const auto& o : p.offset) p.min_oy = std::min(p.min_oy, o[1]), p.max_oy = std::max(p.max_oy, o[1]);
+        }
+        phases_.push_back(std::move(p));
+      }
+    // Weights: [group][phase][block][K][16].
+    std::int64_t total = 0;
+    for (auto& p : phases_) {
+      p.packed_at = total;
+      total += groups_ * blocks_ * k_of(p) * Isa::kLanes;
+    }
+    packed_.assign(static_cast<std::size_t>(total), 0.0f);
+    const std::int64_t taps = g.kernel_taps();
+    for (const auto& p : phases_)
+      for (std::int64_t grp = 0; grp < groups_; ++grp)
+        for (std::int64_t m = 0; m < cout_; ++m)
+          for (std::size_t e = 0; e < p.tap.size(); ++e)
+            for (std::int64_t c = 0; c < cin_; ++c) {
+              // weight is [small_channels, big_channels/groups, taps]
+              const std::int64_t small = grp * (transposed ? cin_ : cout_) + (transposed ? c : m);
+              const std::int64_t big_local = transposed ? m : c;
+              const std::int64_t k = static_cast<std::int64_t>(e) * cin_ + c;
+              packed_[static_cast<std::size_t>(weights_of(p, grp, m / Isa::kLanes) + k * Isa::kLanes + m % Isa::kLanes)] =
+                  weight[(small * g.big_per_group() + big_local) * taps + p.tap[e]];
+            }
+    bias_.assign(static_cast<std::size_t>(groups_ * blocks_ * Isa::kLanes), 0.0f);
+    if (bias) {
+      for (std::int64_t grp = 0; grp < groups_; ++grp)
+        std::copy(bias + grp * cout_, bias + (grp + 1) * cout_, bias_.begin() + grp * blocks_ * Isa::kLanes);
+    }
+  }
+
+  std::size_t workspace_bytes(const Geometry& g, int threads) const override {
+    return static_cast<std::size_t>(threads) * static_cast<std::size_t>(band_floats(g, blocking(g, threads))) * sizeof(float);
+  }
+
+  void run(const Geometry& g, const void* src_v, void* dst_v, void* workspace, int threads) const override {
+    const auto* src = static_cast<const float*>(src_v);
+    auto* dst = static_cast<float*>(dst_v);
+    const Blocking b = blocking(g, threads);
+    const std::int64_t per_thread = band_floats(g, b);
+    const std::int64_t items = b.items;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+    for (std::int64_t it = 0; it < items; ++it) {
+      run_item(g, b, it, src, dst, static_cast<float*>(workspace) + omp_get_thread_num() * per_thread);
+    }
+  }
+
+ private:
+  // Work items: (sample, group, phase, output depth row, band of output rows, chunk of output columns).
+  struct Blocking {
+    std::int64_t band_rows = 1, bands = 1;      // per phase: bands of the largest phase's rows
+    std::int64_t chunk = 1, chunks = 1;         // output columns per item
+    std::int64_t max_rows = 1, max_depth = 1;   // the largest phase's extent in height and depth
+    std::int64_t items = 0;
+  };
+
+  std::int64_t k_of(const PhaseTaps& p) const { return static_cast<std::int64_t>(p.tap.size()) * cin_; }
+  std::int64_t weights_of(const PhaseTaps& p, std::int64_t grp, std::int64_t block) const {
+    return p.packed_at + (grp * blocks_ + block) * k_of(p) * Isa::kLanes;
+  }
+  std::int64_t in_step(const Geometry& g, int d) const { return kind_ == ConvKind::conv ? g.stride[d] : 1; }
+
+  // Input rows a band of `rows` output rows reads in phase p, and the widest z-offset count.
+  std::int64_t band_span(const Geometry& g, const PhaseTaps& p, std::int64_t rows) const {
+    return (rows - 1) * in_step(g, 1) + p.max_oy - p.min_oy + 1;
+  }
+  std::int64_t band_floats(const Geometry& g, const Blocking& b) const {
+    std::int64_t most = 1;
+    for (const auto& p : phases_) {
+      most = std::max(most, cin_ * static_cast<std::int64_t>(p.z_offsets.size()) * band_span(g, p, b.band_rows) *
+                                (b.chunk + max_ox_ - min_ox_));
+    }
+    return (most + 15) / 16 * 16;
+  }
+
+  Blocking blocking(const Geometry& g, int threads) const {
+    Blocking b;
+    const Dims& out = g.output_size();
+    for (const auto& p : phases_) {
+      const auto axes = phase_gemm::axes_of(g, {p.residue[0], p.residue[1], 0});
+      b.max_depth = std::max(b.max_depth, axes[0].out_count);
+      b.max_rows = std::max(b.max_rows, axes[1].out_count);
+    }
+    b.chunks = (out[2] + kMaxChunkColumns - 1) / kMaxChunkColumns;
+    b.chunk = std::max<std::int64_t>(1, (out[2] + b.chunks - 1) / b.chunks);
+    b.chunk = (b.chunk + kTileColumns - 1) / kTileColumns * kTileColumns;
+    b.chunks = std::max<std::int64_t>(1, (out[2] + b.chunk - 1) / b.chunk);
+    const std::int64_t outer = g.batch * groups_ * static_cast<std::int64_t>(phases_.size()) * b.max_depth * b.chunks;
+    // Band height: the one whose items finish soonest on `threads` threads
+    // (rounds times height), the tallest on a tie, within the band budget.
+    std::int64_t best = -1;
+    for (std::int64_t rows = 1; rows <= std::min(kMaxBandRows, b.max_rows); ++rows) {
+      Blocking t = b;
+      t.band_rows = rows;
+      if (rows > 1 && band_floats(g, t) > kBandBudgetFloats) break;
+      const std::int64_t items = outer * ((b.max_rows + rows - 1) / rows);
+      const std::int64_t span = (items + threads - 1) / threads * rows;
+      if (best < 0 || span <= best) {
+        best = span;
+        b.band_rows = rows;
+      }
+    }
+    b.bands = (b.max_rows + b.band_rows - 1) / b.band_rows;
+    b.items = outer * b.bands;
+    if (g.batch == 0) b.items = 0;
+    return b;
+  }
+
+  void run_item(const Geometry& g, const Blocking& b, std::int64_t it, const float* src, float* dst, float* band) const {
+    const std::int64_t chunk = it % b.chunks;
+    it /= b.chunks;
+    const std::int64_t band_index = it % b.bands;
+    it /= b.bands;
+    const std::int64_t jz = it % b.max_depth;
+    it /= b.max_depth;
+    const auto& p = phases_[static_cast<std::size_t>(it % static_cast<std::int64_t>(phases_.size()))];
+    it /= static_cast<std::int64_t>(phases_.size());
+    const std::int64_t grp = it % groups_, n = it / groups_;
+
+    const auto axes = phase_gemm::axes_of(g, {p.residue[0], p.residue[1], 0});
+    const std::int64_t j0 = band_index * b.band_rows;
+    const std::int64_t j1 = std::min(axes[1].out_count, j0 + b.band_rows);
+    if (jz >= axes[0].out_count || j0 >= j1 || p.tap.empty()) {
+      if (jz < axes[0].out_count && j0 < j1) write_bias_only(g, axes, n, grp, jz, j0, j1, chunk, b, dst);
+      return;
+    }
+    const Dims& in = g.input_size();
+    const Dims& out = g.output_size();
+    const std::int64_t x0 = chunk * b.chunk, x1 = std::min(out[2], x0 + b.chunk);
+    // The band: rows iy in [iy0, iy0 + span), columns [x0 + min_ox, x1 + max_ox).
+    const std::int64_t span = band_span(g, p, j1 - j0);
+    const std::int64_t iy0 = j0 * in_step(g, 1) + p.min_oy;
+    const std::int64_t width = (x1 - x0) + max_ox_ - min_ox_;
+    const std::int64_t ix0 = x0 + min_ox_;
+    const auto nz = static_cast<std::int64_t>(p.z_offsets.size());
+    const std::int64_t channel_step = nz * span * width;
+    const std::int64_t in_plane = in[0] * in[1] * in[2];
+    const float* src_group = src + (n * g.input_channels() + grp * cin_) * in_plane;
+    const std::int64_t copy_lo = std::max<std::int64_t>(0, -ix0), copy_hi = std::min(width, in[2] - ix0);
+    for (std::int64_t c = 0; c < cin_; ++c)
+      for (std::int64_t zi = 0; zi < nz; ++zi) {
+        const std::int64_t iz = jz * in_step(g, 0) + p.z_offsets[static_cast<std::size_t>(zi)];
+        for (std::int64_t r = 0; r < span; ++r) {
+          float* row = band + c * channel_step + (zi * span + r) * width;
+          const std::int64_t iy = iy0 + r;
+          if (iz < 0 || iz >= in[0] || iy < 0 || iy >= in[1] || copy_lo >= copy_hi) {
+            std::fill(row, row + width, 0.0f);
+            continue;
+          }
+          std::fill(row, row + copy_lo, 0.0f);
+          std::memcpy(row + copy_lo, src_group + c * in_plane + (iz * in[1] + iy) * in[2] + ix0 + copy_lo,
+                      static_cast<std::size_t>(copy_hi - copy_lo) * sizeof(float));
+          std::fill(row + std::max(copy_lo, copy_hi), row + width, 0.0f);
+        }
+      }
+
+    const std::int64_t out_plane = out[0] * out[1] * out[2];
+    float* dst_group = dst + (n * g.output_channels() + grp * cout_) * out_plane;
+    const auto n_taps = static_cast<std::int64_t>(p.tap.size());
+    std::vector<std::int64_t> tap_at(static_cast<std::size_t>(n_taps));
+    for (std::int64_t j = j0; j < j1; ++j) {
+      // Band offset of each tap's first element for output column x0.
+      for (std::int64_t e = 0; e < n_taps; ++e) {
+        const auto& o = p.offset[static_cast<std::size_t>(e)];
+        tap_at[static_cast<std::size_t>(e)] = (p.z_index[static_cast<std::size_t>(e)] * span + j * in_step(g, 1) + o[1] - iy0) * width + o[2] - min_ox_;
+      }
+      const std::int64_t oz = axes[0].out_start + jz * axes[0].out_step, oy = axes[1].out_start + j * axes[1].out_step;
+      float* out_row = dst_group + (oz * out[1] + oy) * out[2];
+      for (std::int64_t x = x0; x < x1; x += kTileColumns) {
+        const int columns = static_cast<int>(std::min<std::int64_t>(kTileColumns, x1 - x));
+        const MicroKernel kernel = kMicroKernels[static_cast<std::size_t>(columns - 1)];
+        for (std::int64_t block = 0; block < blocks_; ++block) {
+          const int channels = static_cast<int>(std::min<std::int64_t>(Isa::kLanes, cout_ - block * Isa::kLanes));
+          kernel(n_taps, cin_, band + (x - x0), tap_at.data(), channel_step, packed_.data() + weights_of(p, grp, block),
+                 bias_.data() + (grp * blocks_ + block) * Isa::kLanes, out_row + block * Isa::kLanes * out_plane + x,
+                 out_plane, channels);
+        }
+      }
+    }
+  }
+
+  // A phase no tap reaches (large padding) still owns its outputs: bias.
+  void write_bias_only(const Geometry& g, const std::array<phase_gemm::Axis, 3>& axes, std::int64_t n,
+                       std::int64_t grp, std::int64_t jz, std::int64_t j0, std::int64_t j1, std::int64_t chunk,
+                       const Blocking& b, float* dst) const {
+    const Dims& out = g.output_size();
+    const std::int64_t out_plane = out[0] * out[1] * out[2];
+    const std::int64_t x0 = chunk * b.chunk, x1 = std::min(out[2], x0 + b.chunk);
+    for (std::int64_t m = 0; m < cout_; ++m) {
+      const float value = bias_[static_cast<std::size_t>(grp * blocks_ * Isa::kLanes + m)];
+      float* plane = dst + (n * g.output_channels() + grp * cout_ + m) * out_plane;
+      for (std::int64_t j = j0; j < j1; ++j) {
+        const std::int64_t oz = axes[0].out_start + jz * axes[0].out_step, oy = axes[1].out_start + j * axes[1].out_step;
+        std::fill(plane + (oz * out[1] + oy) * out[2] + x0, plane + (oz * out[1] + oy) * out[2] + x1, value);
+      }
+    }
+  }
+
+  ConvKind kind_;
+  std::int64_t groups_, cin_, cout_, blocks_;
+  std::int64_t min_ox_ = 0, max_ox_ = 0;
+  std::vector<PhaseTaps> phases_;
+  std::vector<float> packed_, bias_;
+};
+
+TCONV_TARGET_END
+
+std::string rejects(const Geometry& g, DType dtype, const WeightFacts& weights) {
+  if (dtype != DType::f32) return "it computes float32 only";
+  if (g.layout != Layout::channels_first) return "it reads channels-first tensors (the igemm families read channels-last)";
+  if (g.stride[2] != 1) return "its rows need stride 1 in x (the phase-GEMM family takes other strides)";
+  if (std::string why_not = phase_gemm::phase_plan_rejects(g, weights); !why_not.empty()) return why_not;
+  // Taps outside the input are read as zeros, as the phase GEMMs do; PyTorch
+  // multiplies a convolution's padding too, so non-finite weights agree there.
+  if (g.output_per_group() < kLanes) {
+    return "it is for at least " + std::to_string(kLanes) + " output channels per group (one vector), this has " +
+           std::to_string(g.output_per_group());
+  }
+  const std::int64_t reach_x = g.dilation[2] * (g.kernel[2] - 1) + 1, reach_y = g.dilation[1] * (g.kernel[1] - 1) + 1;
+  const std::int64_t least = g.input_per_group() * g.kernel[0] * reach_y * (kTileColumns + reach_x);
+  if (least > kMaxBandFloats) {
+    return "one band of its input rows (" + std::to_string(least * 4) + " bytes) would not fit the cache-sized workspace";
+  }
+  return {};
+}
+
+std::unique_ptr<PreparedKernel> prepare(const Geometry& g, DType, const void* weight, const void* bias) {
+  return std::make_unique<RowGemmKernel>(g, static_cast<const float*>(weight), static_cast<const float*>(bias));
+}
+
+}  // namespace
+}  // namespace tconv::detail::row_gemm
+
+namespace tconv::detail {
+extern const KernelFamily kRowGemmAvx512Family{"row_gemm_avx512", "AVX-512 (F, VL, BW, DQ)", cpu_has_avx512,
+                                               row_gemm::rejects, row_gemm::prepare};
+}  // namespace tconv::detail
