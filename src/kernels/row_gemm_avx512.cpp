@@ -28,7 +28,6 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
-#include <cstring>
 #include <memory>
 #include <utility>
 #include <vector>
@@ -101,6 +100,16 @@ void micro_kernel(std::int64_t n_taps, std::int64_t channels, const float* band,
 }
 
 using MicroKernel = decltype(&micro_kernel<1>);
+
+// row[0, width) = zeros, then row[lo, hi) = from[lo, hi). Rows are short (a
+// chunk of columns) and many: library calls per row cost more than the copy.
+void copy_padded_row(float* row, const float* from, std::int64_t lo, std::int64_t hi, std::int64_t width) {
+  for (std::int64_t x = 0; x < width; x += Isa::kLanes) {
+    const std::uint32_t lanes = Isa::first_lanes(width - x);
+    const std::uint32_t inside = lanes & Isa::first_lanes(hi - x) & ~static_cast<std::uint32_t>(Isa::first_lanes(lo - x));
+    Isa::masked_store(row + x, lanes, Isa::masked_load(Isa::zero(), inside, from + x));
+  }
+}
 
 template <std::size_t... Rows>
 constexpr std::array<MicroKernel, sizeof...(Rows)> micro_kernels(std::index_sequence<Rows...>) {
@@ -278,16 +287,12 @@ class RowGemmKernel final : public PreparedKernel {
       for (std::int64_t zi = 0; zi < nz; ++zi) {
         const std::int64_t iz = jz * in_step(g, 0) + p.z_offsets[static_cast<std::size_t>(zi)];
         for (std::int64_t r = 0; r < span; ++r) {
-          float* row = band + c * channel_step + (zi * span + r) * width;
           const std::int64_t iy = iy0 + r;
-          if (iz < 0 || iz >= in[0] || iy < 0 || iy >= in[1] || copy_lo >= copy_hi) {
-            std::fill(row, row + width, 0.0f);
-            continue;
-          }
-          std::fill(row, row + copy_lo, 0.0f);
-          std::memcpy(row + copy_lo, src_group + c * in_plane + (iz * in[1] + iy) * in[2] + ix0 + copy_lo,
-                      static_cast<std::size_t>(copy_hi - copy_lo) * sizeof(float));
-          std::fill(row + std::max(copy_lo, copy_hi), row + width, 0.0f);
+          const bool inside = iz >= 0 && iz < in[0] && iy >= 0 && iy < in[1];
+          // The row's first band column is input column ix0; masked lanes are never read.
+          copy_padded_row(band + c * channel_step + (zi * span + r) * width,
+                          src_group + c * in_plane + (iz * in[1] + iy) * in[2] + ix0, inside ? copy_lo : 0,
+                          inside ? copy_hi : 0, width);
         }
       }
 
