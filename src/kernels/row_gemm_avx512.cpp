@@ -1,17 +1,18 @@
-// Row-GEMM family for AVX-512: channels-first (transposed) convolutions whose
-// x axis has stride 1 (s1_k3, dilated; convolutions with stride 1 in x). The
+// Row-GEMM family for AVX-512: channels-first convolutions with stride 1 in x
+// and transposed convolutions with stride 1, or stride 2 with kernel 2, in x
+// (s1_k3, dilated, unet's and vnet's k2s2 upsampling). The
 // phase-GEMM family packs B, the input patches, per call: every input element
 // once per tap. This family copies each input row about once, zero-padded, and
 // broadcasts the GEMM's rows straight from that copy.
 //
-// Math. Phases only split depth and height here (phase_gemm.hpp: with stride 1
-// in x a phase covers whole output rows). Per (group, phase), output row
-// (jz, jy) and output column x:
-//     dst[m, row, x] = bias[m] + sum_{k = e*C + c} W[k, m] * src[c, iz_e, iy_e, x + ox_e]
+// Math. The stride phases of phase_gemm.hpp; a phase's output row holds every
+// stride_x-th output column. Per (group, phase), output row (jz, jy) and phase
+// column j (output column x = rx + stride_x * j):
+//     dst[m, row, x] = bias[m] + sum_{k = e*C + c} W[k, m] * src[c, iz_e, iy_e, j + ox_e]
 //     iz_e = jz * in_step_z + oz_e,  iy_e = jy * in_step_y + oy_e     (0 outside the input)
-// The GEMM's rows are R <= 16 consecutive output columns of one output row and
+// The GEMM's rows are R <= 16 consecutive phase columns of one output row and
 // its columns 16 output channels m0 .. m0+15, one vector:
-//     acc[r] += broadcast(band[c, row of tap e, x0 + r + ox_e]) * W[k, m0 .. m0+15]
+//     acc[r] += broadcast(band[c, row of tap e, j0 + r + ox_e]) * W[k, m0 .. m0+15]
 // Each output element is summed over k ascending from zero, bias added last:
 // the order of phase_gemm and igemm, so the three give the same bits.
 // Layouts (floats):
@@ -20,8 +21,10 @@
 //   Band (per call, per thread, in the workspace): the input rows a band of
 //     output rows reads, for columns [x0 + min ox, x1 + max ox): [c][z offset][row][width];
 //     positions outside the input are zeros, so no tap needs a bounds check.
-// The micro-kernel transposes its R x 16 tile in registers and stores R
-// consecutive outputs of each channel as one masked vector.
+// The micro-kernel transposes its R x 16 tile in registers: each channel's R
+// columns are one vector, stored as is (stride 1), or, for stride 2, the x
+// phase 0 tile is kept and phase 1's interleaved with it into 2R consecutive outputs.
+// The x phases of one output row share their band (their taps differ in x only).
 #include <omp.h>
 
 #include <algorithm>
@@ -51,7 +54,7 @@ constexpr std::int64_t kItemsPerThread = 4;
 
 // The shape of a phase's taps, fixed at creation.
 struct PhaseTaps {
-  std::array<std::int64_t, 2> residue;      // depth, height
+  std::array<std::int64_t, 3> residue;      // depth, height, width
   std::vector<std::int64_t> tap;            // flat kernel tap of each e
   std::vector<std::array<std::int64_t, 3>> offset;  // input offset of each e
   std::vector<std::int64_t> z_offsets;      // its distinct depth offsets, ascending
@@ -65,12 +68,26 @@ TCONV_TARGET_AVX512_BEGIN
 using Isa = simd::Avx512;
 using V = Isa::V;
 
-// acc[r] = sum over taps e and channels c of band[e's row + c * channel_step + r] * w[k][0..15];
-// then dst[j * dst_plane + r] = acc[r][j] + bias[j] for r < R, j < channels.
+// Where a micro-kernel's transposed tile goes: out[j][r] = acc[r][j] + bias[j], j < channels.
+enum class Store {
+  rows,         // dst[j * plane + r], r < R
+  tile,         // tile[j * 16 + r], all 16 r (an even x phase, kept for the odd one)
+  interleaved,  // dst[j * plane + 2r] = tile[j * 16 + r], dst[j * plane + 2r + 1] = out[j][r], the first `count`
+};
+struct Output {
+  float* dst;
+  std::int64_t plane;
+  int channels;
+  Store store;
+  float* tile;
+  int count;
+};
+
+// acc[r] = sum over taps e and channels c of band[tap_at[e] + c * channel_step + r] * w[k][0..15];
+// then stored as `out` says.
 template <int R>
 void micro_kernel(std::int64_t n_taps, std::int64_t channels, const float* band, const std::int64_t* tap_at,
-                  std::int64_t channel_step, const float* w, const float* bias, float* dst, std::int64_t dst_plane,
-                  int out_channels) {
+                  std::int64_t channel_step, const float* w, const float* bias, const Output& out) {
   V acc[kTileColumns];
   TCONV_UNROLL_TILE
   for (int r = 0; r < R; ++r) acc[r] = Isa::zero();
@@ -95,7 +112,15 @@ void micro_kernel(std::int64_t n_taps, std::int64_t channels, const float* band,
   const auto lanes = static_cast<std::uint32_t>(Isa::first_lanes(R));
   TCONV_UNROLL_TILE
   for (int j = 0; j < kTileColumns; ++j) {
-    if (j < out_channels) Isa::masked_store(dst + j * dst_plane, lanes, Isa::add(acc[j], Isa::set1(bias[j])));
+    if (j >= out.channels) continue;
+    const V value = Isa::add(acc[j], Isa::set1(bias[j]));
+    if (out.store == Store::rows) {
+      Isa::masked_store(out.dst + j * out.plane, lanes, value);
+    } else if (out.store == Store::tile) {
+      Isa::store(out.tile + j * kTileColumns, value);
+    } else {
+      Isa::store_interleaved(out.dst + j * out.plane, Isa::load(out.tile + j * kTileColumns), value, out.count);
+    }
   }
 }
 
@@ -126,11 +151,13 @@ class RowGemmKernel final : public PreparedKernel {
         cout_(g.output_per_group()),
         blocks_((g.output_per_group() + Isa::kLanes - 1) / Isa::kLanes) {
     const bool transposed = g.kind == ConvKind::conv_transpose;
+    x_members_ = transposed ? g.stride[2] : 1;
     for (std::int64_t rz = 0; rz < (transposed ? g.stride[0] : 1); ++rz)
-      for (std::int64_t ry = 0; ry < (transposed ? g.stride[1] : 1); ++ry) {
-        const phase_gemm::Phase ph = phase_gemm::single_phase(g, {rz, ry, 0});
+      for (std::int64_t ry = 0; ry < (transposed ? g.stride[1] : 1); ++ry)
+        for (std::int64_t rx = 0; rx < x_members_; ++rx) {
+        const phase_gemm::Phase ph = phase_gemm::single_phase(g, {rz, ry, rx});
         PhaseTaps p;
-        p.residue = {rz, ry};
+        p.residue = {rz, ry, rx};
         p.tap = ph.taps[0];
         p.offset = ph.offsets;
         for (const auto& o : ph.offsets) {
@@ -192,10 +219,11 @@ class RowGemmKernel final : public PreparedKernel {
   }
 
  private:
-  // Work items: (sample, group, phase, output depth row, band of output rows, chunk of output columns).
+  // Work items: (sample, group, row phase, output depth row, band of output rows, chunk of phase columns).
+  // A row phase is the x_members_ phases (x residues) of one depth and height residue, adjacent in phases_.
   struct Blocking {
     std::int64_t band_rows = 1, bands = 1;      // per phase: bands of the largest phase's rows
-    std::int64_t chunk = 1, chunks = 1;         // output columns per item
+    std::int64_t chunk = 1, chunks = 1;         // phase columns per item
     std::int64_t max_rows = 1, max_depth = 1;   // the largest phase's extent in height and depth
     std::int64_t items = 0;
   };
@@ -205,6 +233,7 @@ class RowGemmKernel final : public PreparedKernel {
     return p.packed_at + (grp * blocks_ + block) * k_of(p) * Isa::kLanes;
   }
   std::int64_t in_step(const Geometry& g, int d) const { return kind_ == ConvKind::conv ? g.stride[d] : 1; }
+  std::int64_t row_phases() const { return static_cast<std::int64_t>(phases_.size()) / x_members_; }
 
   // Input rows a band of `rows` output rows reads in phase p, and the widest z-offset count.
   std::int64_t band_span(const Geometry& g, const PhaseTaps& p, std::int64_t rows) const {
@@ -223,15 +252,17 @@ class RowGemmKernel final : public PreparedKernel {
     Blocking b;
     const Dims& out = g.output_size();
     for (const auto& p : phases_) {
-      const auto axes = phase_gemm::axes_of(g, {p.residue[0], p.residue[1], 0});
+      const auto axes = phase_gemm::axes_of(g, p.residue);
       b.max_depth = std::max(b.max_depth, axes[0].out_count);
       b.max_rows = std::max(b.max_rows, axes[1].out_count);
     }
-    b.chunks = (out[2] + kMaxChunkColumns - 1) / kMaxChunkColumns;
-    b.chunk = std::max<std::int64_t>(1, (out[2] + b.chunks - 1) / b.chunks);
+    // x residue 0 has the most columns.
+    const std::int64_t columns = (out[2] + x_members_ - 1) / x_members_;
+    b.chunks = (columns + kMaxChunkColumns - 1) / kMaxChunkColumns;
+    b.chunk = std::max<std::int64_t>(1, (columns + b.chunks - 1) / b.chunks);
     b.chunk = (b.chunk + kTileColumns - 1) / kTileColumns * kTileColumns;
-    b.chunks = std::max<std::int64_t>(1, (out[2] + b.chunk - 1) / b.chunk);
-    const std::int64_t outer = g.batch * groups_ * static_cast<std::int64_t>(phases_.size()) * b.max_depth * b.chunks;
+    b.chunks = std::max<std::int64_t>(1, (columns + b.chunk - 1) / b.chunk);
+    const std::int64_t outer = g.batch * groups_ * row_phases() * b.max_depth * b.chunks;
     // Band height: the one whose items finish soonest on `threads` threads
     // (rounds times height), the tallest on a tie, within the band budget.
     std::int64_t best = -1;
@@ -259,20 +290,20 @@ class RowGemmKernel final : public PreparedKernel {
     it /= b.bands;
     const std::int64_t jz = it % b.max_depth;
     it /= b.max_depth;
-    const auto& p = phases_[static_cast<std::size_t>(it % static_cast<std::int64_t>(phases_.size()))];
-    it /= static_cast<std::int64_t>(phases_.size());
+    const PhaseTaps* members = &phases_[static_cast<std::size_t>(it % row_phases() * x_members_)];
+    it /= row_phases();
     const std::int64_t grp = it % groups_, n = it / groups_;
 
-    const auto axes = phase_gemm::axes_of(g, {p.residue[0], p.residue[1], 0});
+    // Members with taps share their depth and height offsets (only x taps
+    // differ), which set the band's rows; x residue 0 has the most columns.
+    const PhaseTaps& p = *std::find_if(members, members + x_members_ - 1, [](const PhaseTaps& m) { return !m.tap.empty(); });
+    const auto axes = phase_gemm::axes_of(g, members[0].residue);
     const std::int64_t j0 = band_index * b.band_rows;
     const std::int64_t j1 = std::min(axes[1].out_count, j0 + b.band_rows);
-    if (jz >= axes[0].out_count || j0 >= j1 || p.tap.empty()) {
-      if (jz < axes[0].out_count && j0 < j1) write_bias_only(g, axes, n, grp, jz, j0, j1, chunk, b, dst);
-      return;
-    }
+    if (jz >= axes[0].out_count || j0 >= j1) return;
     const Dims& in = g.input_size();
     const Dims& out = g.output_size();
-    const std::int64_t x0 = chunk * b.chunk, x1 = std::min(out[2], x0 + b.chunk);
+    const std::int64_t x0 = chunk * b.chunk, x1 = std::min(axes[2].out_count, x0 + b.chunk);
     // The band: rows iy in [iy0, iy0 + span), columns [x0 + min_ox, x1 + max_ox).
     const std::int64_t span = band_span(g, p, j1 - j0);
     const std::int64_t iy0 = j0 * in_step(g, 1) + p.min_oy;
@@ -298,48 +329,54 @@ class RowGemmKernel final : public PreparedKernel {
 
     const std::int64_t out_plane = out[0] * out[1] * out[2];
     float* dst_group = dst + (n * g.output_channels() + grp * cout_) * out_plane;
-    const auto n_taps = static_cast<std::int64_t>(p.tap.size());
-    std::vector<std::int64_t> tap_at(static_cast<std::size_t>(n_taps));
+    std::array<std::int64_t, 2> columns_of{};  // phase columns of each member
+    std::array<std::vector<std::int64_t>, 2> tap_at;
+    for (std::int64_t q = 0; q < x_members_; ++q) {
+      columns_of[static_cast<std::size_t>(q)] = phase_gemm::axes_of(g, members[q].residue)[2].out_count;
+      tap_at[static_cast<std::size_t>(q)].resize(members[q].tap.size());
+    }
+    alignas(64) float tile[kTileColumns * kLanes];
     for (std::int64_t j = j0; j < j1; ++j) {
-      // Band offset of each tap's first element for output column x0.
-      for (std::int64_t e = 0; e < n_taps; ++e) {
-        const auto& o = p.offset[static_cast<std::size_t>(e)];
-        tap_at[static_cast<std::size_t>(e)] = (p.z_index[static_cast<std::size_t>(e)] * span + j * in_step(g, 1) + o[1] - iy0) * width + o[2] - min_ox_;
+      // Band offset of each tap's first element for phase column x0.
+      for (std::int64_t q = 0; q < x_members_; ++q) {
+        const PhaseTaps& member = members[q];
+        for (std::size_t e = 0; e < member.tap.size(); ++e) {
+          const auto& o = member.offset[e];
+          tap_at[static_cast<std::size_t>(q)][e] =
+              (member.z_index[e] * span + j * in_step(g, 1) + o[1] - iy0) * width + o[2] - min_ox_;
+        }
       }
       const std::int64_t oz = axes[0].out_start + jz * axes[0].out_step, oy = axes[1].out_start + j * axes[1].out_step;
       float* out_row = dst_group + (oz * out[1] + oy) * out[2];
       for (std::int64_t x = x0; x < x1; x += kTileColumns) {
         const int columns = static_cast<int>(std::min<std::int64_t>(kTileColumns, x1 - x));
-        const MicroKernel kernel = kMicroKernels[static_cast<std::size_t>(columns - 1)];
-        for (std::int64_t block = 0; block < blocks_; ++block) {
-          const int channels = static_cast<int>(std::min<std::int64_t>(Isa::kLanes, cout_ - block * Isa::kLanes));
-          kernel(n_taps, cin_, band + (x - x0), tap_at.data(), channel_step, packed_.data() + weights_of(p, grp, block),
-                 bias_.data() + (grp * blocks_ + block) * Isa::kLanes, out_row + block * Isa::kLanes * out_plane + x,
-                 out_plane, channels);
+        // Output columns this tile writes: its columns of every member.
+        int written = 0;
+        for (std::int64_t q = 0; q < x_members_; ++q) {
+          written += static_cast<int>(std::clamp<std::int64_t>(columns_of[static_cast<std::size_t>(q)] - x, 0, columns));
         }
-      }
-    }
-  }
-
-  // A phase no tap reaches (large padding) still owns its outputs: bias.
-  void write_bias_only(const Geometry& g, const std::array<phase_gemm::Axis, 3>& axes, std::int64_t n,
-                       std::int64_t grp, std::int64_t jz, std::int64_t j0, std::int64_t j1, std::int64_t chunk,
-                       const Blocking& b, float* dst) const {
-    const Dims& out = g.output_size();
-    const std::int64_t out_plane = out[0] * out[1] * out[2];
-    const std::int64_t x0 = chunk * b.chunk, x1 = std::min(out[2], x0 + b.chunk);
-    for (std::int64_t m = 0; m < cout_; ++m) {
-      const float value = bias_[static_cast<std::size_t>(grp * blocks_ * Isa::kLanes + m)];
-      float* plane = dst + (n * g.output_channels() + grp * cout_ + m) * out_plane;
-      for (std::int64_t j = j0; j < j1; ++j) {
-        const std::int64_t oz = axes[0].out_start + jz * axes[0].out_step, oy = axes[1].out_start + j * axes[1].out_step;
-        std::fill(plane + (oz * out[1] + oy) * out[2] + x0, plane + (oz * out[1] + oy) * out[2] + x1, value);
+        for (std::int64_t block = 0; block < blocks_; ++block) {
+          const float* block_bias = bias_.data() + (grp * blocks_ + block) * Isa::kLanes;
+          Output o{out_row + block * Isa::kLanes * out_plane + x * x_members_, out_plane,
+                   static_cast<int>(std::min<std::int64_t>(Isa::kLanes, cout_ - block * Isa::kLanes)),
+                   x_members_ == 1 ? Store::rows : Store::tile, tile, written};
+          for (std::int64_t q = 0; q < x_members_; ++q) {
+            if (q == 1) o.store = Store::interleaved;
+            const PhaseTaps& member = members[q];
+            // An odd member one column short computes that column too; `written` leaves it out.
+            kMicroKernels[static_cast<std::size_t>(columns - 1)](
+                static_cast<std::int64_t>(member.tap.size()), cin_, band + (x - x0),
+                tap_at[static_cast<std::size_t>(q)].data(), channel_step, packed_.data() + weights_of(member, grp, block),
+                block_bias, o);
+          }
+        }
       }
     }
   }
 
   ConvKind kind_;
   std::int64_t groups_, cin_, cout_, blocks_;
+  std::int64_t x_members_ = 1;  // phases per output row: the x stride of a transposed convolution, else 1
   std::int64_t min_ox_ = 0, max_ox_ = 0;
   std::vector<PhaseTaps> phases_;
   std::vector<float> packed_, bias_;
@@ -350,7 +387,16 @@ TCONV_TARGET_END
 std::string rejects(const Geometry& g, DType dtype, const WeightFacts& weights) {
   if (dtype != DType::f32) return "it computes float32 only";
   if (g.layout != Layout::channels_first) return "it reads channels-first tensors (the igemm families read channels-last)";
-  if (g.stride[2] != 1) return "its rows need stride 1 in x (the phase-GEMM family takes other strides)";
+  if (g.kind == ConvKind::conv && g.stride[2] != 1) return "its convolutions need stride 1 in x (the phase-GEMM family takes others)";
+  if (g.stride[2] > 2) return "its transposed convolutions need stride 1 or 2 in x (the phase-GEMM family takes others)";
+  // A phase row is as long as the input row, and the family is chosen before
+  // the input's size is known. Upsampling layers with kernel == stride 2 (U-Net,
+  // V-Net) run on long rows; k4s2 DCGAN layers on 4x4 inputs give 4-column
+  // tiles that reload the weights per image (measured 2.52 -> 3.68 ms), so
+  // other stride-2 kernels stay with the phase GEMMs.
+  if (g.stride[2] == 2 && (g.kernel[2] != 2 || g.dilation[2] != 1)) {
+    return "its stride-2 transposed convolutions are the kernel-2 upsampling kind (short rows go to the phase-GEMM family)";
+  }
   if (std::string why_not = phase_gemm::phase_plan_rejects(g, weights); !why_not.empty()) return why_not;
   // Taps outside the input are read as zeros, as the phase GEMMs do; PyTorch
   // multiplies a convolution's padding too, so non-finite weights agree there.

@@ -199,6 +199,9 @@ TEST(Implementations, MatchTheOracleOnLargerShapes) {
       make(T, 2, 13, 27, 1, {7, 5}, 3, 2, 1, 1, 1, false),
       make(T, 1, 16, 3, 1, {16, 16}, 4, 2, 1, 0, 1, true),
       make(T, 1, 24, 16, 1, {17, 13}, 2, 2, 0, 0, 1, false),
+      // k2s2 with an odd output width (the second x phase one column short), 2-D and 3-D, partial channel blocks.
+      make(T, 2, 20, 33, 1, {9, 13}, 2, 2, 0, 1, 1, true),
+      make(T, 1, 16, 17, 1, {3, 4, 21}, 2, 2, 0, 1, 1, true),
       make(T, 1, 8, 8, 1, {300}, 16, 8, 4, 0, 1, true),
       make(T, 1, 12, 10, 2, {6, 7, 5}, 2, 2, 0, 1, 1, true),
       make(T, 2, 32, 32, 32, {9, 9}, 4, 2, 1, 0, 1, true),

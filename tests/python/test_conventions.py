@@ -63,6 +63,8 @@ ASYMMETRIC_CASES = [  # (op, input shape, weight shape, stride, begins, ends, di
     ("conv_transpose", (1, 2, 3, 4, 3), (2, 2, 3, 2, 3), 2, (1, 0, 2), (0, 1, 1), 1, 1),
     ("conv", (2, 4, 7, 6), (3, 4, 3, 3), 2, (0, 2), (1, 0), 1, 1),
     ("conv", (1, 6, 8, 8), (6, 1, 3, 3), 1, (2, 0), (0, 1), 2, 6),                 # depthwise
+    ("conv_transpose", (1, 5, 6, 9), (5, 18, 3, 3), 1, (2, 0), (0, 1), 1, 1),     # a vector of output channels
+    ("conv", (1, 5, 9, 20), (17, 5, 3, 3), 1, (0, 2), (1, 0), (1, 2), 1),
 ]
 
 
