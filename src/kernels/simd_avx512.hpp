@@ -43,7 +43,6 @@ struct Avx512 {
     return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), static_cast<__mmask16>(lanes), index, p, 4);
   }
   static V set1(float value) { return _mm512_set1_ps(value); }
-  static void prefetch(const float* p) { _mm_prefetch(reinterpret_cast<const char*>(p), _MM_HINT_T0); }
   static V add(V a, V b) { return _mm512_add_ps(a, b); }
   static __mmask16 first_lanes(std::int64_t count) {
     return count <= 0 ? 0 : count >= kLanes ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << count) - 1);

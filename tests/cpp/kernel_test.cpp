@@ -79,9 +79,10 @@ TEST(Implementations, MatchTheOracleOnARandomSweep) {
 
 // Random cases with 16 to 40 channels per group, for the families that want a
 // vector of output channels: partial blocks of 16 output channels, rows of any
-// width (partial tiles of 16 columns), every rank. Each case's oracle is
-// computed once for all implementations.
+// width (partial tiles of 16 columns), every rank, and the same bits on 1 and 3
+// threads. Each case's oracle is computed once for all implementations.
 TEST(Implementations, MatchTheOracleOnAWideChannelSweep) {
+  testing::ThreadCountGuard guard;
   CaseLimits wide;
   wide.min_channels_per_group = 16;
   wide.max_channels_per_group = 40;
@@ -106,7 +107,11 @@ TEST(Implementations, MatchTheOracleOnAWideChannelSweep) {
     for (const std::string& name : names) {
       const auto op = forced(name, c, o);
       if (!op) continue;
-      EXPECT_TRUE(close_to(op->run(o.input.view()), want, scale, tolerance(c.dtype), c.dtype)) << name << ": " << c.describe();
+      set_num_threads(3);
+      const Tensor got = op->run(o.input.view());
+      EXPECT_TRUE(close_to(got, want, scale, tolerance(c.dtype), c.dtype)) << name << ": " << c.describe();
+      set_num_threads(1);
+      EXPECT_TRUE(bits_equal(op->run(o.input.view()), got)) << name << ", 1 thread: " << c.describe();
       ++ran[name];
     }
   }
