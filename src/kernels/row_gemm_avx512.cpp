@@ -155,25 +155,25 @@ class RowGemmKernel final : public PreparedKernel {
     for (std::int64_t rz = 0; rz < (transposed ? g.stride[0] : 1); ++rz)
       for (std::int64_t ry = 0; ry < (transposed ? g.stride[1] : 1); ++ry)
         for (std::int64_t rx = 0; rx < x_members_; ++rx) {
-        const phase_gemm::Phase ph = phase_gemm::single_phase(g, {rz, ry, rx});
-        PhaseTaps p;
-        p.residue = {rz, ry, rx};
-        p.tap = ph.taps[0];
-        p.offset = ph.offsets;
-        for (const auto& o : ph.offsets) {
-          if (std::find(p.z_offsets.begin(), p.z_offsets.end(), o[0]) == p.z_offsets.end()) p.z_offsets.push_back(o[0]);
-          min_ox_ = std::min(min_ox_, o[2]);
-          max_ox_ = std::max(max_ox_, o[2]);
-        }
-        std::sort(p.z_offsets.begin(), p.z_offsets.end());
-        for (const auto& o : ph.offsets) {
-          p.z_index.push_back(std::find(p.z_offsets.begin(), p.z_offsets.end(), o[0]) - p.z_offsets.begin());
-        }
-        if (!p.offset.empty()) {
-          p.min_oy = p.max_oy = p.offset[0][1];
-          for (const auto& o : p.offset) p.min_oy = std::min(p.min_oy, o[1]), p.max_oy = std::max(p.max_oy, o[1]);
-        }
-        phases_.push_back(std::move(p));
+          const phase_gemm::Phase ph = phase_gemm::single_phase(g, {rz, ry, rx});
+          PhaseTaps p;
+          p.residue = {rz, ry, rx};
+          p.tap = ph.taps[0];
+          p.offset = ph.offsets;
+          for (const auto& o : ph.offsets) {
+            if (std::find(p.z_offsets.begin(), p.z_offsets.end(), o[0]) == p.z_offsets.end()) p.z_offsets.push_back(o[0]);
+            min_ox_ = std::min(min_ox_, o[2]);
+            max_ox_ = std::max(max_ox_, o[2]);
+          }
+          std::sort(p.z_offsets.begin(), p.z_offsets.end());
+          for (const auto& o : ph.offsets) {
+            p.z_index.push_back(std::find(p.z_offsets.begin(), p.z_offsets.end(), o[0]) - p.z_offsets.begin());
+          }
+          if (!p.offset.empty()) {
+            p.min_oy = p.max_oy = p.offset[0][1];
+            for (const auto& o : p.offset) p.min_oy = std::min(p.min_oy, o[1]), p.max_oy = std::max(p.max_oy, o[1]);
+          }
+          phases_.push_back(std::move(p));
       }
     // Weights: [group][phase][block][K][16].
     std::int64_t total = 0;
@@ -235,7 +235,7 @@ class RowGemmKernel final : public PreparedKernel {
   std::int64_t in_step(const Geometry& g, int d) const { return kind_ == ConvKind::conv ? g.stride[d] : 1; }
   std::int64_t row_phases() const { return static_cast<std::int64_t>(phases_.size()) / x_members_; }
 
-  // Input rows a band of `rows` output rows reads in phase p, and the widest z-offset count.
+  // Input rows a band of `rows` output rows reads in phase p (per depth offset).
   std::int64_t band_span(const Geometry& g, const PhaseTaps& p, std::int64_t rows) const {
     return (rows - 1) * in_step(g, 1) + p.max_oy - p.min_oy + 1;
   }
