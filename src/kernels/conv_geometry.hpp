@@ -62,6 +62,13 @@ struct Geometry {
   std::int64_t channel_step(std::int64_t spatial) const { return layout == Layout::channels_first ? spatial : 1; }
   std::int64_t pixel_step(std::int64_t channels) const { return layout == Layout::channels_first ? 1 : channels; }
   Shape weight_shape() const;
+  // Index in the weight [small_channels, big_channels/groups, taps] of the tap
+  // linking input channel c to output channel m (both counted within group grp).
+  std::int64_t weight_index(std::int64_t grp, std::int64_t m, std::int64_t c, std::int64_t tap) const {
+    const bool transposed = kind == ConvKind::conv_transpose;
+    const std::int64_t small = grp * (transposed ? input_per_group() : output_per_group()) + (transposed ? c : m);
+    return (small * big_per_group() + (transposed ? m : c)) * kernel_taps() + tap;
+  }
 };
 
 // The range [lo, hi) of small positions i whose tap `t` lands inside the big

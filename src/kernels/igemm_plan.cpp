@@ -28,7 +28,6 @@ PackedProblem pack(const Geometry& g, const float* weight, const float* bias, in
     pp.max_taps = std::max(pp.max_taps, static_cast<std::int64_t>(phase.offsets.size()));
   }
   pp.weights.assign(static_cast<std::size_t>(total), 0.0f);
-  const std::int64_t taps = g.kernel_taps();
   for (std::size_t p = 0; p < pp.phases.size(); ++p) {
     const auto& tap_of = pp.phases[p].taps[0];
     const auto n_taps = static_cast<std::int64_t>(tap_of.size());
@@ -36,14 +35,11 @@ PackedProblem pack(const Geometry& g, const float* weight, const float* bias, in
       for (std::int64_t e = 0; e < n_taps; ++e)
         for (std::int64_t c = 0; c < pp.c_per_group; ++c)
           for (std::int64_t m = 0; m < pp.m_per_group; ++m) {
-            // weight is [small_channels, big_channels/groups, taps]
-            const std::int64_t small = grp * (transposed ? pp.c_per_group : pp.m_per_group) + (transposed ? c : m);
-            const std::int64_t big_local = transposed ? m : c;
             const std::int64_t block = m / pp.nr, k = e * pp.c_per_group + c;
             const std::int64_t at = pp.packed_offset[p] + ((grp * pp.n_blocks + block) * pp.k_of(pp.phases[p]) + k) * pp.nr +
                                     m % pp.nr;
             pp.weights[static_cast<std::size_t>(at)] =
-                weight[(small * g.big_per_group() + big_local) * taps + tap_of[static_cast<std::size_t>(e)]];
+                weight[g.weight_index(grp, m, c, tap_of[static_cast<std::size_t>(e)])];
           }
   }
   pp.bias.assign(static_cast<std::size_t>(pp.groups * pp.n_blocks * pp.nr), 0.0f);

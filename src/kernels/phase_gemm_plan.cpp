@@ -135,7 +135,6 @@ PackedProblem pack(const Geometry& g, const float* weight, const float* bias, co
     total += pp.groups * pp.m_blocks_of(phase) * pp.k_of(phase) * pp.mr;
   }
   pp.packed_a.assign(static_cast<std::size_t>(total), 0.0f);
-  const std::int64_t taps = g.kernel_taps();
   for (const auto& phase : pp.phases) {
     const std::int64_t k_count = pp.k_of(phase), members = phase.members();
     const auto n_taps = static_cast<std::int64_t>(phase.offsets.size());
@@ -144,11 +143,8 @@ PackedProblem pack(const Geometry& g, const float* weight, const float* bias, co
         for (std::int64_t q = 0; q < members; ++q)
           for (std::int64_t c = 0; c < pp.c_per_group; ++c)
             for (std::int64_t e = 0; e < n_taps; ++e) {
-              // weight is [small_channels, big_channels/groups, taps]
-              const std::int64_t small = grp * (transposed ? pp.c_per_group : pp.m_per_group) + (transposed ? c : m_out);
-              const std::int64_t big_local = transposed ? m_out : c;
               const std::int64_t tap = phase.taps[static_cast<std::size_t>(q)][static_cast<std::size_t>(e)];
-              const float w = weight[(small * g.big_per_group() + big_local) * taps + tap];
+              const float w = weight[g.weight_index(grp, m_out, c, tap)];
               const std::int64_t row = m_out * members + q, k = e * pp.c_per_group + c;
               pp.packed_a[static_cast<std::size_t>(phase.packed_offset +
                                                    ((grp * pp.m_blocks_of(phase) + row / pp.mr) * k_count + k) * pp.mr +
