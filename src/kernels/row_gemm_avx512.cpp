@@ -1,29 +1,36 @@
-// Row-GEMM family for AVX-512: channels-first convolutions with stride 1 in x
-// and transposed convolutions with stride 1, or stride 2 with kernel 2, in x
-// (s1_k3, dilated, unet's and vnet's k2s2 upsampling). The
-// phase-GEMM family packs B, the input patches, per call: every input element
-// once per tap. This family copies each input row about once, zero-padded, and
-// broadcasts the GEMM's rows straight from that copy.
+// Row-GEMM family for AVX-512: channels-first convolutions of any stride and
+// transposed convolutions with stride 1 or 2 in x (s1_k3, dilated, the DCGAN
+// layers, unet's and vnet's k2s2 upsampling), at least 16 output channels per
+// group. The phase-GEMM family packs B, the input patches, per call: every
+// input element once per tap. This family copies each input row about once,
+// zero-padded, and broadcasts the GEMM's rows straight from that copy.
 //
 // Math. The stride phases of phase_gemm.hpp; a phase's output row holds every
 // stride_x-th output column. Per (group, phase), output row (jz, jy) and phase
 // column j (output column x = rx + stride_x * j):
-//     dst[m, row, x] = bias[m] + sum_{k = e*C + c} W[k, m] * src[c, iz_e, iy_e, j + ox_e]
+//     dst[m, row, x] = bias[m] + sum_{k = e*C + c} W[k, m] * src[c, iz_e, iy_e, j * in_step_x + ox_e]
 //     iz_e = jz * in_step_z + oz_e,  iy_e = jy * in_step_y + oy_e     (0 outside the input)
-// The GEMM's rows are R <= 16 consecutive phase columns of one output row and
-// its columns 16 output channels m0 .. m0+15, one vector:
-//     acc[r] += broadcast(band[c, row of tap e, j0 + r + ox_e]) * W[k, m0 .. m0+15]
+// (in_step is a convolution's stride, 1 for a transposed one). The GEMM's rows
+// are R = H x W <= 16 phase positions, W consecutive columns of H consecutive
+// rows (H > 1 only when rows are shorter than 16), and its columns 16 output
+// channels m0 .. m0+15, one vector:
+//     acc[r] += broadcast(band[position r + tap e's offset, channel c]) * W[k, m0 .. m0+15]
 // Each output element is summed over k ascending from zero, bias added last:
 // the order of phase_gemm and igemm, so the three give the same bits.
 // Layouts (floats):
 //   W (packed at creation): per group, phase and block of 16 output channels,
 //     [K][16], k = e*C + c, channels past M zero. Bias padded likewise.
 //   Band (per call, per thread, in the workspace): the input rows a band of
-//     output rows reads, for columns [x0 + min ox, x1 + max ox): [c][z offset][row][width];
-//     positions outside the input are zeros, so no tap needs a bounds check.
+//     output rows reads, for columns [x0 * in_step + min ox, ...):
+//     [channel block][z offset][row][x residue mod in_step][position][channel in block],
+//     blocks of 16 channels (of 1 when there are fewer than 16). A convolution's
+//     columns are split by residue so that a tap's consecutive output columns
+//     read consecutive positions; positions outside the input are zeros, so
+//     no tap needs a bounds check. Channels innermost keep a short-row tile's
+//     H x W broadcasts within a few cache lines per 16 channels.
 // The micro-kernel transposes its R x 16 tile in registers: each channel's R
-// columns are one vector, stored as is (stride 1), or, for stride 2, the x
-// phase 0 tile is kept and phase 1's interleaved with it into 2R consecutive outputs.
+// positions are one vector, stored row by row as masked stores, or, for
+// stride 2, the x phase 0 tile is kept and phase 1's interleaved with it.
 // The x phases of one output row share their band (their taps differ in x only).
 #include <omp.h>
 
@@ -68,79 +75,151 @@ TCONV_TARGET_AVX512_BEGIN
 using Isa = simd::Avx512;
 using V = Isa::V;
 
-// Where a micro-kernel's transposed tile goes: out[j][r] = acc[r][j] + bias[j], j < channels.
+// Where a micro-kernel's transposed tile goes. Its R = H x W GEMM rows are W
+// consecutive phase columns of H consecutive phase rows, r = h * W + w, and
+// out[j][r] = acc[r][j] + bias[j] for channel j < channels.
 enum class Store {
-  rows,         // dst[j * plane + r], r < R
+  rows,         // dst[j * plane + h * row_pitch + w]
   tile,         // tile[j * 16 + r], all 16 r (an even x phase, kept for the odd one)
-  interleaved,  // dst[j * plane + 2r] = tile[j * 16 + r], dst[j * plane + 2r + 1] = out[j][r], the first `count`
+  interleaved,  // per row h: dst[j * plane + h * row_pitch + 2w] = tile[j * 16 + r],
+                // dst[... + 2w + 1] = out[j][r], the first `count` of those
 };
 struct Output {
   float* dst;
-  std::int64_t plane;
+  std::int64_t plane, row_pitch;
   int channels;
   Store store;
   float* tile;
   int count;
 };
 
-// acc[r] = sum over taps e and channels c of band[tap_at[e] + c * channel_step + r] * w[k][0..15];
+// Transposes v as a 16 x 16 matrix: perfect shuffles of row i with row i + 8, four times.
+void transpose(V (&v)[kLanes]) {
+  for (int round = 0; round < 4; ++round) {
+    V next[kLanes];
+    TCONV_UNROLL_TILE
+    for (int i = 0; i < kLanes / 2; ++i) Isa::interleave(v[i], v[i + kLanes / 2], next[2 * i], next[2 * i + 1]);
+    TCONV_UNROLL_TILE
+    for (int i = 0; i < kLanes; ++i) v[i] = next[i];
+  }
+}
+
+// acc[h * W + w] = sum over taps e and channels c = Block * b + i of
+//     band[tap_at[e] + b * block_step + (h * row_step + w) * Block + i] * w[k][0..15];
 // then stored as `out` says.
-template <int R>
+template <int Block, int W, int H>
 void micro_kernel(std::int64_t n_taps, std::int64_t channels, const float* band, const std::int64_t* tap_at,
-                  std::int64_t channel_step, const float* w, const float* bias, const Output& out) {
+                  std::int64_t block_step, std::int64_t row_step, const float* w, const float* bias, const Output& out) {
+  static_assert(W * H <= kTileColumns);
+  constexpr int R = W * H;
   V acc[kTileColumns];
   TCONV_UNROLL_TILE
   for (int r = 0; r < R; ++r) acc[r] = Isa::zero();
+  // Channel i of the block at p, for every GEMM row.
+  const auto step = [&](const float* p) {
+    const V wv = Isa::load(w);
+    w += Isa::kLanes;
+    TCONV_UNROLL_TILE
+    for (int r = 0; r < R; ++r) acc[r] = Isa::fmadd(Isa::broadcast(p + (r / W * row_step + r % W) * Block), wv, acc[r]);
+  };
   for (std::int64_t e = 0; e < n_taps; ++e) {
-    const float* p = band + tap_at[e];
-    for (std::int64_t c = 0; c < channels; ++c, p += channel_step, w += Isa::kLanes) {
-      const V wv = Isa::load(w);
-      TCONV_UNROLL_TILE
-      for (int r = 0; r < R; ++r) acc[r] = Isa::fmadd(Isa::broadcast(p + r), wv, acc[r]);
+    const float* block = band + tap_at[e];
+    std::int64_t c0 = 0;
+    // Whole blocks with a fixed trip count, then the partial one.
+    for (; c0 + Block <= channels; c0 += Block, block += block_step) {
+      for (int i = 0; i < Block; ++i) step(block + i);
     }
+    for (std::int64_t i = 0; i < channels - c0; ++i) step(block + i);
   }
   TCONV_UNROLL_TILE
   for (int r = R; r < kTileColumns; ++r) acc[r] = Isa::zero();
-  // Perfect shuffles of row i with row i + 8, four times, transpose the 16 x 16 block.
-  for (int round = 0; round < 4; ++round) {
-    V next[kTileColumns];
-    TCONV_UNROLL_TILE
-    for (int i = 0; i < kTileColumns / 2; ++i) Isa::interleave(acc[i], acc[i + kTileColumns / 2], next[2 * i], next[2 * i + 1]);
-    TCONV_UNROLL_TILE
-    for (int i = 0; i < kTileColumns; ++i) acc[i] = next[i];
-  }
-  const auto lanes = static_cast<std::uint32_t>(Isa::first_lanes(R));
+  transpose(acc);
   TCONV_UNROLL_TILE
   for (int j = 0; j < kTileColumns; ++j) {
     if (j >= out.channels) continue;
     const V value = Isa::add(acc[j], Isa::set1(bias[j]));
-    if (out.store == Store::rows) {
-      Isa::masked_store(out.dst + j * out.plane, lanes, value);
-    } else if (out.store == Store::tile) {
+    if (out.store == Store::tile) {
       Isa::store(out.tile + j * kTileColumns, value);
-    } else {
-      Isa::store_interleaved(out.dst + j * out.plane, Isa::load(out.tile + j * kTileColumns), value, out.count);
+      continue;
+    }
+    V low = value, high = value;
+    if (out.store == Store::interleaved) Isa::interleave(Isa::load(out.tile + j * kTileColumns), value, low, high);
+    // Row h's lanes start at lane h * W (twice that when interleaved): each
+    // row is a masked store at an address shifted back by as many floats.
+    for (int h = 0; h < H; ++h) {
+      float* row = out.dst + j * out.plane + h * out.row_pitch;
+      if (out.store == Store::rows) {
+        Isa::masked_store(row - h * W, Isa::first_lanes(W) << (h * W), value);
+      } else {
+        const std::uint32_t positions = static_cast<std::uint32_t>(
+            (out.count >= 32 ? ~std::uint64_t{0} : (std::uint64_t{1} << out.count) - 1) << (2 * h * W));
+        Isa::masked_store(row - 2 * h * W, positions & 0xffffu, low);
+        Isa::masked_store(row - 2 * h * W + Isa::kLanes, positions >> 16, high);
+      }
     }
   }
 }
 
-using MicroKernel = decltype(&micro_kernel<1>);
+using MicroKernel = decltype(&micro_kernel<1, 1, 1>);
+constexpr std::int64_t kMaxTileRows = 4;  // H: each row's broadcasts need their own base address
 
-// row[0, width) = zeros, then row[lo, hi) = from[lo, hi). Rows are short (a
-// chunk of columns) and many: library calls per row cost more than the copy.
-void copy_padded_row(float* row, const float* from, std::int64_t lo, std::int64_t hi, std::int64_t width) {
+// Micro-kernels of one band layout by [W - 1][H - 1]; null where W * H > 16.
+using MicroKernels = std::array<std::array<MicroKernel, static_cast<std::size_t>(kMaxTileRows)>, kTileColumns>;
+template <int Block, int W, int H>
+constexpr MicroKernel micro_kernel_if_fits() {
+  if constexpr (W * H <= kTileColumns) {
+    return &micro_kernel<Block, W, H>;
+  } else {
+    return nullptr;
+  }
+}
+template <int Block, int W, std::size_t... Hs>
+constexpr std::array<MicroKernel, static_cast<std::size_t>(kMaxTileRows)> micro_kernels_of_width(std::index_sequence<Hs...>) {
+  return {micro_kernel_if_fits<Block, W, static_cast<int>(Hs) + 1>()...};
+}
+template <int Block, std::size_t... Ws>
+constexpr MicroKernels micro_kernels(std::index_sequence<Ws...>) {
+  return {micro_kernels_of_width<Block, static_cast<int>(Ws) + 1>(
+      std::make_index_sequence<static_cast<std::size_t>(kMaxTileRows)>())...};
+}
+// Band blocks of 16 channels, or of one for problems with fewer channels.
+constexpr MicroKernels kWideMicroKernels = micro_kernels<kLanes>(std::make_index_sequence<kTileColumns>());
+constexpr MicroKernels kNarrowMicroKernels = micro_kernels<1>(std::make_index_sequence<kTileColumns>());
+
+// row[t][i] = from[i * channel_stride + t * step] for t in [lo, hi) and
+// i < channels, zero elsewhere in [0, width) x [0, block): the same row of
+// `block` (1 or 16) channels, channels innermost. Rows are short (a chunk of
+// columns) and many: library calls per row cost more than the copy.
+void copy_padded_row(float* row, const float* from, std::int64_t channel_stride, int channels, int block,
+                     std::int64_t step, std::int64_t lo, std::int64_t hi, std::int64_t width) {
   for (std::int64_t x = 0; x < width; x += Isa::kLanes) {
-    const std::uint32_t lanes = Isa::first_lanes(width - x);
-    const std::uint32_t inside = lanes & Isa::first_lanes(hi - x) & ~static_cast<std::uint32_t>(Isa::first_lanes(lo - x));
-    Isa::masked_store(row + x, lanes, Isa::masked_load(Isa::zero(), inside, from + x));
+    const std::uint32_t inside =
+        Isa::first_lanes(std::min(width, hi) - x) & ~static_cast<std::uint32_t>(Isa::first_lanes(lo - x));
+    if (block == 1) {
+      Isa::masked_store(row + x, Isa::first_lanes(width - x), Isa::masked_load_strided(inside, from + x * step, step));
+      continue;
+    }
+    V v[kLanes];
+    TCONV_UNROLL_TILE
+    for (int i = 0; i < kLanes; ++i) {
+      v[i] = i < channels ? Isa::masked_load_strided(inside, from + i * channel_stride + x * step, step) : Isa::zero();
+    }
+    transpose(v);
+    const std::int64_t columns = std::min<std::int64_t>(Isa::kLanes, width - x);
+    for (std::int64_t t = 0; t < columns; ++t) Isa::store(row + (x + t) * kLanes, v[t]);
   }
 }
 
-template <std::size_t... Rows>
-constexpr std::array<MicroKernel, sizeof...(Rows)> micro_kernels(std::index_sequence<Rows...>) {
-  return {&micro_kernel<static_cast<int>(Rows) + 1>...};
+// The positions t in [0, width) with first + step * t in [0, size), step > 0.
+struct Span {
+  std::int64_t lo = 0, hi = 0;
+};
+Span positions_inside(std::int64_t first, std::int64_t step, std::int64_t size, std::int64_t width) {
+  const auto up = [step](std::int64_t a) { return a <= 0 ? 0 : (a + step - 1) / step; };  // ceil(a / step), at least 0
+  const std::int64_t lo = std::min(width, up(-first)), hi = std::min(width, up(size - first));
+  return {lo, std::max(lo, hi)};
 }
-constexpr auto kMicroKernels = micro_kernels(std::make_index_sequence<kTileColumns>());
+
 
 class RowGemmKernel final : public PreparedKernel {
  public:
@@ -152,6 +231,8 @@ class RowGemmKernel final : public PreparedKernel {
         blocks_((g.output_per_group() + Isa::kLanes - 1) / Isa::kLanes) {
     const bool transposed = g.kind == ConvKind::conv_transpose;
     x_members_ = transposed ? g.stride[2] : 1;
+    x_step_ = transposed ? 1 : g.stride[2];
+    block_ = cin_ < kLanes ? 1 : kLanes;
     for (std::int64_t rz = 0; rz < (transposed ? g.stride[0] : 1); ++rz)
       for (std::int64_t ry = 0; ry < (transposed ? g.stride[1] : 1); ++ry)
         for (std::int64_t rx = 0; rx < x_members_; ++rx) {
@@ -229,17 +310,20 @@ class RowGemmKernel final : public PreparedKernel {
     return p.packed_at + (grp * blocks_ + block) * k_of(p) * Isa::kLanes;
   }
   std::int64_t in_step(const Geometry& g, int d) const { return kind_ == ConvKind::conv ? g.stride[d] : 1; }
+  std::int64_t channel_blocks() const { return (cin_ + block_ - 1) / block_; }
   std::int64_t row_phases() const { return static_cast<std::int64_t>(phases_.size()) / x_members_; }
 
   // Input rows a band of `rows` output rows reads in phase p (per depth offset).
   std::int64_t band_span(const Geometry& g, const PhaseTaps& p, std::int64_t rows) const {
     return (rows - 1) * in_step(g, 1) + p.max_oy - p.min_oy + 1;
   }
+  // Positions per x residue of a band row for `columns` output columns.
+  std::int64_t residue_width(std::int64_t columns) const { return columns + (max_ox_ - min_ox_) / x_step_; }
   std::int64_t band_floats(const Geometry& g, const Blocking& b) const {
     std::int64_t most = 1;
     for (const auto& p : phases_) {
-      most = std::max(most, cin_ * static_cast<std::int64_t>(p.z_offsets.size()) * band_span(g, p, b.band_rows) *
-                                (b.chunk + max_ox_ - min_ox_));
+      most = std::max(most, channel_blocks() * block_ * static_cast<std::int64_t>(p.z_offsets.size()) *
+                                band_span(g, p, b.band_rows) * x_step_ * residue_width(b.chunk));
     }
     return (most + 15) / 16 * 16;
   }
@@ -254,7 +338,12 @@ class RowGemmKernel final : public PreparedKernel {
     }
     // x residue 0 has the most columns.
     const std::int64_t columns = (out[2] + x_members_ - 1) / x_members_;
-    b.chunks = (columns + kMaxChunkColumns - 1) / kMaxChunkColumns;
+    // Few rows (1-D problems, batch 1) split their columns too, down to one
+    // tile per item, so that every thread has items.
+    const std::int64_t row_items = std::max<std::int64_t>(1, g.batch * groups_ * row_phases() * b.max_depth * b.max_rows);
+    const std::int64_t tiles = (columns + kTileColumns - 1) / kTileColumns;
+    b.chunks = std::max((columns + kMaxChunkColumns - 1) / kMaxChunkColumns,
+                        std::min(tiles, (kItemsPerThread * threads + row_items - 1) / row_items));
     b.chunk = std::max<std::int64_t>(1, (columns + b.chunks - 1) / b.chunks);
     b.chunk = (b.chunk + kTileColumns - 1) / kTileColumns * kTileColumns;
     b.chunks = std::max<std::int64_t>(1, (columns + b.chunk - 1) / b.chunk);
@@ -300,26 +389,32 @@ class RowGemmKernel final : public PreparedKernel {
     const Dims& in = g.input_size();
     const Dims& out = g.output_size();
     const std::int64_t x0 = chunk * b.chunk, x1 = std::min(axes[2].out_count, x0 + b.chunk);
-    // The band: rows iy in [iy0, iy0 + span), columns [x0 + min_ox, x1 + max_ox).
+    // The band: per block of channels, rows iy in [iy0, iy0 + span), input
+    // columns ix0 + rho + x_step * t at [rho][t] of each row (rho < x_step, t <
+    // residue width), each position the block's channels.
     const std::int64_t span = band_span(g, p, j1 - j0);
     const std::int64_t iy0 = j0 * in_step(g, 1) + p.min_oy;
-    const std::int64_t width = (x1 - x0) + max_ox_ - min_ox_;
-    const std::int64_t ix0 = x0 + min_ox_;
+    const std::int64_t width = residue_width(x1 - x0), row_floats = x_step_ * width;
+    const std::int64_t ix0 = x0 * x_step_ + min_ox_;
     const auto nz = static_cast<std::int64_t>(p.z_offsets.size());
-    const std::int64_t channel_step = nz * span * width;
+    const std::int64_t block_step = nz * span * row_floats * block_;
     const std::int64_t in_plane = in[0] * in[1] * in[2];
     const float* src_group = src + (n * g.input_channels() + grp * cin_) * in_plane;
-    const std::int64_t copy_lo = std::max<std::int64_t>(0, -ix0), copy_hi = std::min(width, in[2] - ix0);
-    for (std::int64_t c = 0; c < cin_; ++c)
+    for (std::int64_t cb = 0; cb < channel_blocks(); ++cb)
       for (std::int64_t zi = 0; zi < nz; ++zi) {
         const std::int64_t iz = jz * in_step(g, 0) + p.z_offsets[static_cast<std::size_t>(zi)];
         for (std::int64_t r = 0; r < span; ++r) {
           const std::int64_t iy = iy0 + r;
           const bool inside = iz >= 0 && iz < in[0] && iy >= 0 && iy < in[1];
-          // The row's first band column is input column ix0; masked lanes are never read.
-          copy_padded_row(band + c * channel_step + (zi * span + r) * width,
-                          src_group + c * in_plane + (iz * in[1] + iy) * in[2] + ix0, inside ? copy_lo : 0,
-                          inside ? copy_hi : 0, width);
+          float* row = band + cb * block_step + (zi * span + r) * row_floats * block_;
+          const float* from = src_group + cb * block_ * in_plane + (iz * in[1] + iy) * in[2] + ix0;
+          for (std::int64_t rho = 0; rho < x_step_; ++rho) {
+            // Positions outside the input are never read, wherever `from` points.
+            const Span copied = inside ? positions_inside(ix0 + rho, x_step_, in[2], width) : Span{};
+            copy_padded_row(row + rho * width * block_, from + rho, in_plane,
+                            static_cast<int>(std::min(block_, cin_ - cb * block_)), static_cast<int>(block_), x_step_,
+                            copied.lo, copied.hi, width);
+          }
         }
       }
 
@@ -331,48 +426,61 @@ class RowGemmKernel final : public PreparedKernel {
       columns_of[static_cast<std::size_t>(q)] = phase_gemm::axes_of(g, members[q].residue)[2].out_count;
       tap_at[static_cast<std::size_t>(q)].resize(members[q].tap.size());
     }
-    alignas(64) float tile[kTileColumns * kLanes];
-    for (std::int64_t j = j0; j < j1; ++j) {
-      // Band offset of each tap's first element for phase column x0.
-      for (std::int64_t q = 0; q < x_members_; ++q) {
-        const PhaseTaps& member = members[q];
-        for (std::size_t e = 0; e < member.tap.size(); ++e) {
-          const auto& o = member.offset[e];
-          tap_at[static_cast<std::size_t>(q)][e] =
-              (member.z_index[e] * span + j * in_step(g, 1) + o[1] - iy0) * width + o[2] - min_ox_;
-        }
-      }
-      const std::int64_t oz = axes[0].out_start + jz * axes[0].out_step, oy = axes[1].out_start + j * axes[1].out_step;
-      float* out_row = dst_group + (oz * out[1] + oy) * out[2];
-      for (std::int64_t x = x0; x < x1; x += kTileColumns) {
-        const int columns = static_cast<int>(std::min<std::int64_t>(kTileColumns, x1 - x));
-        // Output columns this tile writes: its columns of every member.
-        int written = 0;
-        for (std::int64_t q = 0; q < x_members_; ++q) {
-          written += static_cast<int>(std::clamp<std::int64_t>(columns_of[static_cast<std::size_t>(q)] - x, 0, columns));
-        }
-        for (std::int64_t block = 0; block < blocks_; ++block) {
-          const float* block_bias = bias_.data() + (grp * blocks_ + block) * Isa::kLanes;
-          Output o{out_row + block * Isa::kLanes * out_plane + x * x_members_, out_plane,
-                   static_cast<int>(std::min<std::int64_t>(Isa::kLanes, cout_ - block * Isa::kLanes)),
-                   x_members_ == 1 ? Store::rows : Store::tile, tile, written};
-          for (std::int64_t q = 0; q < x_members_; ++q) {
-            if (q == 1) o.store = Store::interleaved;
-            const PhaseTaps& member = members[q];
-            // An odd member one column short computes that column too; `written` leaves it out.
-            kMicroKernels[static_cast<std::size_t>(columns - 1)](
-                static_cast<std::int64_t>(member.tap.size()), cin_, band + (x - x0),
-                tap_at[static_cast<std::size_t>(q)].data(), channel_step, packed_.data() + weights_of(member, grp, block),
-                block_bias, o);
-          }
-        }
+    // Band offset of each tap's first element for row j0, phase column x0.
+    for (std::int64_t q = 0; q < x_members_; ++q) {
+      const PhaseTaps& member = members[q];
+      for (std::size_t e = 0; e < member.tap.size(); ++e) {
+        const auto& o = member.offset[e];
+        const std::int64_t dx = o[2] - min_ox_;  // input column ix0 + dx + x_step * (phase column - x0)
+        tap_at[static_cast<std::size_t>(q)][e] =
+            ((member.z_index[e] * span + j0 * in_step(g, 1) + o[1] - iy0) * row_floats + dx % x_step_ * width + dx / x_step_) *
+            block_;
       }
     }
+    alignas(64) float tile[kTileColumns * kLanes];
+    const MicroKernels& micro_kernels = block_ == 1 ? kNarrowMicroKernels : kWideMicroKernels;
+    const std::int64_t oz = axes[0].out_start + jz * axes[0].out_step;
+    const std::int64_t row_step = in_step(g, 1) * row_floats, row_pitch = axes[1].out_step * out[2];
+    // The tile of output channel block `block`, phase columns [x, x + columns) and rows [j, j + rows).
+    const auto multiply = [&](std::int64_t block, std::int64_t x, int columns, std::int64_t j, std::int64_t rows) {
+      // Output columns per row this tile writes: its columns of every member.
+      int written = 0;
+      for (std::int64_t q = 0; q < x_members_; ++q) {
+        written += static_cast<int>(std::clamp<std::int64_t>(columns_of[static_cast<std::size_t>(q)] - x, 0, columns));
+      }
+      const std::int64_t oy = axes[1].out_start + j * axes[1].out_step;
+      Output o{dst_group + block * Isa::kLanes * out_plane + (oz * out[1] + oy) * out[2] + x * x_members_, out_plane,
+               row_pitch, static_cast<int>(std::min<std::int64_t>(Isa::kLanes, cout_ - block * Isa::kLanes)),
+               x_members_ == 1 ? Store::rows : Store::tile, tile, written};
+      for (std::int64_t q = 0; q < x_members_; ++q) {
+        if (q == 1) o.store = Store::interleaved;
+        const PhaseTaps& member = members[q];
+        // An odd member one column short computes that column too; `written` leaves it out.
+        micro_kernels[static_cast<std::size_t>(columns - 1)][static_cast<std::size_t>(rows - 1)](
+            static_cast<std::int64_t>(member.tap.size()), cin_, band + ((j - j0) * row_step + (x - x0)) * block_,
+            tap_at[static_cast<std::size_t>(q)].data(), block_step, row_step, packed_.data() + weights_of(member, grp, block),
+            bias_.data() + (grp * blocks_ + block) * Isa::kLanes, o);
+      }
+    };
+    // Tiles: up to 16 columns of a row, or short rows stacked, 16 / W rows of
+    // W columns, W the first (widest) tile's; a narrower last tile of the row
+    // stacks as many rows (its W * H stays within 16).
+    const std::int64_t tile_rows =
+        std::min<std::int64_t>(kMaxTileRows, kTileColumns / std::min<std::int64_t>(kTileColumns, x1 - x0));
+    for (std::int64_t j = j0; j < j1; j += tile_rows)
+      for (std::int64_t x = x0; x < x1; x += kTileColumns) {
+        const int columns = static_cast<int>(std::min<std::int64_t>(kTileColumns, x1 - x));
+        for (std::int64_t block = 0; block < blocks_; ++block) multiply(block, x, columns, j, std::min(tile_rows, j1 - j));
+      }
   }
 
   ConvKind kind_;
   std::int64_t groups_, cin_, cout_, blocks_;
   std::int64_t x_members_ = 1;  // phases per output row: the x stride of a transposed convolution, else 1
+  std::int64_t x_step_ = 1;     // input columns per output column: a convolution's x stride, else 1
+  // Channels per band block (innermost at each position): 16, or 1 when there
+  // are fewer, where blocks of 16 would mostly copy zeros.
+  std::int64_t block_ = kLanes;
   std::int64_t min_ox_ = 0, max_ox_ = 0;
   std::vector<PhaseTaps> phases_;
   std::vector<float> packed_, bias_;
@@ -383,16 +491,7 @@ TCONV_TARGET_END
 std::string rejects(const Geometry& g, DType dtype, const WeightFacts& weights) {
   if (dtype != DType::f32) return "it computes float32 only";
   if (g.layout != Layout::channels_first) return "it reads channels-first tensors (the igemm families read channels-last)";
-  if (g.kind == ConvKind::conv && g.stride[2] != 1) return "its convolutions need stride 1 in x (the phase-GEMM family takes others)";
-  if (g.stride[2] > 2) return "its transposed convolutions need stride 1 or 2 in x (the phase-GEMM family takes others)";
-  // A phase row is as long as the input row, and the family is chosen before
-  // the input's size is known. Upsampling layers with kernel == stride 2 (U-Net,
-  // V-Net) run on long rows; k4s2 DCGAN layers on 4x4 inputs give 4-column
-  // tiles that reload the weights per image (measured 2.52 -> 3.68 ms), so
-  // other stride-2 kernels stay with the phase GEMMs.
-  if (g.stride[2] == 2 && (g.kernel[2] != 2 || g.dilation[2] != 1)) {
-    return "its stride-2 transposed convolutions are the kernel-2 upsampling kind (short rows go to the phase-GEMM family)";
-  }
+  if (g.kind == ConvKind::conv_transpose && g.stride[2] > 2) return "its transposed convolutions need stride 1 or 2 in x (the phase-GEMM family takes others)";
   if (std::string why_not = phase_gemm::phase_plan_rejects(g, weights); !why_not.empty()) return why_not;
   // Taps outside the input are read as zeros, as the phase GEMMs do; PyTorch
   // multiplies a convolution's padding too, so non-finite weights agree there.
@@ -401,7 +500,9 @@ std::string rejects(const Geometry& g, DType dtype, const WeightFacts& weights) 
            std::to_string(g.output_per_group());
   }
   const std::int64_t reach_x = g.dilation[2] * (g.kernel[2] - 1) + 1, reach_y = g.dilation[1] * (g.kernel[1] - 1) + 1;
-  const std::int64_t least = g.input_per_group() * g.kernel[0] * reach_y * (kTileColumns + reach_x);
+  const std::int64_t x_step = g.kind == ConvKind::conv ? g.stride[2] : 1;
+  const std::int64_t block = g.input_per_group() < kLanes ? 1 : kLanes;
+  const std::int64_t least = (g.input_per_group() + block - 1) / block * block * g.kernel[0] * reach_y * (kTileColumns * x_step + reach_x);
   if (least > kMaxBandFloats) {
     return "one band of its input rows (" + std::to_string(least * 4) + " bytes) would not fit the cache-sized workspace";
   }

@@ -89,7 +89,7 @@ TEST(Implementations, MatchTheOracleOnAWideChannelSweep) {
   wide.max_groups = 2;
   wide.max_rank = 2;
   wide.max_size = 21;
-  wide.max_stride = 2;
+  wide.max_stride = 3;
   wide.depthwise_share = 0;
   wide.asymmetric_padding = true;
   wide.dtype = DType::f32;
@@ -100,7 +100,9 @@ TEST(Implementations, MatchTheOracleOnAWideChannelSweep) {
   std::map<std::string, int> ran;
   std::mt19937_64 rng(31);
   for (int k = 0; k < 120; ++k) {
-    const Case c = random_case(rng, k % 4 == 3 ? wide_3d : wide);
+    Case c = random_case(rng, k % 4 == 3 ? wide_3d : wide);
+    // Every third case has few input channels (a layout of its own in row_gemm).
+    if (k % 3 == 1) c.in_channels = c.groups * (1 + k % 15);
     const testing::Operands o = random_operands(c, rng);
     const Tensor want = oracle(c, o.input.view(), o.weight.view(), o.bias_view());
     const Tensor scale = oracle_scale(c, o.input.view(), o.weight.view(), o.bias_view());
