@@ -93,17 +93,6 @@ struct Output {
   int count;
 };
 
-// Transposes v as a 16 x 16 matrix: perfect shuffles of row i with row i + 8, four times.
-void transpose(V (&v)[kLanes]) {
-  for (int round = 0; round < 4; ++round) {
-    V next[kLanes];
-    TCONV_UNROLL_TILE
-    for (int i = 0; i < kLanes / 2; ++i) Isa::interleave(v[i], v[i + kLanes / 2], next[2 * i], next[2 * i + 1]);
-    TCONV_UNROLL_TILE
-    for (int i = 0; i < kLanes; ++i) v[i] = next[i];
-  }
-}
-
 // acc[h * W + w] = sum over taps e and channels c = Block * b + i of
 //     band[tap_at[e] + b * block_step + (h * row_step + w) * Block + i] * w[k][0..15];
 // then stored as `out` says.
@@ -133,7 +122,7 @@ void micro_kernel(std::int64_t n_taps, std::int64_t channels, const float* band,
   }
   TCONV_UNROLL_TILE
   for (int r = R; r < kTileColumns; ++r) acc[r] = Isa::zero();
-  transpose(acc);
+  Isa::transpose(acc);
   TCONV_UNROLL_TILE
   for (int j = 0; j < kTileColumns; ++j) {
     if (j >= out.channels) continue;
@@ -185,41 +174,6 @@ constexpr MicroKernels micro_kernels(std::index_sequence<Ws...>) {
 // Band blocks of 16 channels, or of one for problems with fewer channels.
 constexpr MicroKernels kWideMicroKernels = micro_kernels<kLanes>(std::make_index_sequence<kTileColumns>());
 constexpr MicroKernels kNarrowMicroKernels = micro_kernels<1>(std::make_index_sequence<kTileColumns>());
-
-// row[t][i] = from[i * channel_stride + t * step] for t in [lo, hi) and
-// i < channels, zero elsewhere in [0, width) x [0, block): the same row of
-// `block` (1 or 16) channels, channels innermost. Rows are short (a chunk of
-// columns) and many: library calls per row cost more than the copy.
-void copy_padded_row(float* row, const float* from, std::int64_t channel_stride, int channels, int block,
-                     std::int64_t step, std::int64_t lo, std::int64_t hi, std::int64_t width) {
-  for (std::int64_t x = 0; x < width; x += Isa::kLanes) {
-    const std::uint32_t inside =
-        Isa::first_lanes(std::min(width, hi) - x) & ~static_cast<std::uint32_t>(Isa::first_lanes(lo - x));
-    if (block == 1) {
-      Isa::masked_store(row + x, Isa::first_lanes(width - x), Isa::masked_load_strided(inside, from + x * step, step));
-      continue;
-    }
-    V v[kLanes];
-    TCONV_UNROLL_TILE
-    for (int i = 0; i < kLanes; ++i) {
-      v[i] = i < channels ? Isa::masked_load_strided(inside, from + i * channel_stride + x * step, step) : Isa::zero();
-    }
-    transpose(v);
-    const std::int64_t columns = std::min<std::int64_t>(Isa::kLanes, width - x);
-    for (std::int64_t t = 0; t < columns; ++t) Isa::store(row + (x + t) * kLanes, v[t]);
-  }
-}
-
-// The positions t in [0, width) with first + step * t in [0, size), step > 0.
-struct Span {
-  std::int64_t lo = 0, hi = 0;
-};
-Span positions_inside(std::int64_t first, std::int64_t step, std::int64_t size, std::int64_t width) {
-  const auto up = [step](std::int64_t a) { return a <= 0 ? 0 : (a + step - 1) / step; };  // ceil(a / step), at least 0
-  const std::int64_t lo = std::min(width, up(-first)), hi = std::min(width, up(size - first));
-  return {lo, std::max(lo, hi)};
-}
-
 
 class RowGemmKernel final : public PreparedKernel {
  public:
@@ -410,8 +364,8 @@ class RowGemmKernel final : public PreparedKernel {
           const float* from = src_group + cb * block_ * in_plane + (iz * in[1] + iy) * in[2] + ix0;
           for (std::int64_t rho = 0; rho < x_step_; ++rho) {
             // Positions outside the input are never read, wherever `from` points.
-            const Span copied = inside ? positions_inside(ix0 + rho, x_step_, in[2], width) : Span{};
-            copy_padded_row(row + rho * width * block_, from + rho, in_plane,
+            const TapRange copied = inside ? tap_range(width, in[2], x_step_, -(ix0 + rho), 1, 0) : TapRange{0, 0};
+            Isa::copy_band_row(row + rho * width * block_, from + rho, in_plane,
                             static_cast<int>(std::min(block_, cin_ - cb * block_)), static_cast<int>(block_), x_step_,
                             copied.lo, copied.hi, width);
           }

@@ -5,6 +5,7 @@
 
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstdint>
 
 #include "kernels/isa_target.hpp"
@@ -41,6 +42,71 @@ struct Avx512 {
     const __m512i index = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
                                              _mm512_set1_epi32(static_cast<int>(step)));
     return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), static_cast<__mmask16>(lanes), index, p, 4);
+  }
+  // Which lanes of a strided load are read: lanes [a, b) of p[lane * step].
+  // For stride 1 and 2, masks of the element range: cheaper to build than
+  // spreading a lane mask to every other bit, and the elements between the
+  // lanes' (stride 2) lie inside the range.
+  struct StridedLanes {
+    std::int64_t step;
+    std::uint32_t lanes, low, high;  // lane mask; element masks of p[0..15] and p[16..31]
+  };
+  static StridedLanes strided_lanes(std::int64_t a, std::int64_t b, std::int64_t step) {
+    a = std::max<std::int64_t>(a, 0);
+    b = std::min<std::int64_t>(b, kLanes);
+    if (a >= b) return {step, 0, 0, 0};
+    const auto range = [](std::int64_t first, std::int64_t end) {
+      return static_cast<std::uint32_t>(first_lanes(end) & ~first_lanes(first));
+    };
+    const std::int64_t first = step == 2 ? 2 * a : a, end = step == 2 ? 2 * b - 1 : b;
+    return {step, range(a, b), range(first, end), range(first - kLanes, end - kLanes)};
+  }
+  // Lane l holds p[l * step] for the lanes of `s`, zero elsewhere; reads nothing outside their range.
+  static V load_strided(const StridedLanes& s, const float* p) {
+    if (s.lanes == 0) return zero();
+    if (s.step == 1) return _mm512_maskz_loadu_ps(static_cast<__mmask16>(s.low), p);
+    if (s.step == 2) {
+      const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+      return _mm512_permutex2var_ps(_mm512_maskz_loadu_ps(static_cast<__mmask16>(s.low), p), even,
+                                    _mm512_maskz_loadu_ps(static_cast<__mmask16>(s.high), p + kLanes));
+    }
+    return masked_load_strided(s.lanes, p, s.step);
+  }
+  // Transposes v as a 16 x 16 matrix: perfect shuffles of row i with row i + 8, four times.
+  // Every loop unrolled: a rolled one keeps v in memory and copies it each round.
+  static void transpose(V (&v)[kLanes]) {
+#pragma GCC unroll 4
+    for (int round = 0; round < 4; ++round) {
+      V next[kLanes];
+#pragma GCC unroll 16
+      for (int i = 0; i < kLanes / 2; ++i) interleave(v[i], v[i + kLanes / 2], next[2 * i], next[2 * i + 1]);
+#pragma GCC unroll 16
+      for (int i = 0; i < kLanes; ++i) v[i] = next[i];
+    }
+  }
+  // The rows of `channels` (at most 16) channels, channel i at from + i * channel_stride, as a band row
+  // of `block` (1 or 16) channels per position, channels innermost:
+  //     row[t * block + i] = from[i * channel_stride + t * step] for t in [lo, hi) and i < channels,
+  // zero elsewhere in [0, width) x [0, block). Reads nothing outside those elements, wherever `from` points.
+  static void copy_band_row(float* row, const float* from, std::int64_t channel_stride, int channels, int block,
+                            std::int64_t step, std::int64_t lo, std::int64_t hi, std::int64_t width) {
+    hi = std::min(hi, width);
+    for (std::int64_t x = 0; x < width; x += kLanes) {
+      const StridedLanes inside = strided_lanes(lo - x, hi - x, step);
+      if (block == 1) {
+        masked_store(row + x, first_lanes(width - x), load_strided(inside, from + x * step));
+        continue;
+      }
+      V v[kLanes];
+#pragma GCC unroll 16
+      for (int i = 0; i < kLanes; ++i) v[i] = i < channels ? load_strided(inside, from + i * channel_stride + x * step) : zero();
+      transpose(v);
+      // Unrolled with a test per store: a loop to `width - x` becomes a memcpy of v from the stack.
+#pragma GCC unroll 16
+      for (int t = 0; t < kLanes; ++t) {
+        if (t < width - x) store(row + (x + t) * kLanes, v[t]);
+      }
+    }
   }
   static V set1(float value) { return _mm512_set1_ps(value); }
   static V add(V a, V b) { return _mm512_add_ps(a, b); }
