@@ -70,8 +70,8 @@ TEST(Implementations, MatchTheOracleOnARandomSweep) {
     }
     std::cout << name << ": " << ran << " cases run, " << declined << " declined\n";
     // The channels-last families decline these channels-first cases; layout_test.cpp sweeps them.
-    // The row-GEMM family wants a vector of output channels: the next sweep.
-    if (name.rfind("igemm_", 0) != 0 && name.rfind("row_gemm_", 0) != 0) {
+    // The row-GEMM family wants a vector of output channels (the next sweep), row-dot long kernel rows.
+    if (name.rfind("igemm_", 0) != 0 && name.rfind("row_gemm_", 0) != 0 && name.rfind("row_dot_", 0) != 0) {
       EXPECT_GT(ran, 40) << "the sweep barely reaches this family: widen it";
     }
   }
@@ -122,6 +122,55 @@ TEST(Implementations, MatchTheOracleOnAWideChannelSweep) {
     if (std::find(names.begin(), names.end(), name) != names.end()) {
       EXPECT_GT(ran[name], 40) << name << ": the sweep barely reaches this family: widen it";
     }
+  }
+}
+
+// Convolutions with long kernel rows (32 to 70 taps in x: partial tap
+// vectors), any stride and padding in x (columns read as zeros on both sides),
+// output channel counts that leave partial tiles, groups, every rank; the same
+// bits on 1 and 3 threads.
+TEST(Implementations, MatchTheOracleOnLongKernelRows) {
+  testing::ThreadCountGuard guard;
+  CaseLimits small;
+  small.kind = ConvKind::conv;
+  small.dtype = DType::f32;
+  small.max_size = 5;
+  small.max_kernel = 3;
+  small.max_channels_per_group = 7;
+  small.max_groups = 2;
+  small.depthwise_share = 0.1;
+  small.asymmetric_padding = true;
+  const auto names = available_implementations();
+  std::map<std::string, int> ran;
+  std::mt19937_64 rng(57);
+  auto pick = [&](std::int64_t lo, std::int64_t hi) { return std::uniform_int_distribution<std::int64_t>(lo, hi)(rng); };
+  for (int k = 0; k < 40; ++k) {
+    Case c = random_case(rng, small);
+    const std::size_t x = c.size.size() - 1;
+    c.kernel[x] = pick(32, 70);
+    c.dilation[x] = 1;
+    c.stride[x] = pick(1, 40);
+    c.padding[x] = pick(0, 15);
+    if (!c.padding_end.empty()) c.padding_end[x] = pick(0, 15);
+    const std::int64_t pads = c.padding[x] + (c.padding_end.empty() ? c.padding[x] : c.padding_end[x]);
+    c.size[x] = pick(std::max<std::int64_t>(1, c.kernel[x] - pads), c.kernel[x] + 90);
+    const testing::Operands o = random_operands(c, rng);
+    const Tensor want = oracle(c, o.input.view(), o.weight.view(), o.bias_view());
+    const Tensor scale = oracle_scale(c, o.input.view(), o.weight.view(), o.bias_view());
+    for (const std::string& name : names) {
+      const auto op = forced(name, c, o);
+      if (!op) continue;
+      set_num_threads(3);
+      const Tensor got = op->run(o.input.view());
+      EXPECT_TRUE(close_to(got, want, scale, tolerance(c.dtype), c.dtype)) << name << ": " << c.describe();
+      set_num_threads(1);
+      EXPECT_TRUE(bits_equal(op->run(o.input.view()), got)) << name << ", 1 thread: " << c.describe();
+      ++ran[name];
+    }
+  }
+  for (const std::string& name : names) std::cout << name << ": " << ran[name] << " long-row cases run\n";
+  if (std::find(names.begin(), names.end(), "row_dot_avx512") != names.end()) {
+    EXPECT_EQ(ran["row_dot_avx512"], 40) << "row_dot_avx512 declined cases of its own kind";
   }
 }
 

@@ -65,6 +65,7 @@ ASYMMETRIC_CASES = [  # (op, input shape, weight shape, stride, begins, ends, di
     ("conv", (1, 6, 8, 8), (6, 1, 3, 3), 1, (2, 0), (0, 1), 2, 6),                 # depthwise
     ("conv_transpose", (1, 5, 6, 9), (5, 18, 3, 3), 1, (2, 0), (0, 1), 1, 1),     # a vector of output channels
     ("conv", (1, 5, 9, 20), (17, 5, 3, 3), 1, (0, 2), (1, 0), (1, 2), 1),
+    ("conv", (1, 3, 6, 80), (7, 3, 2, 40), (1, 9), (1, 10), (0, 3), 1, 1),          # long kernel rows
 ]
 
 
