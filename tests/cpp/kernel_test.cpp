@@ -37,6 +37,24 @@ std::optional<Operator> forced(const std::string& name, const Case& c, const tes
   return forced(name, c.kind, o.weight.view(), o.bias_view(), c.params());
 }
 
+// Every implementation that accepts case c against the oracle (computed once),
+// on 3 threads, and the same bits on 1; counts the runs per implementation.
+void check_every_implementation(const Case& c, const testing::Operands& o, const std::vector<std::string>& names,
+                                std::map<std::string, int>& ran) {
+  const Tensor want = oracle(c, o.input.view(), o.weight.view(), o.bias_view());
+  const Tensor scale = oracle_scale(c, o.input.view(), o.weight.view(), o.bias_view());
+  for (const std::string& name : names) {
+    const auto op = forced(name, c, o);
+    if (!op) continue;
+    set_num_threads(3);
+    const Tensor got = op->run(o.input.view());
+    EXPECT_TRUE(close_to(got, want, scale, tolerance(c.dtype), c.dtype)) << name << ": " << c.describe();
+    set_num_threads(1);
+    EXPECT_TRUE(bits_equal(op->run(o.input.view()), got)) << name << ", 1 thread: " << c.describe();
+    ++ran[name];
+  }
+}
+
 TEST(Implementations, DirectIsAlwaysAvailable) {
   const auto names = available_implementations();
   EXPECT_NE(std::find(names.begin(), names.end(), "direct"), names.end());
@@ -80,7 +98,7 @@ TEST(Implementations, MatchTheOracleOnARandomSweep) {
 // Random cases with 16 to 40 channels per group, for the families that want a
 // vector of output channels: partial blocks of 16 output channels, rows of any
 // width (partial tiles of 16 columns), every rank, and the same bits on 1 and 3
-// threads. Each case's oracle is computed once for all implementations.
+// threads.
 TEST(Implementations, MatchTheOracleOnAWideChannelSweep) {
   testing::ThreadCountGuard guard;
   CaseLimits wide;
@@ -103,19 +121,7 @@ TEST(Implementations, MatchTheOracleOnAWideChannelSweep) {
     Case c = random_case(rng, k % 4 == 3 ? wide_3d : wide);
     // Every third case has few input channels (a layout of its own in row_gemm).
     if (k % 3 == 1) c.in_channels = c.groups * (1 + k % 15);
-    const testing::Operands o = random_operands(c, rng);
-    const Tensor want = oracle(c, o.input.view(), o.weight.view(), o.bias_view());
-    const Tensor scale = oracle_scale(c, o.input.view(), o.weight.view(), o.bias_view());
-    for (const std::string& name : names) {
-      const auto op = forced(name, c, o);
-      if (!op) continue;
-      set_num_threads(3);
-      const Tensor got = op->run(o.input.view());
-      EXPECT_TRUE(close_to(got, want, scale, tolerance(c.dtype), c.dtype)) << name << ": " << c.describe();
-      set_num_threads(1);
-      EXPECT_TRUE(bits_equal(op->run(o.input.view()), got)) << name << ", 1 thread: " << c.describe();
-      ++ran[name];
-    }
+    check_every_implementation(c, random_operands(c, rng), names, ran);
   }
   for (const std::string& name : names) std::cout << name << ": " << ran[name] << " wide cases run\n";
   for (const char* name : {"row_gemm_avx512"}) {
@@ -154,19 +160,7 @@ TEST(Implementations, MatchTheOracleOnLongKernelRows) {
     if (!c.padding_end.empty()) c.padding_end[x] = pick(0, 15);
     const std::int64_t pads = c.padding[x] + (c.padding_end.empty() ? c.padding[x] : c.padding_end[x]);
     c.size[x] = pick(std::max<std::int64_t>(1, c.kernel[x] - pads), c.kernel[x] + 90);
-    const testing::Operands o = random_operands(c, rng);
-    const Tensor want = oracle(c, o.input.view(), o.weight.view(), o.bias_view());
-    const Tensor scale = oracle_scale(c, o.input.view(), o.weight.view(), o.bias_view());
-    for (const std::string& name : names) {
-      const auto op = forced(name, c, o);
-      if (!op) continue;
-      set_num_threads(3);
-      const Tensor got = op->run(o.input.view());
-      EXPECT_TRUE(close_to(got, want, scale, tolerance(c.dtype), c.dtype)) << name << ": " << c.describe();
-      set_num_threads(1);
-      EXPECT_TRUE(bits_equal(op->run(o.input.view()), got)) << name << ", 1 thread: " << c.describe();
-      ++ran[name];
-    }
+    check_every_implementation(c, random_operands(c, rng), names, ran);
   }
   for (const std::string& name : names) std::cout << name << ": " << ran[name] << " long-row cases run\n";
   if (std::find(names.begin(), names.end(), "row_dot_avx512") != names.end()) {
