@@ -88,8 +88,10 @@ TEST(Implementations, MatchTheOracleOnARandomSweep) {
     }
     std::cout << name << ": " << ran << " cases run, " << declined << " declined\n";
     // The channels-last families decline these channels-first cases; layout_test.cpp sweeps them.
-    // The row-GEMM family wants a vector of output channels (the next sweep), row-dot long kernel rows.
-    if (name.rfind("igemm_", 0) != 0 && name.rfind("row_gemm_", 0) != 0 && name.rfind("row_dot_", 0) != 0) {
+    // The row- and plane-GEMM families want a vector (half a vector) of output channels (sweeps of their own),
+    // row-dot long kernel rows.
+    if (name.rfind("igemm_", 0) != 0 && name.rfind("row_gemm_", 0) != 0 && name.rfind("plane_gemm_", 0) != 0 &&
+        name.rfind("row_dot_", 0) != 0) {
       EXPECT_GT(ran, 40) << "the sweep barely reaches this family: widen it";
     }
   }
@@ -128,6 +130,48 @@ TEST(Implementations, MatchTheOracleOnAWideChannelSweep) {
     if (std::find(names.begin(), names.end(), name) != names.end()) {
       EXPECT_GT(ran[name], 40) << name << ": the sweep barely reaches this family: widen it";
     }
+  }
+}
+
+// Planes whose rows are 1 to 70 positions long (vectors running across row
+// ends, and rows rounded up to whole vectors where a phase row is longer than
+// the input's), 8 to 20 output channels (partial blocks of 8), samples and
+// depth rows sharing a tile, transposed convolutions of x stride 1 and 2 with
+// any other stride, stride-1 convolutions, dilation, asymmetric padding; the
+// same bits on 1 and 3 threads.
+TEST(Implementations, MatchTheOracleOnPlanesOfAnyRowLength) {
+  testing::ThreadCountGuard guard;
+  CaseLimits planes;
+  planes.dtype = DType::f32;
+  planes.min_channels_per_group = 8;
+  planes.max_channels_per_group = 20;
+  planes.max_groups = 2;
+  planes.max_batch = 3;
+  planes.depthwise_share = 0;
+  planes.asymmetric_padding = true;
+  const auto names = available_implementations();
+  std::map<std::string, int> ran;
+  std::mt19937_64 rng(71);
+  auto pick = [&](std::int64_t lo, std::int64_t hi) { return std::uniform_int_distribution<std::int64_t>(lo, hi)(rng); };
+  int cases = 0;
+  while (cases < 60) {
+    Case c = random_case(rng, planes);
+    const std::size_t x = c.size.size() - 1;
+    c.size[x] = pick(1, 70);
+    if (c.kind == ConvKind::conv) {
+      std::fill(c.stride.begin(), c.stride.end(), 1);
+      std::fill(c.output_padding.begin(), c.output_padding.end(), 0);
+    } else {
+      c.stride[x] = pick(1, 2);
+      c.output_padding[x] = std::min(c.output_padding[x], std::max(c.stride[x], c.dilation[x]) - 1);
+    }
+    if (!c.valid()) continue;
+    ++cases;
+    check_every_implementation(c, random_operands(c, rng), names, ran);
+  }
+  for (const std::string& name : names) std::cout << name << ": " << ran[name] << " plane cases run\n";
+  if (std::find(names.begin(), names.end(), "plane_gemm_avx512") != names.end()) {
+    EXPECT_EQ(ran["plane_gemm_avx512"], cases) << "plane_gemm_avx512 declined cases of its own kind";
   }
 }
 

@@ -1,0 +1,388 @@
+// Plane-GEMM family for AVX-512: channels-first transposed convolutions with
+// stride 1 or 2 in x and convolutions with stride 1 (unet's and vnet's k2s2
+// upsampling, s1_k3, dilated), at least 8 output channels per group. Where
+// row_gemm copies its input into a channels-innermost band and transposes
+// every result tile, this family leaves both tensors as they are: a vector's
+// lanes are 16 consecutive positions of one output phase, loaded straight from
+// the input planes (masked where a tap falls outside) and stored straight into
+// the output, the two x phases of stride 2 interleaved in registers.
+//
+// Math. The stride phases of phase_gemm.hpp with in_step 1. Per (group,
+// phase), output channel m and phase position (jz, jy, j):
+//     dst[m, out_start + out_step * (jz, jy, j)] = bias[m] + sum_{k = e*C + c} W[k, m] * src[c, (jz, jy, j) + offset_e]
+// (zero outside the input), summed over k ascending from zero with the bias
+// last: the order of the other GEMM families, so all of them give the same bits.
+// Positions. A phase plane's positions (jy, j) are numbered q = jy * pitch + j
+// and cut into vectors of 16. The pitch is the input's row length when the
+// phase rows are no longer: then a tap's input for position q is the input
+// position q plus a fixed shift, and vectors run on across row ends, so a
+// short row does not leave a vector mostly empty (s1_k3's 56 columns are 3.5
+// vectors). Otherwise the pitch is the phase row rounded up to 16 and no
+// vector crosses a row end. The vectors of every sample and depth row form
+// one sequence, (sample, jz, vector), cut into tiles of P <= 3 vectors, so that
+// small planes still fill a tile.
+// Micro-kernel, for M = 8 output channels and P vectors:
+//     acc[m][p] = sum_e sum_c w[(e*C + c) * M + m] * load(mask[e][p], at[p] + shift[e] + c * plane)
+// where at[p] is vector p's first lane's input position for a zero offset,
+// shift[e] tap e's offset as a position difference, and mask[e][p] the lanes
+// whose position is in the phase and whose input is inside; results go to a
+// tile [M][P][16] in L1, which a store pass adds the bias to and writes out.
+// Packed weights (at creation): per group, phase and block of M output
+// channels, [K][M], channels past the group's zero.
+#include <omp.h>
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kernels/cpu_features.hpp"
+#include "kernels/isa_target.hpp"
+#include "kernels/kernel.hpp"
+#include "kernels/phase_gemm.hpp"
+#include "kernels/simd_avx512.hpp"
+
+namespace tconv::detail::plane_gemm {
+namespace {
+
+constexpr int kLanes = 16;
+constexpr int kTileChannels = 8;  // M: output channels per micro-kernel
+constexpr int kTileVectors = 3;   // P: vectors of positions per micro-kernel (M x P accumulators)
+constexpr std::int64_t kItemsPerThread = 4;
+constexpr int kMaxParts = kLanes;  // row pieces of one vector: one per lane when rows are one position long
+
+// A phase's taps, fixed at creation.
+struct PhaseTaps {
+  std::array<std::int64_t, kMaxSpatial> residue;
+  std::vector<std::int64_t> tap;                                // flat kernel tap of each e
+  std::vector<std::array<std::int64_t, kMaxSpatial>> offset;    // input offset of each e
+  std::int64_t packed_at = 0;                                   // where its weights start
+};
+
+// One vector's lanes within a row: lanes [lane, lane + count) are phase row
+// `row`, columns [column, column + count).
+struct Part {
+  std::int64_t row, column;
+  int lane, count;
+};
+
+// Where one vector's results go: per part, the output element that lane 0
+// (element 0 of the interleaved pair when stride 2) would have, and which
+// lanes (elements) of the part to write.
+struct Placement {
+  std::int64_t at;
+  std::uint32_t elements;
+};
+
+TCONV_TARGET_AVX512_BEGIN
+
+using Isa = simd::Avx512;
+using V = Isa::V;
+
+template <int P>
+void micro_kernel(std::int64_t n_taps, std::int64_t channels, std::int64_t plane, const float* const* at,
+                  const std::int64_t* shift, const std::uint32_t* masks, const float* w, float* tile) {
+  V acc[kTileChannels][P];
+  TCONV_UNROLL_TILE
+  for (int m = 0; m < kTileChannels; ++m) {
+    TCONV_UNROLL_TILE
+    for (int p = 0; p < P; ++p) acc[m][p] = Isa::zero();
+  }
+  for (std::int64_t e = 0; e < n_taps; ++e) {
+    const float* from[P];
+    __mmask16 lanes[P];
+    TCONV_UNROLL_TILE
+    for (int p = 0; p < P; ++p) {
+      from[p] = at[p] + shift[e];
+      lanes[p] = static_cast<__mmask16>(masks[e * kTileVectors + p]);
+    }
+    for (std::int64_t c = 0, offset = 0; c < channels; ++c, offset += plane) {
+      V v[P];
+      TCONV_UNROLL_TILE
+      for (int p = 0; p < P; ++p) v[p] = _mm512_maskz_loadu_ps(lanes[p], from[p] + offset);
+      TCONV_UNROLL_TILE
+      for (int m = 0; m < kTileChannels; ++m) {
+        const V weight = Isa::broadcast(w + m);
+        TCONV_UNROLL_TILE
+        for (int p = 0; p < P; ++p) acc[m][p] = Isa::fmadd(v[p], weight, acc[m][p]);
+      }
+      w += kTileChannels;
+    }
+  }
+  TCONV_UNROLL_TILE
+  for (int m = 0; m < kTileChannels; ++m) {
+    TCONV_UNROLL_TILE
+    for (int p = 0; p < P; ++p) Isa::store(tile + (m * kTileVectors + p) * kLanes, acc[m][p]);
+  }
+}
+
+using MicroKernel = decltype(&micro_kernel<1>);
+constexpr std::array<MicroKernel, kTileVectors> kMicroKernels{&micro_kernel<1>, &micro_kernel<2>, &micro_kernel<3>};
+
+// Lanes [first, end) of a vector as a mask.
+std::uint32_t lane_range(std::int64_t first, std::int64_t end) {
+  return static_cast<std::uint32_t>(Isa::first_lanes(end) & ~Isa::first_lanes(first));
+}
+
+class PlaneGemmKernel final : public PreparedKernel {
+ public:
+  PlaneGemmKernel(const Geometry& g, const float* weight, const float* bias)
+      : groups_(g.groups),
+        cin_(g.input_per_group()),
+        cout_(g.output_per_group()),
+        blocks_((g.output_per_group() + kTileChannels - 1) / kTileChannels) {
+    const bool transposed = g.kind == ConvKind::conv_transpose;
+    x_members_ = transposed ? g.stride[2] : 1;
+    for (std::int64_t rz = 0; rz < (transposed ? g.stride[0] : 1); ++rz)
+      for (std::int64_t ry = 0; ry < (transposed ? g.stride[1] : 1); ++ry)
+        for (std::int64_t rx = 0; rx < x_members_; ++rx) {
+          const phase_gemm::Phase ph = phase_gemm::single_phase(g, {rz, ry, rx});
+          phases_.push_back(PhaseTaps{{rz, ry, rx}, ph.taps[0], ph.offsets, 0});
+        }
+    // Weights: [group][phase][block][K][M].
+    std::int64_t total = 0;
+    for (auto& p : phases_) {
+      p.packed_at = total;
+      total += groups_ * blocks_ * k_of(p) * kTileChannels;
+    }
+    packed_.assign(static_cast<std::size_t>(total), 0.0f);
+    for (const auto& p : phases_)
+      for (std::int64_t grp = 0; grp < groups_; ++grp)
+        for (std::int64_t m = 0; m < cout_; ++m)
+          for (std::size_t e = 0; e < p.tap.size(); ++e)
+            for (std::int64_t c = 0; c < cin_; ++c) {
+              const std::int64_t k = static_cast<std::int64_t>(e) * cin_ + c;
+              packed_[static_cast<std::size_t>(weights_of(p, grp, m / kTileChannels) + k * kTileChannels +
+                                               m % kTileChannels)] = weight[g.weight_index(grp, m, c, p.tap[e])];
+            }
+    bias_.assign(static_cast<std::size_t>(g.output_channels()), 0.0f);
+    if (bias) std::copy(bias, bias + g.output_channels(), bias_.begin());
+  }
+
+  std::size_t workspace_bytes(const Geometry&, int) const override { return 0; }
+
+  void run(const Geometry& g, const void* src_v, void* dst_v, void*, int threads) const override {
+    const Plan plan = plan_for(g, threads);
+    const auto* src = static_cast<const float*>(src_v);
+    auto* dst = static_cast<float*>(dst_v);
+    const auto items = static_cast<std::int64_t>(plan.items.size()) * groups_;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+    for (std::int64_t it = 0; it < items; ++it) run_item(g, plan, it, src, dst);
+  }
+
+ private:
+  // A run of tiles of one row phase (the x phases of one depth and height residue).
+  struct Item {
+    std::int64_t row_phase, first_tile, end_tile;
+  };
+  struct Plan {
+    std::int64_t pitch = 16;                 // q = jy * pitch + j
+    bool flat = false;                       // pitch is the input's row length: vectors run across row ends
+    std::vector<std::int64_t> vectors;       // per row phase: vectors per (sample, depth row) plane
+    std::vector<Item> items;
+  };
+
+  std::int64_t k_of(const PhaseTaps& p) const { return static_cast<std::int64_t>(p.tap.size()) * cin_; }
+  std::int64_t weights_of(const PhaseTaps& p, std::int64_t grp, std::int64_t block) const {
+    return p.packed_at + (grp * blocks_ + block) * k_of(p) * kTileChannels;
+  }
+  std::int64_t row_phases() const { return static_cast<std::int64_t>(phases_.size()) / x_members_; }
+
+  Plan plan_for(const Geometry& g, int threads) const {
+    Plan plan;
+    const Dims& in = g.input_size();
+    // x residue 0 has the most columns.
+    const std::int64_t columns = phase_gemm::axes_of(g, phases_[0].residue)[2].out_count;
+    const std::int64_t rounded = (columns + kLanes - 1) / kLanes * kLanes;
+    // Flat when the phase rows fit the input's and that wastes fewer lanes
+    // (columns past the phase's, masked) than rounding each row up to 16.
+    plan.flat = columns <= in[2] && (in[2] - columns) * rounded <= (rounded - columns) * in[2];
+    plan.pitch = plan.flat ? in[2] : std::max<std::int64_t>(rounded, kLanes);
+    std::vector<std::int64_t> tiles;
+    std::int64_t total = 0;
+    for (std::int64_t rp = 0; rp < row_phases(); ++rp) {
+      const auto axes = phase_gemm::axes_of(g, phases_[static_cast<std::size_t>(rp * x_members_)].residue);
+      const std::int64_t positions = axes[1].out_count * plan.pitch;
+      plan.vectors.push_back(axes[2].out_count > 0 ? (positions + kLanes - 1) / kLanes : 0);
+      tiles.push_back((g.batch * axes[0].out_count * plan.vectors.back() + kTileVectors - 1) / kTileVectors);
+      total += tiles.back();
+    }
+    // Chunks of tiles, enough of them for every thread to have several.
+    const std::int64_t wanted = std::max<std::int64_t>(1, (kItemsPerThread * threads + groups_ - 1) / groups_);
+    const std::int64_t chunk = std::max<std::int64_t>(1, total / wanted);
+    for (std::int64_t rp = 0; rp < row_phases(); ++rp) {
+      for (std::int64_t t = 0; t < tiles[static_cast<std::size_t>(rp)]; t += chunk) {
+        plan.items.push_back({rp, t, std::min(tiles[static_cast<std::size_t>(rp)], t + chunk)});
+      }
+    }
+    return plan;
+  }
+
+  void run_item(const Geometry& g, const Plan& plan, std::int64_t it, const float* src, float* dst) const {
+    const Item& item = plan.items[static_cast<std::size_t>(it % static_cast<std::int64_t>(plan.items.size()))];
+    const std::int64_t grp = it / static_cast<std::int64_t>(plan.items.size());
+    const PhaseTaps* members = &phases_[static_cast<std::size_t>(item.row_phase * x_members_)];
+    const Dims& in = g.input_size();
+    const Dims& out = g.output_size();
+    const auto axes = phase_gemm::axes_of(g, members[0].residue);
+    const std::int64_t depth = axes[0].out_count, rows = axes[1].out_count;
+    const std::int64_t vectors = plan.vectors[static_cast<std::size_t>(item.row_phase)];
+    const std::int64_t in_plane = in[0] * in[1] * in[2], out_plane = out[0] * out[1] * out[2];
+    const std::int64_t sequence_end = g.batch * depth * vectors;
+
+    std::array<std::int64_t, 2> columns_of{};
+    std::array<std::vector<std::int64_t>, 2> shift;
+    for (std::int64_t q = 0; q < x_members_; ++q) {
+      columns_of[static_cast<std::size_t>(q)] = phase_gemm::axes_of(g, members[q].residue)[2].out_count;
+      for (const auto& o : members[q].offset) shift[static_cast<std::size_t>(q)].push_back((o[0] * in[1] + o[1]) * in[2] + o[2]);
+    }
+    std::array<std::vector<std::uint32_t>, 2> masks;
+    for (std::int64_t q = 0; q < x_members_; ++q) {
+      masks[static_cast<std::size_t>(q)].resize(members[q].tap.size() * kTileVectors);
+    }
+    std::array<const float*, kTileVectors> at{};
+    std::array<std::array<Placement, kMaxParts>, kTileVectors> placements{};
+    std::array<int, kTileVectors> placed{};
+    alignas(64) float tile[2][kTileChannels * kTileVectors * kLanes];
+
+    for (std::int64_t t = item.first_tile; t < item.end_tile; ++t) {
+      const std::int64_t first = t * kTileVectors;
+      const int count = static_cast<int>(std::min<std::int64_t>(kTileVectors, sequence_end - first));
+      for (int p = 0; p < count; ++p) {
+        const std::int64_t s = first + p;
+        const std::int64_t n = s / (depth * vectors), jz = s / vectors % depth, q0 = s % vectors * kLanes;
+        // The vector's lanes, row by row.
+        std::array<Part, kMaxParts> parts{};
+        int n_parts = 0;
+        for (std::int64_t lane = 0, row = q0 / plan.pitch, column = q0 % plan.pitch; lane < kLanes; ++row, column = 0) {
+          const std::int64_t length = std::min(kLanes - lane, plan.pitch - column);
+          if (row < rows) parts[static_cast<std::size_t>(n_parts++)] = {row, column, static_cast<int>(lane), static_cast<int>(length)};
+          lane += length;
+        }
+        // Input position of lane 0 (rows past the input's are never read: every lane there is masked).
+        const std::int64_t jy0 = q0 / plan.pitch, j0 = q0 % plan.pitch;
+        at[static_cast<std::size_t>(p)] =
+            src + (n * g.input_channels() + grp * cin_) * in_plane + (jz * in[1] + jy0) * in[2] + j0;
+        for (std::int64_t q = 0; q < x_members_; ++q) {
+          const PhaseTaps& member = members[q];
+          const std::int64_t columns = columns_of[static_cast<std::size_t>(q)];
+          for (std::size_t e = 0; e < member.tap.size(); ++e) {
+            const auto& o = member.offset[e];
+            std::uint32_t lanes = 0;
+            if (jz + o[0] >= 0 && jz + o[0] < in[0]) {
+              for (int i = 0; i < n_parts; ++i) {
+                const Part& part = parts[static_cast<std::size_t>(i)];
+                if (part.row + o[1] < 0 || part.row + o[1] >= in[1]) continue;
+                // Columns j of the part with j < columns and 0 <= j + o[2] < in[2].
+                const std::int64_t lo = std::max({part.column, -o[2]});
+                const std::int64_t hi = std::min({part.column + part.count, columns, in[2] - o[2]});
+                lanes |= lane_range(part.lane + lo - part.column, part.lane + hi - part.column);
+              }
+            }
+            masks[static_cast<std::size_t>(q)][e * kTileVectors + static_cast<std::size_t>(p)] = lanes;
+          }
+        }
+        // Output element of each part's lane 0 and the elements it writes.
+        const std::int64_t oz = axes[0].out_start + jz * axes[0].out_step;
+        int& k = placed[static_cast<std::size_t>(p)];
+        k = 0;
+        for (int i = 0; i < n_parts; ++i) {
+          const Part& part = parts[static_cast<std::size_t>(i)];
+          const std::int64_t oy = axes[1].out_start + part.row * axes[1].out_step;
+          const std::int64_t row_at = n * g.output_channels() * out_plane + (oz * out[1] + oy) * out[2];
+          if (x_members_ == 1) {
+            const std::int64_t written = std::clamp<std::int64_t>(columns_of[0] - part.column, 0, part.count);
+            placements[static_cast<std::size_t>(p)][static_cast<std::size_t>(k++)] = {
+                row_at + part.column - part.lane, lane_range(part.lane, part.lane + written)};
+          } else {
+            // Element 2l + x is lane l of x phase x, output column 2 * (column + l - lane) + x.
+            const std::int64_t written = std::clamp<std::int64_t>(out[2] - 2 * part.column, 0, 2 * part.count);
+            const std::int64_t begin = 2 * part.lane, end = begin + written;
+            const std::uint64_t elements = (end >= 32 ? ~std::uint64_t{0} : (std::uint64_t{1} << end) - 1) &
+                                           ~((std::uint64_t{1} << begin) - 1);
+            placements[static_cast<std::size_t>(p)][static_cast<std::size_t>(k++)] = {
+                row_at + 2 * (part.column - part.lane), static_cast<std::uint32_t>(elements)};
+          }
+        }
+      }
+      const MicroKernel kernel = kMicroKernels[static_cast<std::size_t>(count - 1)];
+      for (std::int64_t block = 0; block < blocks_; ++block) {
+        for (std::int64_t q = 0; q < x_members_; ++q) {
+          const PhaseTaps& member = members[q];
+          kernel(static_cast<std::int64_t>(member.tap.size()), cin_, in_plane, at.data(), shift[static_cast<std::size_t>(q)].data(),
+                 masks[static_cast<std::size_t>(q)].data(), packed_.data() + weights_of(member, grp, block), tile[q]);
+        }
+        const std::int64_t m0 = grp * cout_ + block * kTileChannels;
+        const int channels = static_cast<int>(std::min<std::int64_t>(kTileChannels, cout_ - block * kTileChannels));
+        store(tile, count, placements, placed, channels, bias_.data() + m0, dst + m0 * out_plane, out_plane);
+      }
+    }
+  }
+
+  // Adds the bias to `count` vectors of the tile (both x phases' when stride 2) and writes them where placed.
+  void store(const float (&tile)[2][kTileChannels * kTileVectors * kLanes], int count,
+             const std::array<std::array<Placement, kMaxParts>, kTileVectors>& placements,
+             const std::array<int, kTileVectors>& placed, int channels, const float* bias, float* dst,
+             std::int64_t out_plane) const {
+    for (int m = 0; m < channels; ++m) {
+      const V b = Isa::set1(bias[m]);
+      float* channel = dst + m * out_plane;
+      for (int p = 0; p < count; ++p) {
+        const int at = (m * kTileVectors + p) * kLanes;
+        const V even = Isa::add(Isa::load(tile[0] + at), b);
+        const auto& where = placements[static_cast<std::size_t>(p)];
+        if (x_members_ == 1) {
+          for (int i = 0; i < placed[static_cast<std::size_t>(p)]; ++i) {
+            Isa::masked_store(channel + where[static_cast<std::size_t>(i)].at, where[static_cast<std::size_t>(i)].elements, even);
+          }
+          continue;
+        }
+        V low, high;
+        Isa::interleave(even, Isa::add(Isa::load(tile[1] + at), b), low, high);
+        for (int i = 0; i < placed[static_cast<std::size_t>(p)]; ++i) {
+          const Placement& place = where[static_cast<std::size_t>(i)];
+          Isa::masked_store(channel + place.at, place.elements & 0xffffu, low);
+          Isa::masked_store(channel + place.at + kLanes, place.elements >> 16, high);
+        }
+      }
+    }
+  }
+
+  std::int64_t groups_, cin_, cout_, blocks_;
+  std::int64_t x_members_ = 1;  // phases per output row: the x stride of a transposed convolution, else 1
+  std::vector<PhaseTaps> phases_;
+  std::vector<float> packed_, bias_;
+};
+
+TCONV_TARGET_END
+
+std::string rejects(const Geometry& g, DType dtype, const WeightFacts& weights) {
+  if (dtype != DType::f32) return "it computes float32 only";
+  if (g.layout != Layout::channels_first) return "it reads channels-first tensors (the igemm families read channels-last)";
+  if (g.kind == ConvKind::conv_transpose && g.stride[2] > 2) {
+    return "its transposed convolutions need stride 1 or 2 in x (the phase-GEMM family takes others)";
+  }
+  if (g.kind == ConvKind::conv && (g.stride[0] > 1 || g.stride[1] > 1 || g.stride[2] > 1)) {
+    return "its convolutions need stride 1 (row_gemm takes strided ones)";
+  }
+  if (std::string why_not = phase_gemm::phase_plan_rejects(g, weights); !why_not.empty()) return why_not;
+  if (g.output_per_group() < kTileChannels) {
+    return "it is for at least " + std::to_string(kTileChannels) + " output channels per group, this has " +
+           std::to_string(g.output_per_group());
+  }
+  return {};
+}
+
+std::unique_ptr<PreparedKernel> prepare(const Geometry& g, DType, const void* weight, const void* bias) {
+  return std::make_unique<PlaneGemmKernel>(g, static_cast<const float*>(weight), static_cast<const float*>(bias));
+}
+
+}  // namespace
+}  // namespace tconv::detail::plane_gemm
+
+namespace tconv::detail {
+extern const KernelFamily kPlaneGemmAvx512Family{"plane_gemm_avx512", "AVX-512 (F, VL, BW, DQ)", cpu_has_avx512,
+                                                 plane_gemm::rejects, plane_gemm::prepare};
+}  // namespace tconv::detail
