@@ -50,7 +50,7 @@ namespace {
 constexpr int kLanes = 16;
 constexpr int kTileChannels = 8;  // M: output channels per micro-kernel
 constexpr int kTileVectors = 3;   // P: vectors of positions per micro-kernel (M x P accumulators)
-constexpr std::int64_t kItemsPerThread = 4;
+constexpr std::int64_t kItemsPerThread = 8;
 constexpr int kMaxParts = kLanes;  // row pieces of one vector: one per lane when rows are one position long
 
 // A phase's taps, fixed at creation.
