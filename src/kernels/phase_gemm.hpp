@@ -93,6 +93,13 @@ PackedProblem pack(const Geometry& g, const float* weight, const float* bias, co
 // rules every family that uses these phases shares.
 std::string phase_plan_rejects(const Geometry& g, const WeightFacts& weights);
 
+// The rules the channels-first GEMM families that interleave stride-2 x phases
+// in registers (row_gemm, plane_gemm) share: float32, channels-first, a
+// transposed x stride of 1 or 2, a phase plan, and at least
+// `min_output_channels` output channels per group (empty when all hold).
+std::string interleaved_phase_rejects(const Geometry& g, DType dtype, const WeightFacts& weights,
+                                      std::int64_t min_output_channels);
+
 // The phase of one residue alone (a set of one member), its taps in the order
 // pack() gives them. A convolution has the one residue {0, 0, 0}.
 Phase single_phase(const Geometry& g, const std::array<std::int64_t, kMaxSpatial>& residue);

@@ -174,6 +174,21 @@ std::string phase_plan_rejects(const Geometry& g, const WeightFacts& weights) {
   return {};
 }
 
+std::string interleaved_phase_rejects(const Geometry& g, DType dtype, const WeightFacts& weights,
+                                      std::int64_t min_output_channels) {
+  if (dtype != DType::f32) return "it computes float32 only";
+  if (g.layout != Layout::channels_first) return "it reads channels-first tensors (the igemm families read channels-last)";
+  if (g.kind == ConvKind::conv_transpose && g.stride[2] > 2) {
+    return "its transposed convolutions need stride 1 or 2 in x (the phase-GEMM family takes others)";
+  }
+  if (std::string why_not = phase_plan_rejects(g, weights); !why_not.empty()) return why_not;
+  if (g.output_per_group() < min_output_channels) {
+    return "it is for at least " + std::to_string(min_output_channels) + " output channels per group, this has " +
+           std::to_string(g.output_per_group());
+  }
+  return {};
+}
+
 Phase single_phase(const Geometry& g, const std::array<std::int64_t, kMaxSpatial>& residue) {
   return make_phase(g, {residue[0]}, {residue[1]}, {residue[2]});
 }

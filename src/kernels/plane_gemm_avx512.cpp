@@ -359,18 +359,11 @@ class PlaneGemmKernel final : public PreparedKernel {
 TCONV_TARGET_END
 
 std::string rejects(const Geometry& g, DType dtype, const WeightFacts& weights) {
-  if (dtype != DType::f32) return "it computes float32 only";
-  if (g.layout != Layout::channels_first) return "it reads channels-first tensors (the igemm families read channels-last)";
-  if (g.kind == ConvKind::conv_transpose && g.stride[2] > 2) {
-    return "its transposed convolutions need stride 1 or 2 in x (the phase-GEMM family takes others)";
+  if (std::string why_not = phase_gemm::interleaved_phase_rejects(g, dtype, weights, kTileChannels); !why_not.empty()) {
+    return why_not;
   }
   if (g.kind == ConvKind::conv && (g.stride[0] > 1 || g.stride[1] > 1 || g.stride[2] > 1)) {
     return "its convolutions need stride 1 (row_gemm takes strided ones)";
-  }
-  if (std::string why_not = phase_gemm::phase_plan_rejects(g, weights); !why_not.empty()) return why_not;
-  if (g.output_per_group() < kTileChannels) {
-    return "it is for at least " + std::to_string(kTileChannels) + " output channels per group, this has " +
-           std::to_string(g.output_per_group());
   }
   return {};
 }

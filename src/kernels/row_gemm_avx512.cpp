@@ -443,15 +443,10 @@ class RowGemmKernel final : public PreparedKernel {
 TCONV_TARGET_END
 
 std::string rejects(const Geometry& g, DType dtype, const WeightFacts& weights) {
-  if (dtype != DType::f32) return "it computes float32 only";
-  if (g.layout != Layout::channels_first) return "it reads channels-first tensors (the igemm families read channels-last)";
-  if (g.kind == ConvKind::conv_transpose && g.stride[2] > 2) return "its transposed convolutions need stride 1 or 2 in x (the phase-GEMM family takes others)";
-  if (std::string why_not = phase_gemm::phase_plan_rejects(g, weights); !why_not.empty()) return why_not;
   // Taps outside the input are read as zeros, as the phase GEMMs do; PyTorch
   // multiplies a convolution's padding too, so non-finite weights agree there.
-  if (g.output_per_group() < kLanes) {
-    return "it is for at least " + std::to_string(kLanes) + " output channels per group (one vector), this has " +
-           std::to_string(g.output_per_group());
+  if (std::string why_not = phase_gemm::interleaved_phase_rejects(g, dtype, weights, kLanes); !why_not.empty()) {
+    return why_not;
   }
   const std::int64_t reach_x = g.dilation[2] * (g.kernel[2] - 1) + 1, reach_y = g.dilation[1] * (g.kernel[1] - 1) + 1;
   const std::int64_t x_step = g.kind == ConvKind::conv ? g.stride[2] : 1;

@@ -55,6 +55,16 @@ void check_every_implementation(const Case& c, const testing::Operands& o, const
   }
 }
 
+// Prints how many cases of a sweep each implementation ran; `family`, a sweep
+// made for it, must have run all `cases` when this CPU has it.
+void expect_the_family_took_every_case(const std::vector<std::string>& names, std::map<std::string, int>& ran,
+                                       const char* sweep, const std::string& family, int cases) {
+  for (const std::string& name : names) std::cout << name << ": " << ran[name] << " " << sweep << " cases run\n";
+  if (std::find(names.begin(), names.end(), family) != names.end()) {
+    EXPECT_EQ(ran[family], cases) << family << " declined cases of its own kind";
+  }
+}
+
 TEST(Implementations, DirectIsAlwaysAvailable) {
   const auto names = available_implementations();
   EXPECT_NE(std::find(names.begin(), names.end(), "direct"), names.end());
@@ -169,10 +179,7 @@ TEST(Implementations, MatchTheOracleOnPlanesOfAnyRowLength) {
     ++cases;
     check_every_implementation(c, random_operands(c, rng), names, ran);
   }
-  for (const std::string& name : names) std::cout << name << ": " << ran[name] << " plane cases run\n";
-  if (std::find(names.begin(), names.end(), "plane_gemm_avx512") != names.end()) {
-    EXPECT_EQ(ran["plane_gemm_avx512"], cases) << "plane_gemm_avx512 declined cases of its own kind";
-  }
+  expect_the_family_took_every_case(names, ran, "plane", "plane_gemm_avx512", cases);
 }
 
 // Convolutions with long kernel rows (32 to 70 taps in x: partial tap
@@ -206,10 +213,7 @@ TEST(Implementations, MatchTheOracleOnLongKernelRows) {
     c.size[x] = pick(std::max<std::int64_t>(1, c.kernel[x] - pads), c.kernel[x] + 90);
     check_every_implementation(c, random_operands(c, rng), names, ran);
   }
-  for (const std::string& name : names) std::cout << name << ": " << ran[name] << " long-row cases run\n";
-  if (std::find(names.begin(), names.end(), "row_dot_avx512") != names.end()) {
-    EXPECT_EQ(ran["row_dot_avx512"], 40) << "row_dot_avx512 declined cases of its own kind";
-  }
+  expect_the_family_took_every_case(names, ran, "long-row", "row_dot_avx512", 40);
 }
 
 // Channel counts and widths that leave partial vector lanes, channel blocks and
