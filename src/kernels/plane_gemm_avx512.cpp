@@ -1,9 +1,8 @@
 // Plane-GEMM family for AVX-512: channels-first transposed convolutions with
 // stride 1 or 2 in x and convolutions with stride 1 (unet's and vnet's k2s2
 // upsampling, the DCGAN layers, s1_k3, dilated), at least 8 output channels
-// per group. Where
-// row_gemm copies its input into a channels-innermost band and transposes
-// every result tile, this family leaves both tensors as they are: a vector's
+// per group. Where row_gemm copies its input into a channels-innermost band
+// and transposes every result tile, this family leaves both tensors as they are: a vector's
 // lanes are 16 consecutive positions of one output phase, loaded straight from
 // the input planes (masked where a tap falls outside) and stored straight into
 // the output, the two x phases of stride 2 interleaved in registers.
