@@ -224,13 +224,9 @@ std::string rejects(const Geometry& g, DType dtype, const WeightFacts&) {
   return {};
 }
 
-std::unique_ptr<PreparedKernel> prepare(const Geometry& g, DType, const void* weight, const void* bias) {
-  return std::make_unique<DepthwiseKernel>(g, static_cast<const float*>(weight), static_cast<const float*>(bias));
-}
-
 }  // namespace
 
 extern const KernelFamily kDepthwiseAvx512Family{"depthwise_avx512", "AVX-512 (F, VL, BW, DQ)", cpu_has_avx512,
-                                                 rejects, prepare};
+                                                 rejects, prepare_float32<DepthwiseKernel>};
 
 }  // namespace tconv::detail

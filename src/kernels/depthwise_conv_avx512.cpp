@@ -161,13 +161,9 @@ std::string rejects(const Geometry& g, DType dtype, const WeightFacts&) {
   return {};
 }
 
-std::unique_ptr<PreparedKernel> prepare(const Geometry& g, DType, const void* weight, const void* bias) {
-  return std::make_unique<DepthwiseConvKernel>(g, static_cast<const float*>(weight), static_cast<const float*>(bias));
-}
-
 }  // namespace
 
 extern const KernelFamily kDepthwiseConvAvx512Family{"depthwise_conv_avx512", "AVX-512 (F, VL, BW, DQ)",
-                                                     cpu_has_avx512, rejects, prepare};
+                                                     cpu_has_avx512, rejects, prepare_float32<DepthwiseConvKernel>};
 
 }  // namespace tconv::detail

@@ -49,6 +49,13 @@ struct KernelFamily {
   std::unique_ptr<PreparedKernel> (*prepare)(const Geometry& g, DType dtype, const void* weight, const void* bias);
 };
 
+// The `prepare` of a float32 family whose kernel is built from the geometry,
+// the weight and the bias (null when none).
+template <class Kernel>
+std::unique_ptr<PreparedKernel> prepare_float32(const Geometry& g, DType, const void* weight, const void* bias) {
+  return std::make_unique<Kernel>(g, static_cast<const float*>(weight), static_cast<const float*>(bias));
+}
+
 // Every family compiled in, highest priority first.
 const std::vector<KernelFamily>& kernel_families();
 

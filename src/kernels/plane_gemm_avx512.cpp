@@ -368,14 +368,10 @@ std::string rejects(const Geometry& g, DType dtype, const WeightFacts& weights) 
   return {};
 }
 
-std::unique_ptr<PreparedKernel> prepare(const Geometry& g, DType, const void* weight, const void* bias) {
-  return std::make_unique<PlaneGemmKernel>(g, static_cast<const float*>(weight), static_cast<const float*>(bias));
-}
-
 }  // namespace
 }  // namespace tconv::detail::plane_gemm
 
 namespace tconv::detail {
 extern const KernelFamily kPlaneGemmAvx512Family{"plane_gemm_avx512", "AVX-512 (F, VL, BW, DQ)", cpu_has_avx512,
-                                                 plane_gemm::rejects, plane_gemm::prepare};
+                                                 plane_gemm::rejects, prepare_float32<plane_gemm::PlaneGemmKernel>};
 }  // namespace tconv::detail

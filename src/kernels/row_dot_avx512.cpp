@@ -292,14 +292,10 @@ std::string rejects(const Geometry& g, DType dtype, const WeightFacts&) {
   return {};
 }
 
-std::unique_ptr<PreparedKernel> prepare(const Geometry& g, DType, const void* weight, const void* bias) {
-  return std::make_unique<RowDotKernel>(g, static_cast<const float*>(weight), static_cast<const float*>(bias));
-}
-
 }  // namespace
 }  // namespace tconv::detail::row_dot
 
 namespace tconv::detail {
 extern const KernelFamily kRowDotAvx512Family{"row_dot_avx512", "AVX-512 (F, VL, BW, DQ)", cpu_has_avx512,
-                                              row_dot::rejects, row_dot::prepare};
+                                              row_dot::rejects, prepare_float32<row_dot::RowDotKernel>};
 }  // namespace tconv::detail

@@ -458,14 +458,10 @@ std::string rejects(const Geometry& g, DType dtype, const WeightFacts& weights) 
   return {};
 }
 
-std::unique_ptr<PreparedKernel> prepare(const Geometry& g, DType, const void* weight, const void* bias) {
-  return std::make_unique<RowGemmKernel>(g, static_cast<const float*>(weight), static_cast<const float*>(bias));
-}
-
 }  // namespace
 }  // namespace tconv::detail::row_gemm
 
 namespace tconv::detail {
 extern const KernelFamily kRowGemmAvx512Family{"row_gemm_avx512", "AVX-512 (F, VL, BW, DQ)", cpu_has_avx512,
-                                               row_gemm::rejects, row_gemm::prepare};
+                                               row_gemm::rejects, prepare_float32<row_gemm::RowGemmKernel>};
 }  // namespace tconv::detail

@@ -288,14 +288,10 @@ std::string rejects(const Geometry& g, DType dtype, const WeightFacts&) {
   return {};
 }
 
-std::unique_ptr<PreparedKernel> prepare(const Geometry& g, DType, const void* weight, const void* bias) {
-  return std::make_unique<ScatterGemmKernel>(g, static_cast<const float*>(weight), static_cast<const float*>(bias));
-}
-
 }  // namespace
 }  // namespace tconv::detail::scatter_gemm
 
 namespace tconv::detail {
 extern const KernelFamily kScatterGemmAvx512Family{"scatter_gemm_avx512", "AVX-512 (F, VL, BW, DQ)", cpu_has_avx512,
-                                                   scatter_gemm::rejects, scatter_gemm::prepare};
+                                                   scatter_gemm::rejects, prepare_float32<scatter_gemm::ScatterGemmKernel>};
 }  // namespace tconv::detail
