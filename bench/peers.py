@@ -164,10 +164,11 @@ def openvino_backend(threads, op):
     import openvino as ov
     core = ov.Core()
     detail = "openvino " + ov.__version__.split("-")[0]
-    tmp = tempfile.mkdtemp(prefix="tconv_bench_ov_")
+    # OpenVINO reads models from files; the directory goes when the process ends.
+    tmp = tempfile.TemporaryDirectory(prefix="tconv_bench_ov_")
 
     def prepare(c, x, w, b):
-        path = os.path.join(tmp, c["name"] + ".onnx")
+        path = os.path.join(tmp.name, c["name"] + ".onnx")
         with open(path, "wb") as f:
             f.write(onnx_model(c, w, b, op).SerializeToString())
         compiled = core.compile_model(core.read_model(path), "CPU", {
