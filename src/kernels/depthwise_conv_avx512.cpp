@@ -4,8 +4,8 @@
 // Math (conv_geometry.hpp, per channel): small[i] = bias + sum over taps t of
 // w[t] * big[i*stride - pad + t*dilation], positions outside the input left out
 // (never multiplied, so a non-finite weight meets no padding zero).
-// Channels-first, src [N*C][D][H][W], dst [N*C][D'][H'][W']: per output row,
-// vectors of 16 output positions; x tap t reads input columns
+// Channels-first, src [N*C][D][H][W], dst [N*C][D'][H'][W']: tiles of 4
+// output rows x 2 vectors of 16 output columns; x tap t reads input columns
 // first + lane*stride (one masked load for stride 1, two and a permute for
 // stride 2, a gather otherwise) and a masked FMA leaves out lanes outside.
 // Channels-last, src [N][D][H][W][C], dst [N][D'][H'][W'][C]: per output
@@ -13,6 +13,7 @@
 // Both sum each output in one order (bias, then the x taps, each over the
 // (z, y) source rows), so the two layouts give the same bits.
 #include <immintrin.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -28,6 +29,8 @@ namespace tconv::detail {
 namespace {
 
 constexpr int kLanes = 16;
+constexpr int kTileRows = 4;     // channels-first: output rows per tile
+constexpr int kTileVectors = 2;  // channels-first: vectors of 16 output columns per tile row
 
 TCONV_TARGET_AVX512_BEGIN
 
@@ -60,12 +63,15 @@ class DepthwiseConvKernel final : public PreparedKernel {
       for (std::int64_t t = 0; t < taps; ++t) weight_by_tap_[static_cast<std::size_t>(t * channels + c)] = weight[c * taps + t];
   }
 
-  std::size_t workspace_bytes(const Geometry&, int) const override { return 0; }
+  std::size_t workspace_bytes(const Geometry& g, int threads) const override {
+    return static_cast<std::size_t>(threads) * static_cast<std::size_t>(split_floats(g)) * sizeof(float);
+  }
 
-  void run(const Geometry& g, const void* src_v, void* dst_v, void*, int threads) const override {
+  void run(const Geometry& g, const void* src_v, void* dst_v, void* workspace, int threads) const override {
     const auto* src = static_cast<const float*>(src_v);
     auto* dst = static_cast<float*>(dst_v);
     const bool last = g.layout == Layout::channels_last;
+    const PlaneRunner run_plane_of_stride = plane_runner(g);
     // Channels-first: one (sample, channel) plane per step; channels-last: one output row.
     const std::int64_t steps = last ? g.batch * g.small_size[0] * g.small_size[1] : g.batch * g.small_channels;
 #pragma omp parallel num_threads(threads)
@@ -76,45 +82,131 @@ class DepthwiseConvKernel final : public PreparedKernel {
         if (last) {
           run_row_channels_last(g, src, dst, step, rows);
         } else {
-          run_plane(g, src, dst, step, rows);
+          (this->*run_plane_of_stride)(g, src, dst, step,
+                                       static_cast<float*>(workspace) + omp_get_thread_num() * split_floats(g));
         }
       }
     }
   }
 
  private:
-  void run_plane(const Geometry& g, const float* src, float* dst, std::int64_t plane,
-                 std::vector<SourceRow>& rows) const {
+  // Stride 2 in x: the floats of a plane's rows split into even and odd columns,
+  // [rows][2][split_pitch], so that every tap reads 16 consecutive floats.
+  static std::int64_t split_pitch(const Geometry& g) { return (g.big_size[2] + 2 * kLanes - 1) / (2 * kLanes) * kLanes; }
+  static std::int64_t split_floats(const Geometry& g) {
+    const bool split = g.layout == Layout::channels_first && g.stride[2] == 2;
+    return split ? g.big_size[0] * g.big_size[1] * 2 * split_pitch(g) : 0;
+  }
+
+  // One (sample, channel) plane, in tiles of kTileRows output rows x kTileVectors
+  // vectors of columns: each output's sum is one chain of dependent FMAs, so a
+  // tile keeps that many chains in flight. kStepX is the x stride when it is 1
+  // or 2, 0 for any other (a gather per load). Stride 2 first splits the
+  // plane's rows into even and odd columns in `split` (one permute per 16
+  // floats, not one per load).
+  template <int kStepX>
+  void run_plane(const Geometry& g, const float* src, float* dst, std::int64_t plane, float* split) const {
+    using Isa = simd::Avx512;
     const std::int64_t channel = plane % g.small_channels;
-    const float* in = src + plane * g.big_spatial();
+    const float* plane_src = src + plane * g.big_spatial();
     float* out = dst + plane * g.small_spatial();
     const float* w = weight_.data() + channel * g.kernel_taps();
-    const float bias = bias_[static_cast<std::size_t>(channel)];
-    const std::int64_t in_w = g.big_size[2], out_w = g.small_size[2], stride_x = g.stride[2];
-    const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    const __m512i lane_step = _mm512_mullo_epi32(lane, _mm512_set1_epi32(static_cast<int>(stride_x)));
-    for (std::int64_t oz = 0; oz < g.small_size[0]; ++oz)
-      for (std::int64_t oy = 0; oy < g.small_size[1]; ++oy) {
-        source_rows(g, oz, oy, rows);
-        float* out_row = out + (oz * g.small_size[1] + oy) * out_w;
-        for (std::int64_t j0 = 0; j0 < out_w; j0 += kLanes) {
-          const __mmask16 valid = simd::Avx512::first_lanes(out_w - j0);
-          __m512 acc = _mm512_set1_ps(bias);
-          for (std::int64_t tx = 0; tx < g.kernel[2]; ++tx) {
-            // Lanes whose input column first + lane*stride lies in [0, in_w).
-            const std::int64_t first = j0 * stride_x - g.pad_begin[2] + tx * g.dilation[2];
-            const __m512i column = _mm512_add_epi32(lane_step, _mm512_set1_epi32(static_cast<int>(first)));
-            const __mmask16 inside = valid & _mm512_cmpge_epi32_mask(column, _mm512_setzero_si512()) &
-                                     _mm512_cmplt_epi32_mask(column, _mm512_set1_epi32(static_cast<int>(in_w)));
-            if (inside == 0) continue;
-            for (const SourceRow& row : rows) {
-              const __m512 x = simd::Avx512::masked_load_strided(inside, in + row.offset + first, stride_x);
-              acc = _mm512_mask3_fmadd_ps(_mm512_set1_ps(w[row.kernel_row * g.kernel[2] + tx]), x, acc, inside);
-            }
-          }
-          _mm512_mask_storeu_ps(out_row + j0, valid, acc);
+    const __m512 bias = _mm512_set1_ps(bias_[static_cast<std::size_t>(channel)]);
+    // Locals, not loads through g: the compiler cannot tell that the stores leave g alone.
+    const Dims kernel = g.kernel, stride = g.stride, dilation = g.dilation, pad = g.pad_begin;
+    const Dims in_size = g.big_size, out_size = g.small_size;
+    const std::int64_t step_x = kStepX > 0 ? kStepX : stride[2];
+    const float* in = plane_src;
+    std::int64_t row_pitch = in_size[2];
+    if constexpr (kStepX == 2) {
+      const std::int64_t pitch = split_pitch(g), width = in_size[2];
+      const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+      const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+      for (std::int64_t row = 0; row < in_size[0] * in_size[1]; ++row) {
+        const float* from = plane_src + row * width;
+        float* to = split + row * 2 * pitch;
+        for (std::int64_t j = 0; j < pitch; j += kLanes) {
+          const __m512 low = _mm512_maskz_loadu_ps(Isa::first_lanes(width - 2 * j), from + 2 * j);
+          const __m512 high = _mm512_maskz_loadu_ps(Isa::first_lanes(width - 2 * j - kLanes), from + 2 * j + kLanes);
+          _mm512_storeu_ps(to + j, _mm512_permutex2var_ps(low, even, high));
+          _mm512_storeu_ps(to + pitch + j, _mm512_permutex2var_ps(low, odd, high));
         }
       }
+      in = split;
+      row_pitch = 2 * pitch;
+    }
+    const std::int64_t row_step = stride[1] * row_pitch;  // between the input rows of neighbouring output rows
+    // Vector v of x tap tx: lanes l hold input column first[v] + l * step_x, read at `at[v]` in its row.
+    const auto load = [&](const Isa::StridedLanes& lanes, const float* at) {
+      if constexpr (kStepX == 0) return Isa::masked_load_strided(lanes.lanes, at, step_x);
+      return _mm512_maskz_loadu_ps(static_cast<__mmask16>(lanes.lanes), at);
+    };
+    for (std::int64_t oz = 0; oz < out_size[0]; ++oz)
+      for (std::int64_t oy0 = 0; oy0 < out_size[1]; oy0 += kTileRows)
+        for (std::int64_t j0 = 0; j0 < out_size[2]; j0 += kTileVectors * kLanes) {
+          __m512 acc[kTileRows][kTileVectors];
+          TCONV_UNROLL_TILE
+          for (int r = 0; r < kTileRows; ++r) {
+            TCONV_UNROLL_TILE
+            for (int v = 0; v < kTileVectors; ++v) acc[r][v] = bias;
+          }
+          for (std::int64_t tx = 0; tx < kernel[2]; ++tx) {
+            // Vector v's lanes l read column first[v] + l * step_x where that lies in [0, in_size[2]).
+            std::int64_t first[kTileVectors];
+            std::int64_t at[kTileVectors];
+            Isa::StridedLanes lanes[kTileVectors];
+            TCONV_UNROLL_TILE
+            for (int v = 0; v < kTileVectors; ++v) {
+              const std::int64_t j = j0 + v * kLanes;
+              first[v] = j * step_x - pad[2] + tx * dilation[2];
+              const std::int64_t lo = first[v] >= 0 ? 0 : (-first[v] + step_x - 1) / step_x;
+              const std::int64_t hi = std::min(out_size[2] - j, (in_size[2] - first[v] + step_x - 1) / step_x);
+              lanes[v] = Isa::strided_lanes(lo, hi, step_x);
+              // Column first[v] is split row (first[v] mod 2), position first[v] div 2 (floor).
+              at[v] = kStepX == 2 ? (first[v] & 1) * (row_pitch / 2) + (first[v] >> 1) : first[v];
+            }
+            for (std::int64_t tz = 0; tz < kernel[0]; ++tz) {
+              const std::int64_t iz = oz * stride[0] - pad[0] + tz * dilation[0];
+              if (iz < 0 || iz >= in_size[0]) continue;
+              for (std::int64_t ty = 0; ty < kernel[1]; ++ty) {
+                const __m512 weight = _mm512_set1_ps(w[(tz * kernel[1] + ty) * kernel[2] + tx]);
+                const std::int64_t iy0 = oy0 * stride[1] - pad[1] + ty * dilation[1];
+                const std::int64_t row0 = (iz * in_size[1] + iy0) * row_pitch;
+                // Every row of the tile inside: the common case, without a test per row.
+                const bool all_rows = oy0 + kTileRows <= out_size[1] && iy0 >= 0 &&
+                                      iy0 + (kTileRows - 1) * stride[1] < in_size[1];
+                TCONV_UNROLL_TILE
+                for (int r = 0; r < kTileRows; ++r) {
+                  const std::int64_t iy = iy0 + r * stride[1];
+                  if (!all_rows && (oy0 + r >= out_size[1] || iy < 0 || iy >= in_size[1])) continue;
+                  const float* row = in + (row0 + r * row_step);
+                  TCONV_UNROLL_TILE
+                  for (int v = 0; v < kTileVectors; ++v) {
+                    const auto inside = static_cast<__mmask16>(lanes[v].lanes);
+                    acc[r][v] = _mm512_mask3_fmadd_ps(weight, load(lanes[v], row + at[v]), acc[r][v], inside);
+                  }
+                }
+              }
+            }
+          }
+          TCONV_UNROLL_TILE
+          for (int r = 0; r < kTileRows; ++r) {
+            if (oy0 + r >= out_size[1]) break;
+            float* out_row = out + (oz * out_size[1] + oy0 + r) * out_size[2] + j0;
+            TCONV_UNROLL_TILE
+            for (int v = 0; v < kTileVectors; ++v) {
+              const std::int64_t left = out_size[2] - j0 - v * kLanes;
+              if (left > 0) _mm512_mask_storeu_ps(out_row + v * kLanes, Isa::first_lanes(left), acc[r][v]);
+            }
+          }
+        }
+  }
+
+  using PlaneRunner = void (DepthwiseConvKernel::*)(const Geometry&, const float*, float*, std::int64_t, float*) const;
+  static PlaneRunner plane_runner(const Geometry& g) {
+    if (g.stride[2] == 1) return &DepthwiseConvKernel::run_plane<1>;
+    if (g.stride[2] == 2) return &DepthwiseConvKernel::run_plane<2>;
+    return &DepthwiseConvKernel::run_plane<0>;
   }
 
   void run_row_channels_last(const Geometry& g, const float* src, float* dst, std::int64_t row,

@@ -182,6 +182,36 @@ TEST(Implementations, MatchTheOracleOnPlanesOfAnyRowLength) {
   expect_the_family_took_every_case(names, ran, "plane", "plane_gemm_avx512", cases);
 }
 
+// Depthwise convolutions on planes larger than a tile (rows of 1 to 90 columns,
+// 1 to 13 rows: partial tiles of 4 rows x 32 columns), x stride 1 to 3 (stride
+// 2 reads rows split into even and odd columns), dilation, asymmetric padding,
+// every rank; the same bits on 1 and 3 threads.
+TEST(Implementations, MatchTheOracleOnLargeDepthwisePlanes) {
+  testing::ThreadCountGuard guard;
+  CaseLimits depthwise;
+  depthwise.kind = ConvKind::conv;
+  depthwise.dtype = DType::f32;
+  depthwise.max_channels_per_group = 1;
+  depthwise.max_groups = 5;
+  depthwise.depthwise_share = 1;
+  depthwise.asymmetric_padding = true;
+  const auto names = available_implementations();
+  std::map<std::string, int> ran;
+  std::mt19937_64 rng(23);
+  auto pick = [&](std::int64_t lo, std::int64_t hi) { return std::uniform_int_distribution<std::int64_t>(lo, hi)(rng); };
+  int cases = 0;
+  while (cases < 40) {
+    Case c = random_case(rng, depthwise);
+    const std::size_t x = c.size.size() - 1;
+    c.size[x] = pick(1, 90);
+    if (x > 0) c.size[x - 1] = pick(1, 13);
+    if (!c.valid()) continue;
+    ++cases;
+    check_every_implementation(c, random_operands(c, rng), names, ran);
+  }
+  expect_the_family_took_every_case(names, ran, "depthwise plane", "depthwise_conv_avx512", cases);
+}
+
 // Convolutions with long kernel rows (32 to 70 taps in x: partial tap
 // vectors), any stride and padding in x (columns read as zeros on both sides),
 // output channel counts that leave partial tiles, groups, every rank; the same
