@@ -8,6 +8,7 @@
 #include <iostream>
 #include <cstdlib>
 #include <limits>
+#include <functional>
 #include <map>
 #include <random>
 #include <set>
@@ -53,6 +54,27 @@ void check_every_implementation(const Case& c, const testing::Operands& o, const
     EXPECT_TRUE(bits_equal(op->run(o.input.view()), got)) << name << ", 1 thread: " << c.describe();
     ++ran[name];
   }
+}
+
+// A draw of a number in [lo, hi] from a sweep's generator.
+using Pick = std::function<std::int64_t(std::int64_t, std::int64_t)>;
+
+// Draws random cases from `limits` until `count` were kept; `reshape` may
+// change a case (drawing from the same generator) and says whether to keep it.
+// Each kept case runs through every implementation; returns how many each ran.
+std::map<std::string, int> sweep_every_implementation(const CaseLimits& limits, std::uint64_t seed, int count,
+                                                      const std::function<bool(Case&, const Pick&)>& reshape) {
+  const auto names = available_implementations();
+  std::map<std::string, int> ran;
+  std::mt19937_64 rng(seed);
+  const Pick pick = [&](std::int64_t lo, std::int64_t hi) { return std::uniform_int_distribution<std::int64_t>(lo, hi)(rng); };
+  for (int kept = 0; kept < count;) {
+    Case c = random_case(rng, limits);
+    if (!reshape(c, pick)) continue;
+    ++kept;
+    check_every_implementation(c, random_operands(c, rng), names, ran);
+  }
+  return ran;
 }
 
 // Prints how many cases of a sweep each implementation ran; `family`, a sweep
@@ -159,13 +181,7 @@ TEST(Implementations, MatchTheOracleOnPlanesOfAnyRowLength) {
   planes.max_batch = 3;
   planes.depthwise_share = 0;
   planes.asymmetric_padding = true;
-  const auto names = available_implementations();
-  std::map<std::string, int> ran;
-  std::mt19937_64 rng(71);
-  auto pick = [&](std::int64_t lo, std::int64_t hi) { return std::uniform_int_distribution<std::int64_t>(lo, hi)(rng); };
-  int cases = 0;
-  while (cases < 60) {
-    Case c = random_case(rng, planes);
+  std::map<std::string, int> ran = sweep_every_implementation(planes, 71, 60, [](Case& c, const Pick& pick) {
     const std::size_t x = c.size.size() - 1;
     c.size[x] = pick(1, 70);
     if (c.kind == ConvKind::conv) {
@@ -175,11 +191,9 @@ TEST(Implementations, MatchTheOracleOnPlanesOfAnyRowLength) {
       c.stride[x] = pick(1, 2);
       c.output_padding[x] = std::min(c.output_padding[x], std::max(c.stride[x], c.dilation[x]) - 1);
     }
-    if (!c.valid()) continue;
-    ++cases;
-    check_every_implementation(c, random_operands(c, rng), names, ran);
-  }
-  expect_the_family_took_every_case(names, ran, "plane", "plane_gemm_avx512", cases);
+    return c.valid();
+  });
+  expect_the_family_took_every_case(available_implementations(), ran, "plane", "plane_gemm_avx512", 60);
 }
 
 // Depthwise convolutions on planes larger than a tile (rows of 1 to 90 columns,
@@ -195,21 +209,13 @@ TEST(Implementations, MatchTheOracleOnLargeDepthwisePlanes) {
   depthwise.max_groups = 5;
   depthwise.depthwise_share = 1;
   depthwise.asymmetric_padding = true;
-  const auto names = available_implementations();
-  std::map<std::string, int> ran;
-  std::mt19937_64 rng(23);
-  auto pick = [&](std::int64_t lo, std::int64_t hi) { return std::uniform_int_distribution<std::int64_t>(lo, hi)(rng); };
-  int cases = 0;
-  while (cases < 40) {
-    Case c = random_case(rng, depthwise);
+  std::map<std::string, int> ran = sweep_every_implementation(depthwise, 23, 40, [](Case& c, const Pick& pick) {
     const std::size_t x = c.size.size() - 1;
     c.size[x] = pick(1, 90);
     if (x > 0) c.size[x - 1] = pick(1, 13);
-    if (!c.valid()) continue;
-    ++cases;
-    check_every_implementation(c, random_operands(c, rng), names, ran);
-  }
-  expect_the_family_took_every_case(names, ran, "depthwise plane", "depthwise_conv_avx512", cases);
+    return c.valid();
+  });
+  expect_the_family_took_every_case(available_implementations(), ran, "depthwise plane", "depthwise_conv_avx512", 40);
 }
 
 // Convolutions with long kernel rows (32 to 70 taps in x: partial tap
@@ -227,12 +233,7 @@ TEST(Implementations, MatchTheOracleOnLongKernelRows) {
   small.max_groups = 2;
   small.depthwise_share = 0.1;
   small.asymmetric_padding = true;
-  const auto names = available_implementations();
-  std::map<std::string, int> ran;
-  std::mt19937_64 rng(57);
-  auto pick = [&](std::int64_t lo, std::int64_t hi) { return std::uniform_int_distribution<std::int64_t>(lo, hi)(rng); };
-  for (int k = 0; k < 40; ++k) {
-    Case c = random_case(rng, small);
+  std::map<std::string, int> ran = sweep_every_implementation(small, 57, 40, [](Case& c, const Pick& pick) {
     const std::size_t x = c.size.size() - 1;
     c.kernel[x] = pick(32, 70);
     c.dilation[x] = 1;
@@ -241,9 +242,9 @@ TEST(Implementations, MatchTheOracleOnLongKernelRows) {
     if (!c.padding_end.empty()) c.padding_end[x] = pick(0, 15);
     const std::int64_t pads = c.padding[x] + (c.padding_end.empty() ? c.padding[x] : c.padding_end[x]);
     c.size[x] = pick(std::max<std::int64_t>(1, c.kernel[x] - pads), c.kernel[x] + 90);
-    check_every_implementation(c, random_operands(c, rng), names, ran);
-  }
-  expect_the_family_took_every_case(names, ran, "long-row", "row_dot_avx512", 40);
+    return true;
+  });
+  expect_the_family_took_every_case(available_implementations(), ran, "long-row", "row_dot_avx512", 40);
 }
 
 // Channel counts and widths that leave partial vector lanes, channel blocks and
