@@ -56,14 +56,25 @@ void check_every_implementation(const Case& c, const testing::Operands& o, const
   }
 }
 
+// Prints how many cases of a sweep each implementation ran; `family`, a sweep
+// made for it, must have run all `cases` when this CPU has it.
+void expect_the_family_took_every_case(const std::vector<std::string>& names, std::map<std::string, int>& ran,
+                                       const char* sweep, const std::string& family, int cases) {
+  for (const std::string& name : names) std::cout << name << ": " << ran[name] << " " << sweep << " cases run\n";
+  if (std::find(names.begin(), names.end(), family) != names.end()) {
+    EXPECT_EQ(ran[family], cases) << family << " declined cases of its own kind";
+  }
+}
+
 // A draw of a number in [lo, hi] from a sweep's generator.
 using Pick = std::function<std::int64_t(std::int64_t, std::int64_t)>;
 
-// Draws random cases from `limits` until `count` were kept; `reshape` may
-// change a case (drawing from the same generator) and says whether to keep it.
-// Each kept case runs through every implementation; returns how many each ran.
-std::map<std::string, int> sweep_every_implementation(const CaseLimits& limits, std::uint64_t seed, int count,
-                                                      const std::function<bool(Case&, const Pick&)>& reshape) {
+// A sweep made for `family`: draws random cases from `limits` until `count`
+// were kept (`reshape` may change a case, drawing from the same generator, and
+// says whether to keep it), runs each through every implementation, and
+// expects `family` to have run them all when this CPU has it.
+void sweep_for_family(const char* sweep, const std::string& family, const CaseLimits& limits, std::uint64_t seed,
+                      int count, const std::function<bool(Case&, const Pick&)>& reshape) {
   const auto names = available_implementations();
   std::map<std::string, int> ran;
   std::mt19937_64 rng(seed);
@@ -74,17 +85,7 @@ std::map<std::string, int> sweep_every_implementation(const CaseLimits& limits, 
     ++kept;
     check_every_implementation(c, random_operands(c, rng), names, ran);
   }
-  return ran;
-}
-
-// Prints how many cases of a sweep each implementation ran; `family`, a sweep
-// made for it, must have run all `cases` when this CPU has it.
-void expect_the_family_took_every_case(const std::vector<std::string>& names, std::map<std::string, int>& ran,
-                                       const char* sweep, const std::string& family, int cases) {
-  for (const std::string& name : names) std::cout << name << ": " << ran[name] << " " << sweep << " cases run\n";
-  if (std::find(names.begin(), names.end(), family) != names.end()) {
-    EXPECT_EQ(ran[family], cases) << family << " declined cases of its own kind";
-  }
+  expect_the_family_took_every_case(names, ran, sweep, family, count);
 }
 
 TEST(Implementations, DirectIsAlwaysAvailable) {
@@ -181,7 +182,7 @@ TEST(Implementations, MatchTheOracleOnPlanesOfAnyRowLength) {
   planes.max_batch = 3;
   planes.depthwise_share = 0;
   planes.asymmetric_padding = true;
-  std::map<std::string, int> ran = sweep_every_implementation(planes, 71, 60, [](Case& c, const Pick& pick) {
+  sweep_for_family("plane", "plane_gemm_avx512", planes, 71, 60, [](Case& c, const Pick& pick) {
     const std::size_t x = c.size.size() - 1;
     c.size[x] = pick(1, 70);
     if (c.kind == ConvKind::conv) {
@@ -193,7 +194,6 @@ TEST(Implementations, MatchTheOracleOnPlanesOfAnyRowLength) {
     }
     return c.valid();
   });
-  expect_the_family_took_every_case(available_implementations(), ran, "plane", "plane_gemm_avx512", 60);
 }
 
 // Depthwise convolutions on planes larger than a tile (rows of 1 to 90 columns,
@@ -209,13 +209,12 @@ TEST(Implementations, MatchTheOracleOnLargeDepthwisePlanes) {
   depthwise.max_groups = 5;
   depthwise.depthwise_share = 1;
   depthwise.asymmetric_padding = true;
-  std::map<std::string, int> ran = sweep_every_implementation(depthwise, 23, 40, [](Case& c, const Pick& pick) {
+  sweep_for_family("depthwise plane", "depthwise_conv_avx512", depthwise, 23, 40, [](Case& c, const Pick& pick) {
     const std::size_t x = c.size.size() - 1;
     c.size[x] = pick(1, 90);
     if (x > 0) c.size[x - 1] = pick(1, 13);
     return c.valid();
   });
-  expect_the_family_took_every_case(available_implementations(), ran, "depthwise plane", "depthwise_conv_avx512", 40);
 }
 
 // Convolutions with long kernel rows (32 to 70 taps in x: partial tap
@@ -233,7 +232,7 @@ TEST(Implementations, MatchTheOracleOnLongKernelRows) {
   small.max_groups = 2;
   small.depthwise_share = 0.1;
   small.asymmetric_padding = true;
-  std::map<std::string, int> ran = sweep_every_implementation(small, 57, 40, [](Case& c, const Pick& pick) {
+  sweep_for_family("long-row", "row_dot_avx512", small, 57, 40, [](Case& c, const Pick& pick) {
     const std::size_t x = c.size.size() - 1;
     c.kernel[x] = pick(32, 70);
     c.dilation[x] = 1;
@@ -244,7 +243,6 @@ TEST(Implementations, MatchTheOracleOnLongKernelRows) {
     c.size[x] = pick(std::max<std::int64_t>(1, c.kernel[x] - pads), c.kernel[x] + 90);
     return true;
   });
-  expect_the_family_took_every_case(available_implementations(), ran, "long-row", "row_dot_avx512", 40);
 }
 
 // Channel counts and widths that leave partial vector lanes, channel blocks and
