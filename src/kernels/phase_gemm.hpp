@@ -104,6 +104,13 @@ std::string interleaved_phase_rejects(const Geometry& g, DType dtype, const Weig
 // pack() gives them. A convolution has the one residue {0, 0, 0}.
 Phase single_phase(const Geometry& g, const std::array<std::int64_t, kMaxSpatial>& residue);
 
+// The weights of one single-member phase (taps: its flat kernel taps, in the
+// order of e) packed for the families that sweep blocks of `block` output
+// channels: per group and block, [K][block] with K = e * C + c, channels past
+// the group's left zero (the caller zero-fills). `packed` is the phase's start.
+void pack_phase_blocks(const Geometry& g, const float* weight, const std::vector<std::int64_t>& taps,
+                       std::int64_t block, float* packed);
+
 // The per-dimension axes of the phase with this residue, for this input's geometry.
 std::array<Axis, kMaxSpatial> axes_of(const Geometry& g, const std::array<std::int64_t, kMaxSpatial>& residue);
 

@@ -193,6 +193,20 @@ Phase single_phase(const Geometry& g, const std::array<std::int64_t, kMaxSpatial
   return make_phase(g, {residue[0]}, {residue[1]}, {residue[2]});
 }
 
+void pack_phase_blocks(const Geometry& g, const float* weight, const std::vector<std::int64_t>& taps,
+                       std::int64_t block, float* packed) {
+  const std::int64_t cin = g.input_per_group(), cout = g.output_per_group();
+  const std::int64_t blocks = (cout + block - 1) / block, k_count = static_cast<std::int64_t>(taps.size()) * cin;
+  for (std::int64_t grp = 0; grp < g.groups; ++grp)
+    for (std::int64_t m = 0; m < cout; ++m) {
+      float* panel = packed + (grp * blocks + m / block) * k_count * block + m % block;
+      for (std::size_t e = 0; e < taps.size(); ++e)
+        for (std::int64_t c = 0; c < cin; ++c) {
+          panel[(static_cast<std::int64_t>(e) * cin + c) * block] = weight[g.weight_index(grp, m, c, taps[e])];
+        }
+    }
+}
+
 std::array<Axis, kMaxSpatial> axes_of(const Geometry& g, const std::array<std::int64_t, kMaxSpatial>& residue) {
   std::array<Axis, kMaxSpatial> axes{};
   for (int d = 0; d < kMaxSpatial; ++d) {

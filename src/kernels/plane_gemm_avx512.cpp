@@ -148,15 +148,7 @@ class PlaneGemmKernel final : public PreparedKernel {
       total += groups_ * blocks_ * k_of(p) * kTileChannels;
     }
     packed_.assign(static_cast<std::size_t>(total), 0.0f);
-    for (const auto& p : phases_)
-      for (std::int64_t grp = 0; grp < groups_; ++grp)
-        for (std::int64_t m = 0; m < cout_; ++m)
-          for (std::size_t e = 0; e < p.tap.size(); ++e)
-            for (std::int64_t c = 0; c < cin_; ++c) {
-              const std::int64_t k = static_cast<std::int64_t>(e) * cin_ + c;
-              packed_[static_cast<std::size_t>(weights_of(p, grp, m / kTileChannels) + k * kTileChannels +
-                                               m % kTileChannels)] = weight[g.weight_index(grp, m, c, p.tap[e])];
-            }
+    for (const auto& p : phases_) phase_gemm::pack_phase_blocks(g, weight, p.tap, kTileChannels, packed_.data() + p.packed_at);
     bias_.assign(static_cast<std::size_t>(g.output_channels()), 0.0f);
     if (bias) std::copy(bias, bias + g.output_channels(), bias_.begin());
   }
