@@ -27,12 +27,17 @@
 // shift[e] tap e's offset as a position difference, and mask[e][p] the lanes
 // whose position is in the phase and whose input is inside; results go to a
 // tile [M][P][16] in L1, which a store pass adds the bias to and writes out.
+// A tap whose masks are empty for all P vectors (a tile of border rows that
+// the tap reads above or below the input: dilated's first and last two rows)
+// is skipped when every weight is finite: its products are zeros, and adding
+// a zero leaves a sum that started from +0 bit for bit as it is.
 // Packed weights (at creation): per group, phase and block of M output
 // channels, [K][M], channels past the group's zero.
 #include <omp.h>
 
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -83,7 +88,8 @@ using V = Isa::V;
 
 template <int P>
 void micro_kernel(std::int64_t n_taps, std::int64_t channels, std::int64_t plane, const float* const* at,
-                  const std::int64_t* shift, const std::uint32_t* masks, const float* w, float* tile) {
+                  const std::int64_t* shift, const std::uint32_t* masks, bool skip_empty_taps, const float* w,
+                  float* tile) {
   V acc[kTileChannels][P];
   TCONV_UNROLL_TILE
   for (int m = 0; m < kTileChannels; ++m) {
@@ -93,10 +99,16 @@ void micro_kernel(std::int64_t n_taps, std::int64_t channels, std::int64_t plane
   for (std::int64_t e = 0; e < n_taps; ++e) {
     const float* from[P];
     __mmask16 lanes[P];
+    std::uint32_t any_lane = 0;
     TCONV_UNROLL_TILE
     for (int p = 0; p < P; ++p) {
       from[p] = at[p] + shift[e];
       lanes[p] = static_cast<__mmask16>(masks[e * kTileVectors + p]);
+      any_lane |= lanes[p];
+    }
+    if (any_lane == 0 && skip_empty_taps) {
+      w += channels * kTileChannels;
+      continue;
     }
     for (std::int64_t c = 0, offset = 0; c < channels; ++c, offset += plane) {
       V v[P];
@@ -151,6 +163,7 @@ class PlaneGemmKernel final : public PreparedKernel {
     for (const auto& p : phases_) phase_gemm::pack_phase_blocks(g, weight, p.tap, kTileChannels, packed_.data() + p.packed_at);
     bias_.assign(static_cast<std::size_t>(g.output_channels()), 0.0f);
     if (bias) std::copy(bias, bias + g.output_channels(), bias_.begin());
+    skip_empty_taps_ = std::all_of(packed_.begin(), packed_.end(), [](float w) { return std::isfinite(w); });
   }
 
   std::size_t workspace_bytes(const Geometry&, int) const override { return 0; }
@@ -304,7 +317,8 @@ class PlaneGemmKernel final : public PreparedKernel {
         for (std::int64_t q = 0; q < x_members_; ++q) {
           const PhaseTaps& member = members[q];
           kernel(static_cast<std::int64_t>(member.tap.size()), cin_, in_plane, at.data(), shift[static_cast<std::size_t>(q)].data(),
-                 masks[static_cast<std::size_t>(q)].data(), packed_.data() + weights_of(member, grp, block), tile[q]);
+                 masks[static_cast<std::size_t>(q)].data(), skip_empty_taps_, packed_.data() + weights_of(member, grp, block),
+                 tile[q]);
         }
         const std::int64_t m0 = grp * cout_ + block * kTileChannels;
         const int channels = static_cast<int>(std::min<std::int64_t>(kTileChannels, cout_ - block * kTileChannels));
@@ -346,6 +360,11 @@ class PlaneGemmKernel final : public PreparedKernel {
   std::int64_t x_members_ = 1;  // phases per output row: the x stride of a transposed convolution, else 1
   std::vector<PhaseTaps> phases_;
   std::vector<float> packed_, bias_;
+  // Whether a tap that reads no input position for a whole tile is skipped:
+  // its products are zeros, which leave every sum's bits as they are, unless
+  // a weight is NaN or infinite (0 * Inf is NaN; PyTorch multiplies a
+  // convolution's padding too).
+  bool skip_empty_taps_ = false;
 };
 
 TCONV_TARGET_END
