@@ -16,7 +16,11 @@
 // channels m0 .. m0+15, one vector:
 //     acc[r] += broadcast(band[position r + tap e's offset, channel c]) * W[k, m0 .. m0+15]
 // Each output element is summed over k ascending from zero, bias added last:
-// the order of phase_gemm and igemm, so the three give the same bits.
+// the order of phase_gemm and igemm, so the three give the same bits. A tile
+// whose rows all read padding rows through some taps (the DCGAN convolutions'
+// first and last output rows) runs only the range of taps that reads the
+// input, when every weight is finite: the others' products are zeros, and a
+// sum that started from +0 keeps its bits when a zero is added.
 // Layouts (floats):
 //   W (packed at creation): per group, phase and block of 16 output channels,
 //     [K][16], k = e*C + c, channels past M zero. Bias padded likewise.
@@ -36,6 +40,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -93,17 +98,19 @@ struct Output {
   int count;
 };
 
-// acc[h * W + w] = sum over taps e and channels c = Block * b + i of
-//     band[tap_at[e] + b * block_step + (h * row_step + w) * Block + i] * w[k][0..15];
+// acc[h * W + w] = sum over taps e in [first_tap, end_tap) and channels c = Block * b + i of
+//     band[tap_at[e] + b * block_step + (h * row_step + w) * Block + i] * weights[k][0..15], k = e * channels + c;
 // then stored as `out` says.
 template <int Block, int W, int H>
-void micro_kernel(std::int64_t n_taps, std::int64_t channels, const float* band, const std::int64_t* tap_at,
-                  std::int64_t block_step, std::int64_t row_step, const float* w, const float* bias, const Output& out) {
+void micro_kernel(std::int64_t first_tap, std::int64_t end_tap, std::int64_t channels, const float* band,
+                  const std::int64_t* tap_at, std::int64_t block_step, std::int64_t row_step, const float* weights,
+                  const float* bias, const Output& out) {
   static_assert(W * H <= kTileColumns);
   constexpr int R = W * H;
   V acc[kTileColumns];
   TCONV_UNROLL_TILE
   for (int r = 0; r < R; ++r) acc[r] = Isa::zero();
+  const float* w = weights + first_tap * channels * Isa::kLanes;
   // Channel i of the block at p, for every GEMM row.
   const auto step = [&](const float* p) {
     const V wv = Isa::load(w);
@@ -111,7 +118,7 @@ void micro_kernel(std::int64_t n_taps, std::int64_t channels, const float* band,
     TCONV_UNROLL_TILE
     for (int r = 0; r < R; ++r) acc[r] = Isa::fmadd(Isa::broadcast(p + (r / W * row_step + r % W) * Block), wv, acc[r]);
   };
-  for (std::int64_t e = 0; e < n_taps; ++e) {
+  for (std::int64_t e = first_tap; e < end_tap; ++e) {
     const float* block = band + tap_at[e];
     std::int64_t c0 = 0;
     // Whole blocks with a fixed trip count, then the partial one.
@@ -223,6 +230,7 @@ class RowGemmKernel final : public PreparedKernel {
       for (std::int64_t grp = 0; grp < groups_; ++grp)
         std::copy(bias + grp * cout_, bias + (grp + 1) * cout_, bias_.begin() + grp * blocks_ * Isa::kLanes);
     }
+    skip_empty_taps_ = std::all_of(packed_.begin(), packed_.end(), [](float w) { return std::isfinite(w); });
   }
 
   std::size_t workspace_bytes(const Geometry& g, int threads) const override {
@@ -384,6 +392,7 @@ class RowGemmKernel final : public PreparedKernel {
       }
     }
     alignas(64) float tile[kTileColumns * kLanes];
+    std::array<TapRange, 2> active{};  // per member: the taps a tile runs
     const MicroKernels& micro_kernels = block_ == 1 ? kNarrowMicroKernels : kWideMicroKernels;
     const std::int64_t oz = axes[0].out_start + jz * axes[0].out_step;
     const std::int64_t row_step = in_step(g, 1) * row_floats, row_pitch = axes[1].out_step * out[2];
@@ -401,9 +410,10 @@ class RowGemmKernel final : public PreparedKernel {
       for (std::int64_t q = 0; q < x_members_; ++q) {
         if (q == 1) o.store = Store::interleaved;
         const PhaseTaps& member = members[q];
+        const TapRange taps = active[static_cast<std::size_t>(q)];
         // An odd member one column short computes that column too; `written` leaves it out.
         micro_kernels[static_cast<std::size_t>(columns - 1)][static_cast<std::size_t>(rows - 1)](
-            static_cast<std::int64_t>(member.tap.size()), cin_, band + ((j - j0) * row_step + (x - x0)) * block_,
+            taps.lo, taps.hi, cin_, band + ((j - j0) * row_step + (x - x0)) * block_,
             tap_at[static_cast<std::size_t>(q)].data(), block_step, row_step, packed_.data() + weights_of(member, grp, block),
             bias_.data() + (grp * blocks_ + block) * Isa::kLanes, o);
       }
@@ -413,11 +423,31 @@ class RowGemmKernel final : public PreparedKernel {
     // stacks as many rows (its W * H stays within 16).
     const std::int64_t tile_rows =
         std::min<std::int64_t>(kMaxTileRows, kTileColumns / std::min<std::int64_t>(kTileColumns, x1 - x0));
-    for (std::int64_t j = j0; j < j1; j += tile_rows)
+    for (std::int64_t j = j0; j < j1; j += tile_rows) {
+      const std::int64_t rows = std::min(tile_rows, j1 - j);
+      // Each member's taps: those that read an input row for at least one of
+      // the tile's rows when they are a range (always in 2-D: e runs over
+      // kernel rows), else all.
+      for (std::int64_t q = 0; q < x_members_; ++q) {
+        const PhaseTaps& member = members[q];
+        const auto n_taps = static_cast<std::int64_t>(member.tap.size());
+        TapRange reading{n_taps, 0};
+        bool range = true;
+        for (std::int64_t e = 0; e < n_taps && skip_empty_taps_; ++e) {
+          const auto& off = member.offset[static_cast<std::size_t>(e)];
+          const std::int64_t iz = jz * in_step(g, 0) + off[0];
+          const std::int64_t first_iy = j * in_step(g, 1) + off[1], last_iy = (j + rows - 1) * in_step(g, 1) + off[1];
+          if (iz < 0 || iz >= in[0] || last_iy < 0 || first_iy >= in[1]) continue;
+          range = range && (reading.hi == 0 || reading.hi == e);
+          reading = {std::min(reading.lo, e), e + 1};
+        }
+        active[static_cast<std::size_t>(q)] = skip_empty_taps_ && range ? (reading.hi == 0 ? TapRange{0, 0} : reading) : TapRange{0, n_taps};
+      }
       for (std::int64_t x = x0; x < x1; x += kTileColumns) {
         const int columns = static_cast<int>(std::min<std::int64_t>(kTileColumns, x1 - x));
-        for (std::int64_t block = 0; block < blocks_; ++block) multiply(block, x, columns, j, std::min(tile_rows, j1 - j));
+        for (std::int64_t block = 0; block < blocks_; ++block) multiply(block, x, columns, j, rows);
       }
+    }
   }
 
   ConvKind kind_;
@@ -430,6 +460,10 @@ class RowGemmKernel final : public PreparedKernel {
   std::int64_t min_ox_ = 0, max_ox_ = 0;
   std::vector<PhaseTaps> phases_;
   std::vector<float> packed_, bias_;
+  // Whether a tile skips the taps that read only padding rows for all its
+  // rows (zeros: the sums keep their bits), as plane_gemm does; not when a
+  // weight is NaN or infinite.
+  bool skip_empty_taps_ = false;
 };
 
 TCONV_TARGET_END

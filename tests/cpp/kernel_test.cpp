@@ -484,22 +484,21 @@ TEST(Implementations, EveryOutputElementIsWrittenEvenWhereNoTapLands) {
   }
 }
 
-// plane_gemm skips a tap wherever a whole tile reads only padding through it
-// (zeros, which leave the sums' bits as they are). With an infinite weight
-// those products are NaN, and it must multiply them as every other
-// channels-first GEMM family does: the same NaNs as phase_gemm, including the
-// border rows whose tiles it would otherwise skip.
-TEST(Implementations, PlaneGemmMultipliesPaddingWhenAWeightIsInfinite) {
+// plane_gemm and row_gemm skip a tap wherever a whole tile reads only padding
+// through it (zeros, which leave the sums' bits as they are). With an infinite
+// weight those products are NaN, and they must multiply them as phase_gemm
+// does: the same NaNs, including the border rows whose tiles they would
+// otherwise skip.
+TEST(Implementations, TapsOverPaddingAreMultipliedWhenAWeightIsInfinite) {
   const auto names = available_implementations();
-  for (const char* name : {"plane_gemm_avx512", "phase_gemm_avx512"}) {
-    if (std::find(names.begin(), names.end(), name) == names.end()) GTEST_SKIP() << name << " does not run here";
-  }
+  const auto has = [&](const std::string& name) { return std::find(names.begin(), names.end(), name) != names.end(); };
+  if (!has("phase_gemm_avx512")) GTEST_SKIP() << "phase_gemm_avx512 does not run here";
   Case c;
   c.dtype = DType::f32;
   c.kind = ConvKind::conv;
   c.in_channels = 3;
-  c.out_channels = 8;
-  c.size = {6, 40};  // rows of 40: the first tile (48 positions) lies in the two rows above the input for tap (0, 0)
+  c.out_channels = 16;
+  c.size = {6, 40};  // rows of 40: the first tiles lie in the two rows above the input for tap (0, 0)
   c.kernel = {3, 3};
   c.stride = {1, 1};
   c.padding = {2, 2};
@@ -509,15 +508,19 @@ TEST(Implementations, PlaneGemmMultipliesPaddingWhenAWeightIsInfinite) {
   std::mt19937_64 rng(61);
   testing::Operands o = random_operands(c, rng);
   o.weight.data_as<float>()[0] = std::numeric_limits<float>::infinity();  // output channel 0, tap (0, 0)
-  const Tensor plane = forced("plane_gemm_avx512", c, o)->run(o.input.view());
-  const Tensor phase = forced("phase_gemm_avx512", c, o)->run(o.input.view());
-  int nans = 0;
-  for (std::int64_t k = 0; k < plane.numel(); ++k) {
-    EXPECT_EQ(std::isnan(value_at(plane, k)), std::isnan(value_at(phase, k))) << "element " << k;
-    nans += std::isnan(value_at(phase, k)) ? 1 : 0;
+  const Tensor want = forced("phase_gemm_avx512", c, o)->run(o.input.view());
+  for (const char* name : {"plane_gemm_avx512", "row_gemm_avx512"}) {
+    if (!has(name)) continue;
+    SCOPED_TRACE(name);
+    const Tensor got = forced(name, c, o)->run(o.input.view());
+    int nans = 0;
+    for (std::int64_t k = 0; k < got.numel(); ++k) {
+      EXPECT_EQ(std::isnan(value_at(got, k)), std::isnan(value_at(want, k))) << "element " << k;
+      nans += std::isnan(value_at(got, k)) ? 1 : 0;
+    }
+    // Tap (0, 0) reads padding for the first two rows and columns: 6 * 40 - 4 * 38 outputs of channel 0.
+    EXPECT_EQ(nans, 88);
   }
-  // Tap (0, 0) reads padding for the first two rows and columns: 6 * 40 - 4 * 38 outputs of channel 0.
-  EXPECT_EQ(nans, 88);
 }
 
 TEST(Operator, PlanReportsTheOutputShapeWorkspaceAndThreads) {
