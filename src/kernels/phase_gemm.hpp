@@ -111,6 +111,13 @@ Phase single_phase(const Geometry& g, const std::array<std::int64_t, kMaxSpatial
 void pack_phase_blocks(const Geometry& g, const float* weight, const std::vector<std::int64_t>& taps,
                        std::int64_t block, float* packed);
 
+// Whether a family may skip the taps that read only positions outside the
+// input for a whole tile: those products are zeros, and adding a zero leaves a
+// sum that started from +0 bit for bit as it is, unless a weight is NaN or
+// infinite (0 * Inf is NaN; PyTorch multiplies a convolution's padding too).
+// `packed` is the family's packed weights.
+bool may_skip_zero_products(const std::vector<float>& packed);
+
 // The per-dimension axes of the phase with this residue, for this input's geometry.
 std::array<Axis, kMaxSpatial> axes_of(const Geometry& g, const std::array<std::int64_t, kMaxSpatial>& residue);
 

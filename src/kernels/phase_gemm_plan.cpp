@@ -1,5 +1,6 @@
 // Phase-GEMM planning and weight packing: ISA-independent, done once at creation.
 #include <algorithm>
+#include <cmath>
 
 #include "kernels/phase_gemm.hpp"
 
@@ -205,6 +206,10 @@ void pack_phase_blocks(const Geometry& g, const float* weight, const std::vector
           panel[(static_cast<std::int64_t>(e) * cin + c) * block] = weight[g.weight_index(grp, m, c, taps[e])];
         }
     }
+}
+
+bool may_skip_zero_products(const std::vector<float>& packed) {
+  return std::all_of(packed.begin(), packed.end(), [](float w) { return std::isfinite(w); });
 }
 
 std::array<Axis, kMaxSpatial> axes_of(const Geometry& g, const std::array<std::int64_t, kMaxSpatial>& residue) {

@@ -37,7 +37,6 @@
 
 #include <algorithm>
 #include <array>
-#include <cmath>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -163,7 +162,7 @@ class PlaneGemmKernel final : public PreparedKernel {
     for (const auto& p : phases_) phase_gemm::pack_phase_blocks(g, weight, p.tap, kTileChannels, packed_.data() + p.packed_at);
     bias_.assign(static_cast<std::size_t>(g.output_channels()), 0.0f);
     if (bias) std::copy(bias, bias + g.output_channels(), bias_.begin());
-    skip_empty_taps_ = std::all_of(packed_.begin(), packed_.end(), [](float w) { return std::isfinite(w); });
+    skip_empty_taps_ = phase_gemm::may_skip_zero_products(packed_);
   }
 
   std::size_t workspace_bytes(const Geometry&, int) const override { return 0; }
@@ -360,11 +359,7 @@ class PlaneGemmKernel final : public PreparedKernel {
   std::int64_t x_members_ = 1;  // phases per output row: the x stride of a transposed convolution, else 1
   std::vector<PhaseTaps> phases_;
   std::vector<float> packed_, bias_;
-  // Whether a tap that reads no input position for a whole tile is skipped:
-  // its products are zeros, which leave every sum's bits as they are, unless
-  // a weight is NaN or infinite (0 * Inf is NaN; PyTorch multiplies a
-  // convolution's padding too).
-  bool skip_empty_taps_ = false;
+  bool skip_empty_taps_ = false;  // see phase_gemm::may_skip_zero_products
 };
 
 TCONV_TARGET_END

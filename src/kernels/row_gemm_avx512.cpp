@@ -40,7 +40,6 @@
 
 #include <algorithm>
 #include <array>
-#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -230,7 +229,7 @@ class RowGemmKernel final : public PreparedKernel {
       for (std::int64_t grp = 0; grp < groups_; ++grp)
         std::copy(bias + grp * cout_, bias + (grp + 1) * cout_, bias_.begin() + grp * blocks_ * Isa::kLanes);
     }
-    skip_empty_taps_ = std::all_of(packed_.begin(), packed_.end(), [](float w) { return std::isfinite(w); });
+    skip_empty_taps_ = phase_gemm::may_skip_zero_products(packed_);
   }
 
   std::size_t workspace_bytes(const Geometry& g, int threads) const override {
@@ -460,10 +459,7 @@ class RowGemmKernel final : public PreparedKernel {
   std::int64_t min_ox_ = 0, max_ox_ = 0;
   std::vector<PhaseTaps> phases_;
   std::vector<float> packed_, bias_;
-  // Whether a tile skips the taps that read only padding rows for all its
-  // rows (zeros: the sums keep their bits), as plane_gemm does; not when a
-  // weight is NaN or infinite.
-  bool skip_empty_taps_ = false;
+  bool skip_empty_taps_ = false;  // see phase_gemm::may_skip_zero_products
 };
 
 TCONV_TARGET_END
