@@ -120,16 +120,14 @@ class DepthwiseConvKernel final : public PreparedKernel {
     std::int64_t row_pitch = in_size[2];
     if constexpr (kStepX == 2) {
       const std::int64_t pitch = split_pitch(g), width = in_size[2];
-      const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-      const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
       for (std::int64_t row = 0; row < in_size[0] * in_size[1]; ++row) {
         const float* from = plane_src + row * width;
         float* to = split + row * 2 * pitch;
         for (std::int64_t j = 0; j < pitch; j += kLanes) {
-          const __m512 low = _mm512_maskz_loadu_ps(Isa::first_lanes(width - 2 * j), from + 2 * j);
-          const __m512 high = _mm512_maskz_loadu_ps(Isa::first_lanes(width - 2 * j - kLanes), from + 2 * j + kLanes);
-          _mm512_storeu_ps(to + j, _mm512_permutex2var_ps(low, even, high));
-          _mm512_storeu_ps(to + pitch + j, _mm512_permutex2var_ps(low, odd, high));
+          __m512 even, odd;
+          Isa::load_deinterleaved(from + 2 * j, width - 2 * j, even, odd);
+          _mm512_storeu_ps(to + j, even);
+          _mm512_storeu_ps(to + pitch + j, odd);
         }
       }
       in = split;

@@ -1,7 +1,7 @@
 // Plane-GEMM family for AVX-512: channels-first transposed convolutions with
-// stride 1 or 2 in x and convolutions with stride 1 (unet's and vnet's k2s2
-// upsampling, the DCGAN layers, s1_k3, dilated), at least 8 output channels
-// per group. Where row_gemm copies its input into a channels-innermost band
+// stride 1 or 2 in x and convolutions of any stride (unet's and vnet's k2s2
+// upsampling, the DCGAN layers, s1_k3, dilated, and the convolutions they are
+// the gradients of), at least 8 output channels per group. Where row_gemm copies its input into a channels-innermost band
 // and transposes every result tile, this family leaves both tensors as they are: a vector's
 // lanes are 16 consecutive positions of one output phase, loaded straight from
 // the input planes (masked where a tap falls outside) and stored straight into
@@ -12,6 +12,17 @@
 //     dst[m, out_start + out_step * (jz, jy, j)] = bias[m] + sum_{k = e*C + c} W[k, m] * src[c, (jz, jy, j) + offset_e]
 // (zero outside the input), summed over k ascending from zero with the bias
 // last: the order of the other GEMM families, so all of them give the same bits.
+// Strided convolutions. A convolution of stride s reads input position
+// s*j + o_e for tap e (o_e = t*dilation - pad). Writing o_e = s*a_e + b_e
+// (0 <= b_e < s), that is position j + a_e of the input's phase plane b_e,
+//     split[c, b, u] = src[c, s*u + b]    (u < ceil((size - b) / s), per dimension),
+// so the run first splits the input into its s^dims phase planes (a workspace
+// the size of the input, [N][phase][C][depth][rows][columns], every plane the
+// size of phase 0's) and then runs the stride-1 computation over them: tap e
+// reads plane b_e at shift a_e, masked outside that plane's own extent. The
+// taps and their order are unchanged, so are the bits. Phase outside channel:
+// a tap then walks the channels of one phase, a contiguous block that the
+// kernel's other taps of the same phase read again.
 // Positions. A phase plane's positions (jy, j) are numbered q = jy * pitch + j
 // and cut into vectors of 16. The pitch is the input's row length when the
 // phase rows are no longer: then a tap's input for position q is the input
@@ -33,6 +44,8 @@
 // a zero leaves a sum that started from +0 bit for bit as it is.
 // Packed weights (at creation): per group, phase and block of M output
 // channels, [K][M], channels past the group's zero.
+// Work items are runs of tiles with a range of channel blocks (every block
+// unless the tiles are too few to keep the threads busy).
 #include <omp.h>
 
 #include <algorithm>
@@ -63,6 +76,14 @@ struct PhaseTaps {
   std::vector<std::int64_t> tap;                                // flat kernel tap of each e
   std::vector<std::array<std::int64_t, kMaxSpatial>> offset;    // input offset of each e
   std::int64_t packed_at = 0;                                   // where its weights start
+};
+
+// Where a tap reads in the source (the input, or its phase planes when a
+// strided convolution splits it): shift from a lane's position to its source
+// element, the tap's offset in source positions, and the extent of the plane it reads.
+struct TapSource {
+  std::int64_t shift;
+  Dims offset, extent;
 };
 
 // One vector's lanes within a row: lanes [lane, lane + count) are phase row
@@ -146,6 +167,7 @@ class PlaneGemmKernel final : public PreparedKernel {
         blocks_((g.output_per_group() + kTileChannels - 1) / kTileChannels) {
     const bool transposed = g.kind == ConvKind::conv_transpose;
     x_members_ = transposed ? g.stride[2] : 1;
+    if (!transposed) split_ = g.stride;
     for (std::int64_t rz = 0; rz < (transposed ? g.stride[0] : 1); ++rz)
       for (std::int64_t ry = 0; ry < (transposed ? g.stride[1] : 1); ++ry)
         for (std::int64_t rx = 0; rx < x_members_; ++rx) {
@@ -165,28 +187,122 @@ class PlaneGemmKernel final : public PreparedKernel {
     skip_empty_taps_ = phase_gemm::may_skip_zero_products(packed_);
   }
 
-  std::size_t workspace_bytes(const Geometry&, int) const override { return 0; }
+  std::size_t workspace_bytes(const Geometry& g, int) const override {
+    return splits() ? static_cast<std::size_t>(g.batch * source_of(g).sample_stride) * sizeof(float) : 0;
+  }
 
-  void run(const Geometry& g, const void* src_v, void* dst_v, void*, int threads) const override {
+  void run(const Geometry& g, const void* src_v, void* dst_v, void* workspace, int threads) const override {
     const Plan plan = plan_for(g, threads);
-    const auto* src = static_cast<const float*>(src_v);
     auto* dst = static_cast<float*>(dst_v);
     const auto items = static_cast<std::int64_t>(plan.items.size()) * groups_;
+    if (!splits()) {
+      const auto* src = static_cast<const float*>(src_v);
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
-    for (std::int64_t it = 0; it < items; ++it) run_item(g, plan, it, src, dst);
+      for (std::int64_t it = 0; it < items; ++it) run_item(g, plan, it, src, dst);
+      return;
+    }
+    auto* split = static_cast<float*>(workspace);
+    const std::int64_t planes = g.batch * g.input_channels();
+#pragma omp parallel num_threads(threads)
+    {
+#pragma omp for schedule(static)
+      for (std::int64_t plane = 0; plane < planes; ++plane) {
+        const std::int64_t n = plane / g.input_channels(), c = plane % g.input_channels();
+        split_plane(g, plan.source, static_cast<const float*>(src_v) + plane * g.big_spatial(),
+                    split + n * plan.source.sample_stride + c * plan.source.channel_stride);
+      }
+#pragma omp for schedule(dynamic, 1)
+      for (std::int64_t it = 0; it < items; ++it) if (!getenv("SPLIT_ONLY")) run_item(g, plan, it, split, dst);
+    }
   }
 
  private:
-  // A run of tiles of one row phase (the x phases of one depth and height residue).
+  // A run of tiles of one row phase (the x phases of one depth and height
+  // residue), for the channel blocks [first_block, end_block).
   struct Item {
-    std::int64_t row_phase, first_tile, end_tile;
+    std::int64_t row_phase, first_tile, end_tile, first_block, end_block;
+  };
+  // What the micro-kernels read: the input itself, or its phase planes.
+  struct Source {
+    Dims size;                        // positions per dimension of a plane (phase 0's when split)
+    std::int64_t channel_stride = 0;  // floats from one channel's plane to the next's
+    std::int64_t phase_stride = 0;    // from one phase's channels to the next's
+    std::int64_t sample_stride = 0;   // from one sample to the next
   };
   struct Plan {
+    Source source;
     std::int64_t pitch = 16;                 // q = jy * pitch + j
-    bool flat = false;                       // pitch is the input's row length: vectors run across row ends
+    bool flat = false;                       // pitch is the source's row length: vectors run across row ends
     std::vector<std::int64_t> vectors;       // per row phase: vectors per (sample, depth row) plane
     std::vector<Item> items;
   };
+
+  bool splits() const { return split_[0] > 1 || split_[1] > 1 || split_[2] > 1; }
+
+  Source source_of(const Geometry& g) const {
+    Source source;
+    const Dims& in = g.input_size();
+    std::int64_t phases = 1;
+    for (int d = 0; d < kMaxSpatial; ++d) {
+      source.size[d] = (in[d] + split_[d] - 1) / split_[d];
+      phases *= split_[d];
+    }
+    source.channel_stride = source.size[0] * source.size[1] * source.size[2];
+    source.phase_stride = g.input_channels() * source.channel_stride;
+    source.sample_stride = phases * source.phase_stride;
+    return source;
+  }
+
+  // Where tap offset o (input positions) reads in the source.
+  TapSource tap_source(const Geometry& g, const Source& source, const std::array<std::int64_t, kMaxSpatial>& o) const {
+    const Dims& in = g.input_size();
+    TapSource tap{};
+    std::int64_t phase = 0;
+    for (int d = 0; d < kMaxSpatial; ++d) {
+      const std::int64_t s = split_[d];
+      const std::int64_t a = o[d] >= 0 ? o[d] / s : -((-o[d] + s - 1) / s);
+      const std::int64_t b = o[d] - a * s;
+      tap.offset[d] = a;
+      tap.extent[d] = std::max<std::int64_t>(0, (in[d] - b + s - 1) / s);
+      phase = phase * s + b;
+    }
+    const Dims& n = source.size;
+    tap.shift = phase * source.phase_stride + (tap.offset[0] * n[1] + tap.offset[1]) * n[2] + tap.offset[2];
+    return tap;
+  }
+
+  // One input channel's plane `from` into its phase planes, the first at `to`
+  // (planes of the source's size, phase_stride apart; positions past a
+  // phase's own extent are left unwritten, never read).
+  void split_plane(const Geometry& g, const Source& source, const float* from, float* to) const {
+    const Dims& in = g.input_size();
+    const Dims& n = source.size;
+    const std::int64_t sx = split_[2];
+    for (std::int64_t z = 0; z < in[0]; ++z)
+      for (std::int64_t y = 0; y < in[1]; ++y) {
+        // Input row (z, y) is row (z / sz, y / sy) of the phases (z mod sz, y mod sy, bx) for every bx.
+        const float* row = from + (z * in[1] + y) * in[2];
+        float* into = to + (z % split_[0] * split_[1] + y % split_[1]) * sx * source.phase_stride +
+                      (z / split_[0] * n[1] + y / split_[1]) * n[2];
+        if (sx == 2) {
+          const std::int64_t odd_columns = in[2] / 2;
+          for (std::int64_t u = 0; u < n[2]; u += kLanes) {
+            V even, odd;
+            Isa::load_deinterleaved(row + 2 * u, in[2] - 2 * u, even, odd);
+            Isa::masked_store(into + u, Isa::first_lanes(n[2] - u), even);
+            Isa::masked_store(into + source.phase_stride + u, Isa::first_lanes(odd_columns - u), odd);
+          }
+          continue;
+        }
+        for (std::int64_t bx = 0; bx < sx; ++bx) {
+          const std::int64_t columns = (in[2] - bx + sx - 1) / sx;
+          for (std::int64_t u = 0; u < columns; u += kLanes) {
+            const V v = Isa::load_strided(Isa::strided_lanes(0, columns - u, sx), row + bx + u * sx);
+            Isa::masked_store(into + bx * source.phase_stride + u, Isa::first_lanes(columns - u), v);
+          }
+        }
+      }
+  }
 
   std::int64_t k_of(const PhaseTaps& p) const { return static_cast<std::int64_t>(p.tap.size()) * cin_; }
   std::int64_t weights_of(const PhaseTaps& p, std::int64_t grp, std::int64_t block) const {
@@ -196,11 +312,12 @@ class PlaneGemmKernel final : public PreparedKernel {
 
   Plan plan_for(const Geometry& g, int threads) const {
     Plan plan;
-    const Dims& in = g.input_size();
+    plan.source = source_of(g);
+    const Dims& in = plan.source.size;
     // x residue 0 has the most columns.
     const std::int64_t columns = phase_gemm::axes_of(g, phases_[0].residue)[2].out_count;
     const std::int64_t rounded = (columns + kLanes - 1) / kLanes * kLanes;
-    // Flat when the phase rows fit the input's and that wastes fewer lanes
+    // Flat when the phase rows fit the source's and that wastes fewer lanes
     // (columns past the phase's, masked) than rounding each row up to 16.
     plan.flat = columns <= in[2] && (in[2] - columns) * rounded <= (rounded - columns) * in[2];
     plan.pitch = plan.flat ? in[2] : std::max<std::int64_t>(rounded, kLanes);
@@ -213,12 +330,17 @@ class PlaneGemmKernel final : public PreparedKernel {
       tiles.push_back((g.batch * axes[0].out_count * plan.vectors.back() + kTileVectors - 1) / kTileVectors);
       total += tiles.back();
     }
-    // Chunks of tiles, enough of them for every thread to have several.
+    // Chunks of tiles, enough of them for every thread to have several; when
+    // the tiles are too few, each also splits into ranges of channel blocks.
     const std::int64_t wanted = std::max<std::int64_t>(1, (kItemsPerThread * threads + groups_ - 1) / groups_);
     const std::int64_t chunk = std::max<std::int64_t>(1, total / wanted);
+    const std::int64_t block_ranges = std::clamp<std::int64_t>((wanted + total - 1) / std::max<std::int64_t>(total, 1), 1, blocks_);
     for (std::int64_t rp = 0; rp < row_phases(); ++rp) {
       for (std::int64_t t = 0; t < tiles[static_cast<std::size_t>(rp)]; t += chunk) {
-        plan.items.push_back({rp, t, std::min(tiles[static_cast<std::size_t>(rp)], t + chunk)});
+        for (std::int64_t r = 0; r < block_ranges; ++r) {
+          plan.items.push_back({rp, t, std::min(tiles[static_cast<std::size_t>(rp)], t + chunk), r * blocks_ / block_ranges,
+                                (r + 1) * blocks_ / block_ranges});
+        }
       }
     }
     return plan;
@@ -228,19 +350,23 @@ class PlaneGemmKernel final : public PreparedKernel {
     const Item& item = plan.items[static_cast<std::size_t>(it % static_cast<std::int64_t>(plan.items.size()))];
     const std::int64_t grp = it / static_cast<std::int64_t>(plan.items.size());
     const PhaseTaps* members = &phases_[static_cast<std::size_t>(item.row_phase * x_members_)];
-    const Dims& in = g.input_size();
+    const Dims& in = plan.source.size;
     const Dims& out = g.output_size();
     const auto axes = phase_gemm::axes_of(g, members[0].residue);
     const std::int64_t depth = axes[0].out_count, rows = axes[1].out_count;
     const std::int64_t vectors = plan.vectors[static_cast<std::size_t>(item.row_phase)];
-    const std::int64_t in_plane = in[0] * in[1] * in[2], out_plane = out[0] * out[1] * out[2];
+    const std::int64_t in_plane = plan.source.channel_stride, out_plane = out[0] * out[1] * out[2];
     const std::int64_t sequence_end = g.batch * depth * vectors;
 
     std::array<std::int64_t, 2> columns_of{};
+    std::array<std::vector<TapSource>, 2> taps;
     std::array<std::vector<std::int64_t>, 2> shift;
     for (std::int64_t q = 0; q < x_members_; ++q) {
       columns_of[static_cast<std::size_t>(q)] = phase_gemm::axes_of(g, members[q].residue)[2].out_count;
-      for (const auto& o : members[q].offset) shift[static_cast<std::size_t>(q)].push_back((o[0] * in[1] + o[1]) * in[2] + o[2]);
+      for (const auto& o : members[q].offset) {
+        taps[static_cast<std::size_t>(q)].push_back(tap_source(g, plan.source, o));
+        shift[static_cast<std::size_t>(q)].push_back(taps[static_cast<std::size_t>(q)].back().shift);
+      }
     }
     std::array<std::vector<std::uint32_t>, 2> masks;
     for (std::int64_t q = 0; q < x_members_; ++q) {
@@ -268,20 +394,22 @@ class PlaneGemmKernel final : public PreparedKernel {
         // Input position of lane 0 (rows past the input's are never read: every lane there is masked).
         const std::int64_t jy0 = q0 / plan.pitch, j0 = q0 % plan.pitch;
         at[static_cast<std::size_t>(p)] =
-            src + (n * g.input_channels() + grp * cin_) * in_plane + (jz * in[1] + jy0) * in[2] + j0;
+            src + n * plan.source.sample_stride + grp * cin_ * in_plane + (jz * in[1] + jy0) * in[2] + j0;
         for (std::int64_t q = 0; q < x_members_; ++q) {
           const PhaseTaps& member = members[q];
           const std::int64_t columns = columns_of[static_cast<std::size_t>(q)];
           for (std::size_t e = 0; e < member.tap.size(); ++e) {
-            const auto& o = member.offset[e];
+            const TapSource& tap = taps[static_cast<std::size_t>(q)][e];
+            const Dims& o = tap.offset;
+            const Dims& extent = tap.extent;
             std::uint32_t lanes = 0;
-            if (jz + o[0] >= 0 && jz + o[0] < in[0]) {
+            if (jz + o[0] >= 0 && jz + o[0] < extent[0]) {
               for (int i = 0; i < n_parts; ++i) {
                 const Part& part = parts[static_cast<std::size_t>(i)];
-                if (part.row + o[1] < 0 || part.row + o[1] >= in[1]) continue;
-                // Columns j of the part with j < columns and 0 <= j + o[2] < in[2].
+                if (part.row + o[1] < 0 || part.row + o[1] >= extent[1]) continue;
+                // Columns j of the part with j < columns and 0 <= j + o[2] < extent[2].
                 const std::int64_t lo = std::max({part.column, -o[2]});
-                const std::int64_t hi = std::min({part.column + part.count, columns, in[2] - o[2]});
+                const std::int64_t hi = std::min({part.column + part.count, columns, extent[2] - o[2]});
                 lanes |= lane_range(part.lane + lo - part.column, part.lane + hi - part.column);
               }
             }
@@ -312,7 +440,7 @@ class PlaneGemmKernel final : public PreparedKernel {
         }
       }
       const MicroKernel kernel = kMicroKernels[static_cast<std::size_t>(count - 1)];
-      for (std::int64_t block = 0; block < blocks_; ++block) {
+      for (std::int64_t block = item.first_block; block < item.end_block; ++block) {
         for (std::int64_t q = 0; q < x_members_; ++q) {
           const PhaseTaps& member = members[q];
           kernel(static_cast<std::int64_t>(member.tap.size()), cin_, in_plane, at.data(), shift[static_cast<std::size_t>(q)].data(),
@@ -357,6 +485,7 @@ class PlaneGemmKernel final : public PreparedKernel {
 
   std::int64_t groups_, cin_, cout_, blocks_;
   std::int64_t x_members_ = 1;  // phases per output row: the x stride of a transposed convolution, else 1
+  Dims split_{1, 1, 1};         // phase planes per dimension of the source: a convolution's stride
   std::vector<PhaseTaps> phases_;
   std::vector<float> packed_, bias_;
   bool skip_empty_taps_ = false;  // see phase_gemm::may_skip_zero_products
@@ -367,9 +496,6 @@ TCONV_TARGET_END
 std::string rejects(const Geometry& g, DType dtype, const WeightFacts& weights) {
   if (std::string why_not = phase_gemm::interleaved_phase_rejects(g, dtype, weights, kTileChannels); !why_not.empty()) {
     return why_not;
-  }
-  if (g.kind == ConvKind::conv && (g.stride[0] > 1 || g.stride[1] > 1 || g.stride[2] > 1)) {
-    return "its convolutions need stride 1 (row_gemm takes strided ones)";
   }
   return {};
 }
