@@ -30,8 +30,9 @@
 // short row does not leave a vector mostly empty (s1_k3's 56 columns are 3.5
 // vectors). Otherwise the pitch is the phase row rounded up to 16 and no
 // vector crosses a row end. The vectors of every sample and depth row form
-// one sequence, (sample, jz, vector), cut into tiles of P <= 3 vectors, so that
-// small planes still fill a tile.
+// one sequence, (sample, jz, vector), cut into as few tiles of P <= 3 vectors
+// as it takes, their sizes differing by one at most (7 vectors: 2, 2, 3, not
+// 3, 3, 1), so that small planes still fill a tile.
 // Micro-kernel, for M = 8 output channels and P vectors:
 //     acc[m][p] = sum_e sum_c w[(e*C + c) * M + m] * load(mask[e][p], at[p] + shift[e] + c * plane)
 // where at[p] is vector p's first lane's input position for a zero offset,
@@ -234,6 +235,7 @@ class PlaneGemmKernel final : public PreparedKernel {
     std::int64_t pitch = 16;                 // q = jy * pitch + j
     bool flat = false;                       // pitch is the source's row length: vectors run across row ends
     std::vector<std::int64_t> vectors;       // per row phase: vectors per (sample, depth row) plane
+    std::vector<std::int64_t> tiles;         // per row phase: tiles its sequence of vectors is cut into
     std::vector<Item> items;
   };
 
@@ -321,7 +323,7 @@ class PlaneGemmKernel final : public PreparedKernel {
     // (columns past the phase's, masked) than rounding each row up to 16.
     plan.flat = columns <= in[2] && (in[2] - columns) * rounded <= (rounded - columns) * in[2];
     plan.pitch = plan.flat ? in[2] : std::max<std::int64_t>(rounded, kLanes);
-    std::vector<std::int64_t> tiles;
+    std::vector<std::int64_t>& tiles = plan.tiles;
     std::int64_t total = 0;
     for (std::int64_t rp = 0; rp < row_phases(); ++rp) {
       const auto axes = phase_gemm::axes_of(g, phases_[static_cast<std::size_t>(rp * x_members_)].residue);
@@ -356,7 +358,8 @@ class PlaneGemmKernel final : public PreparedKernel {
     const std::int64_t depth = axes[0].out_count, rows = axes[1].out_count;
     const std::int64_t vectors = plan.vectors[static_cast<std::size_t>(item.row_phase)];
     const std::int64_t in_plane = plan.source.channel_stride, out_plane = out[0] * out[1] * out[2];
-    const std::int64_t sequence_end = g.batch * depth * vectors;
+    const std::int64_t sequence = g.batch * depth * vectors;
+    const std::int64_t tiles = plan.tiles[static_cast<std::size_t>(item.row_phase)];
 
     std::array<std::int64_t, 2> columns_of{};
     std::array<std::vector<TapSource>, 2> taps;
@@ -378,8 +381,8 @@ class PlaneGemmKernel final : public PreparedKernel {
     alignas(64) float tile[2][kTileChannels * kTileVectors * kLanes];
 
     for (std::int64_t t = item.first_tile; t < item.end_tile; ++t) {
-      const std::int64_t first = t * kTileVectors;
-      const int count = static_cast<int>(std::min<std::int64_t>(kTileVectors, sequence_end - first));
+      const std::int64_t first = t * sequence / tiles;
+      const int count = static_cast<int>((t + 1) * sequence / tiles - first);
       for (int p = 0; p < count; ++p) {
         const std::int64_t s = first + p;
         const std::int64_t n = s / (depth * vectors), jz = s / vectors % depth, q0 = s % vectors * kLanes;
