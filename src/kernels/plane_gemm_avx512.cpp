@@ -387,7 +387,7 @@ class PlaneGemmKernel final : public PreparedKernel {
         const std::int64_t s = first + p;
         const std::int64_t n = s / (depth * vectors), jz = s / vectors % depth, q0 = s % vectors * kLanes;
         // The vector's lanes, row by row.
-        std::array<Part, kMaxParts> parts{};
+        std::array<Part, kMaxParts> parts;  // the first n_parts are set
         int n_parts = 0;
         for (std::int64_t lane = 0, row = q0 / plan.pitch, column = q0 % plan.pitch; lane < kLanes; ++row, column = 0) {
           const std::int64_t length = std::min(kLanes - lane, plan.pitch - column);
