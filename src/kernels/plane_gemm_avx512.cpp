@@ -16,13 +16,19 @@
 // s*j + o_e for tap e (o_e = t*dilation - pad). Writing o_e = s*a_e + b_e
 // (0 <= b_e < s), that is position j + a_e of the input's phase plane b_e,
 //     split[c, b, u] = src[c, s*u + b]    (u < ceil((size - b) / s), per dimension),
-// so the run first splits the input into its s^dims phase planes (a workspace
-// the size of the input, [N][phase][C][depth][rows][columns], every plane the
-// size of phase 0's) and then runs the stride-1 computation over them: tap e
-// reads plane b_e at shift a_e, masked outside that plane's own extent. The
-// taps and their order are unchanged, so are the bits. Phase outside channel:
-// a tap then walks the channels of one phase, a contiguous block that the
-// kernel's other taps of the same phase read again.
+// so when the output rows are short the run first splits the input into its
+// s^dims phase planes (a workspace the size of the input,
+// [N][phase][C][depth][rows][columns], every plane the size of phase 0's) and
+// then runs the stride-1 computation over them with vectors running across
+// row ends: tap e reads plane b_e at shift a_e, masked outside that plane's
+// own extent. Phase outside channel: a tap then walks the channels of one
+// phase, a contiguous block that the kernel's other taps of the same phase
+// read again. When the output rows fill whole vectors (x stride 1 or 2) the
+// vectors stay within rows and read the input directly instead: lane l of a
+// tap's vector is input column x_stride * (j0 + l) + o_e, two masked loads
+// and a permute for stride 2 (measured as fast as one load on a Zen 5, where
+// the split cost vnet's 3-D k2s2 layer a fifth of its time). Either way the
+// taps and their order are unchanged, so are the bits.
 // Positions. A phase plane's positions (jy, j) are numbered q = jy * pitch + j
 // and cut into vectors of 16. The pitch is the input's row length when the
 // phase rows are no longer: then a tap's input for position q is the input
@@ -69,6 +75,7 @@ constexpr int kLanes = 16;
 constexpr int kTileChannels = 8;  // M: output channels per micro-kernel
 constexpr int kTileVectors = 3;   // P: vectors of positions per micro-kernel (M x P accumulators)
 constexpr std::int64_t kItemsPerThread = 8;
+constexpr std::int64_t kDirectProducts = 64;  // see PlaneGemmKernel::splits
 constexpr int kMaxParts = kLanes;  // row pieces of one vector: one per lane when rows are one position long
 
 // A phase's taps, fixed at creation.
@@ -80,11 +87,12 @@ struct PhaseTaps {
 };
 
 // Where a tap reads in the source (the input, or its phase planes when a
-// strided convolution splits it): shift from a lane's position to its source
-// element, the tap's offset in source positions, and the extent of the plane it reads.
+// strided convolution splits it): shift from a lane's source element for a
+// zero offset to the one it reads, and per dimension the phase positions
+// [lo, hi) for which that element is inside.
 struct TapSource {
   std::int64_t shift;
-  Dims offset, extent;
+  Dims lo, hi;
 };
 
 // One vector's lanes within a row: lanes [lane, lane + count) are phase row
@@ -107,10 +115,13 @@ TCONV_TARGET_AVX512_BEGIN
 using Isa = simd::Avx512;
 using V = Isa::V;
 
-template <int P>
+// kStep: the source elements of neighbouring lanes are 1 or 2 apart. For 2,
+// masks[] holds the elements to read, the first 16 in its low half.
+template <int P, int kStep>
 void micro_kernel(std::int64_t n_taps, std::int64_t channels, std::int64_t plane, const float* const* at,
                   const std::int64_t* shift, const std::uint32_t* masks, bool skip_empty_taps, const float* w,
                   float* tile) {
+  const __m512i even_elements = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
   V acc[kTileChannels][P];
   TCONV_UNROLL_TILE
   for (int m = 0; m < kTileChannels; ++m) {
@@ -119,13 +130,14 @@ void micro_kernel(std::int64_t n_taps, std::int64_t channels, std::int64_t plane
   }
   for (std::int64_t e = 0; e < n_taps; ++e) {
     const float* from[P];
-    __mmask16 lanes[P];
+    __mmask16 lanes[P], upper[P];
     std::uint32_t any_lane = 0;
     TCONV_UNROLL_TILE
     for (int p = 0; p < P; ++p) {
       from[p] = at[p] + shift[e];
       lanes[p] = static_cast<__mmask16>(masks[e * kTileVectors + p]);
-      any_lane |= lanes[p];
+      upper[p] = static_cast<__mmask16>(masks[e * kTileVectors + p] >> kLanes);
+      any_lane |= masks[e * kTileVectors + p];
     }
     if (any_lane == 0 && skip_empty_taps) {
       w += channels * kTileChannels;
@@ -134,7 +146,14 @@ void micro_kernel(std::int64_t n_taps, std::int64_t channels, std::int64_t plane
     for (std::int64_t c = 0, offset = 0; c < channels; ++c, offset += plane) {
       V v[P];
       TCONV_UNROLL_TILE
-      for (int p = 0; p < P; ++p) v[p] = _mm512_maskz_loadu_ps(lanes[p], from[p] + offset);
+      for (int p = 0; p < P; ++p) {
+        if constexpr (kStep == 1) {
+          v[p] = _mm512_maskz_loadu_ps(lanes[p], from[p] + offset);
+        } else {
+          v[p] = _mm512_permutex2var_ps(_mm512_maskz_loadu_ps(lanes[p], from[p] + offset), even_elements,
+                                        _mm512_maskz_loadu_ps(upper[p], from[p] + offset + kLanes));
+        }
+      }
       TCONV_UNROLL_TILE
       for (int m = 0; m < kTileChannels; ++m) {
         const V weight = Isa::broadcast(w + m);
@@ -151,12 +170,22 @@ void micro_kernel(std::int64_t n_taps, std::int64_t channels, std::int64_t plane
   }
 }
 
-using MicroKernel = decltype(&micro_kernel<1>);
-constexpr std::array<MicroKernel, kTileVectors> kMicroKernels{&micro_kernel<1>, &micro_kernel<2>, &micro_kernel<3>};
+using MicroKernel = decltype(&micro_kernel<1, 1>);
+// By step - 1 and vectors - 1.
+constexpr std::array<std::array<MicroKernel, kTileVectors>, 2> kMicroKernels{
+    {{&micro_kernel<1, 1>, &micro_kernel<2, 1>, &micro_kernel<3, 1>},
+     {&micro_kernel<1, 2>, &micro_kernel<2, 2>, &micro_kernel<3, 2>}}};
 
 // Lanes [first, end) of a vector as a mask.
 std::uint32_t lane_range(std::int64_t first, std::int64_t end) {
   return static_cast<std::uint32_t>(Isa::first_lanes(end) & ~Isa::first_lanes(first));
+}
+
+// The elements 2 * first to 2 * (end - 1) of two vectors, the lanes [first, end) of a step-2 load.
+std::uint32_t element_range(std::int64_t first, std::int64_t end) {
+  if (first >= end) return 0;
+  const auto below = [](std::int64_t n) { return n >= 32 ? ~std::uint32_t{0} : (std::uint32_t{1} << n) - 1; };
+  return below(2 * end - 1) & ~below(2 * first);
 }
 
 class PlaneGemmKernel final : public PreparedKernel {
@@ -189,14 +218,14 @@ class PlaneGemmKernel final : public PreparedKernel {
   }
 
   std::size_t workspace_bytes(const Geometry& g, int) const override {
-    return splits() ? static_cast<std::size_t>(g.batch * source_of(g).sample_stride) * sizeof(float) : 0;
+    return splits(g) ? static_cast<std::size_t>(g.batch * source_of(g).sample_stride) * sizeof(float) : 0;
   }
 
   void run(const Geometry& g, const void* src_v, void* dst_v, void* workspace, int threads) const override {
     const Plan plan = plan_for(g, threads);
     auto* dst = static_cast<float*>(dst_v);
     const auto items = static_cast<std::int64_t>(plan.items.size()) * groups_;
-    if (!splits()) {
+    if (!plan.source.split) {
       const auto* src = static_cast<const float*>(src_v);
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
       for (std::int64_t it = 0; it < items; ++it) run_item(g, plan, it, src, dst);
@@ -225,6 +254,8 @@ class PlaneGemmKernel final : public PreparedKernel {
   };
   // What the micro-kernels read: the input itself, or its phase planes.
   struct Source {
+    bool split = false;               // the phase planes
+    Dims step{1, 1, 1};               // source positions between neighbouring phase positions
     Dims size;                        // positions per dimension of a plane (phase 0's when split)
     std::int64_t channel_stride = 0;  // floats from one channel's plane to the next's
     std::int64_t phase_stride = 0;    // from one phase's channels to the next's
@@ -239,15 +270,31 @@ class PlaneGemmKernel final : public PreparedKernel {
     std::vector<Item> items;
   };
 
-  bool splits() const { return split_[0] > 1 || split_[1] > 1 || split_[2] > 1; }
+  // A strided convolution reads the input directly when its output rows fill
+  // whole vectors (an eighth of the lanes left empty at most), x stride is 1
+  // or 2, and the split would weigh: each input element takes part in few
+  // products (output channels x taps / strides, at most kDirectProducts),
+  // else its phase planes. Measured (2 threads, min of 6 alternating rounds,
+  // split -> direct): vnet's 3-D k2s2 layer (64 products per element)
+  // 0.420 -> 0.383 ms, unet's 2-D k2s2 (128) 0.686 -> 0.720, dcgan_64_3
+  // (256) 0.175 -> 0.190.
+  bool splits(const Geometry& g) const {
+    if (split_ == Dims{1, 1, 1}) return false;
+    const std::int64_t columns = g.output_size()[2], rounded = (columns + kLanes - 1) / kLanes * kLanes;
+    const std::int64_t products = g.output_per_group() * g.kernel_taps() / (split_[0] * split_[1] * split_[2]);
+    return split_[2] > 2 || 8 * (rounded - columns) > rounded || products > kDirectProducts;
+  }
 
   Source source_of(const Geometry& g) const {
     Source source;
     const Dims& in = g.input_size();
+    source.split = splits(g);
+    if (!source.split) source.step = split_;
+    const Dims& parts = source.split ? split_ : Dims{1, 1, 1};
     std::int64_t phases = 1;
     for (int d = 0; d < kMaxSpatial; ++d) {
-      source.size[d] = (in[d] + split_[d] - 1) / split_[d];
-      phases *= split_[d];
+      source.size[d] = (in[d] + parts[d] - 1) / parts[d];
+      phases *= parts[d];
     }
     source.channel_stride = source.size[0] * source.size[1] * source.size[2];
     source.phase_stride = g.input_channels() * source.channel_stride;
@@ -258,18 +305,28 @@ class PlaneGemmKernel final : public PreparedKernel {
   // Where tap offset o (input positions) reads in the source.
   TapSource tap_source(const Geometry& g, const Source& source, const std::array<std::int64_t, kMaxSpatial>& o) const {
     const Dims& in = g.input_size();
+    const auto ceil_div = [](std::int64_t a, std::int64_t b) { return a >= 0 ? (a + b - 1) / b : -(-a / b); };
     TapSource tap{};
+    Dims shift{};
     std::int64_t phase = 0;
     for (int d = 0; d < kMaxSpatial; ++d) {
-      const std::int64_t s = split_[d];
-      const std::int64_t a = o[d] >= 0 ? o[d] / s : -((-o[d] + s - 1) / s);
-      const std::int64_t b = o[d] - a * s;
-      tap.offset[d] = a;
-      tap.extent[d] = std::max<std::int64_t>(0, (in[d] - b + s - 1) / s);
-      phase = phase * s + b;
+      if (source.split) {
+        // Source position j + a of phase plane b, which has ceil((in - b) / s) positions.
+        const std::int64_t s = split_[d], a = -ceil_div(-o[d], s), b = o[d] - a * s;
+        shift[d] = a;
+        tap.lo[d] = -a;
+        tap.hi[d] = ceil_div(in[d] - b, s) - a;
+        phase = phase * s + b;
+      } else {
+        // Input position step * j + o.
+        const std::int64_t s = source.step[d];
+        shift[d] = o[d];
+        tap.lo[d] = ceil_div(-o[d], s);
+        tap.hi[d] = ceil_div(in[d] - o[d], s);
+      }
     }
     const Dims& n = source.size;
-    tap.shift = phase * source.phase_stride + (tap.offset[0] * n[1] + tap.offset[1]) * n[2] + tap.offset[2];
+    tap.shift = phase * source.phase_stride + (shift[0] * n[1] + shift[1]) * n[2] + shift[2];
     return tap;
   }
 
@@ -321,7 +378,8 @@ class PlaneGemmKernel final : public PreparedKernel {
     const std::int64_t rounded = (columns + kLanes - 1) / kLanes * kLanes;
     // Flat when the phase rows fit the source's and that wastes fewer lanes
     // (columns past the phase's, masked) than rounding each row up to 16.
-    plan.flat = columns <= in[2] && (in[2] - columns) * rounded <= (rounded - columns) * in[2];
+    plan.flat = plan.source.step == Dims{1, 1, 1} && columns <= in[2] &&
+                (in[2] - columns) * rounded <= (rounded - columns) * in[2];
     plan.pitch = plan.flat ? in[2] : std::max<std::int64_t>(rounded, kLanes);
     std::vector<std::int64_t>& tiles = plan.tiles;
     std::int64_t total = 0;
@@ -359,6 +417,7 @@ class PlaneGemmKernel final : public PreparedKernel {
     const std::int64_t vectors = plan.vectors[static_cast<std::size_t>(item.row_phase)];
     const std::int64_t in_plane = plan.source.channel_stride, out_plane = out[0] * out[1] * out[2];
     const std::int64_t sequence = g.batch * depth * vectors;
+    const std::int64_t step_x = plan.source.step[2];
     const std::int64_t tiles = plan.tiles[static_cast<std::size_t>(item.row_phase)];
 
     std::array<std::int64_t, 2> columns_of{};
@@ -396,24 +455,24 @@ class PlaneGemmKernel final : public PreparedKernel {
         }
         // Input position of lane 0 (rows past the input's are never read: every lane there is masked).
         const std::int64_t jy0 = q0 / plan.pitch, j0 = q0 % plan.pitch;
-        at[static_cast<std::size_t>(p)] =
-            src + n * plan.source.sample_stride + grp * cin_ * in_plane + (jz * in[1] + jy0) * in[2] + j0;
+        const Dims& step = plan.source.step;
+        at[static_cast<std::size_t>(p)] = src + n * plan.source.sample_stride + grp * cin_ * in_plane +
+                                          (step[0] * jz * in[1] + step[1] * jy0) * in[2] + step[2] * j0;
         for (std::int64_t q = 0; q < x_members_; ++q) {
           const PhaseTaps& member = members[q];
           const std::int64_t columns = columns_of[static_cast<std::size_t>(q)];
           for (std::size_t e = 0; e < member.tap.size(); ++e) {
             const TapSource& tap = taps[static_cast<std::size_t>(q)][e];
-            const Dims& o = tap.offset;
-            const Dims& extent = tap.extent;
             std::uint32_t lanes = 0;
-            if (jz + o[0] >= 0 && jz + o[0] < extent[0]) {
+            if (jz >= tap.lo[0] && jz < tap.hi[0]) {
               for (int i = 0; i < n_parts; ++i) {
                 const Part& part = parts[static_cast<std::size_t>(i)];
-                if (part.row + o[1] < 0 || part.row + o[1] >= extent[1]) continue;
-                // Columns j of the part with j < columns and 0 <= j + o[2] < extent[2].
-                const std::int64_t lo = std::max({part.column, -o[2]});
-                const std::int64_t hi = std::min({part.column + part.count, columns, extent[2] - o[2]});
-                lanes |= lane_range(part.lane + lo - part.column, part.lane + hi - part.column);
+                if (part.row < tap.lo[1] || part.row >= tap.hi[1]) continue;
+                // Columns j of the part with j < columns and lo <= j < hi.
+                const std::int64_t lo = std::max(part.column, tap.lo[2]) - part.column + part.lane;
+                const std::int64_t hi = std::min({part.column + part.count, columns, tap.hi[2]}) - part.column + part.lane;
+                // With x step 2, the elements from the first lane's to the last's.
+                lanes |= step_x == 1 ? lane_range(lo, hi) : element_range(lo, hi);
               }
             }
             masks[static_cast<std::size_t>(q)][e * kTileVectors + static_cast<std::size_t>(p)] = lanes;
@@ -442,7 +501,7 @@ class PlaneGemmKernel final : public PreparedKernel {
           }
         }
       }
-      const MicroKernel kernel = kMicroKernels[static_cast<std::size_t>(count - 1)];
+      const MicroKernel kernel = kMicroKernels[static_cast<std::size_t>(step_x - 1)][static_cast<std::size_t>(count - 1)];
       for (std::int64_t block = item.first_block; block < item.end_block; ++block) {
         for (std::int64_t q = 0; q < x_members_; ++q) {
           const PhaseTaps& member = members[q];

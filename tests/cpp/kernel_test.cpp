@@ -196,6 +196,33 @@ TEST(Implementations, MatchTheOracleOnPlanesOfAnyRowLength) {
   });
 }
 
+// Strided convolutions whose output rows fill whole vectors or nearly (14 to
+// 16, 28 to 32 or 42 to 48 columns), which plane_gemm reads straight from the
+// input (x stride 1 or 2, any other stride) instead of splitting it into phase
+// planes: tap offsets on both sides of zero, dilation, asymmetric padding,
+// partial blocks of 8 output channels; the same bits on 1 and 3 threads.
+TEST(Implementations, MatchTheOracleOnStridedConvolutionsReadInPlace) {
+  testing::ThreadCountGuard guard;
+  CaseLimits strided;
+  strided.kind = ConvKind::conv;
+  strided.dtype = DType::f32;
+  strided.min_channels_per_group = 8;
+  strided.max_channels_per_group = 20;
+  strided.max_groups = 2;
+  strided.depthwise_share = 0;
+  strided.asymmetric_padding = true;
+  sweep_for_family("strided in-place", "plane_gemm_avx512", strided, 43, 40, [](Case& c, const Pick& pick) {
+    const std::size_t x = c.size.size() - 1;
+    c.stride[x] = pick(1, 2);
+    if (std::all_of(c.stride.begin(), c.stride.end(), [](std::int64_t s) { return s == 1; })) c.stride[x] = 2;
+    const std::int64_t vectors = pick(1, 3), columns = 16 * vectors - pick(0, 2 * vectors);
+    // The input columns that give `columns` outputs, plus any the stride leaves unread.
+    c.size[x] = (columns - 1) * c.stride[x] + c.dilation[x] * (c.kernel[x] - 1) + 1 - c.padding[x] - c.pad_end(static_cast<int>(x)) +
+                pick(0, c.stride[x] - 1);
+    return c.size[x] >= 1 && c.valid() && c.output_size(static_cast<int>(x)) == columns;
+  });
+}
+
 // Depthwise convolutions on planes larger than a tile (rows of 1 to 90 columns,
 // 1 to 13 rows: partial tiles of 4 rows x 32 columns), x stride 1 to 3 (stride
 // 2 reads rows split into even and odd columns), dilation, asymmetric padding,
