@@ -93,8 +93,8 @@ PackedProblem pack(const Geometry& g, const float* weight, const float* bias, co
 // rules every family that uses these phases shares.
 std::string phase_plan_rejects(const Geometry& g, const WeightFacts& weights);
 
-// The rules the channels-first GEMM families that interleave stride-2 x phases
-// in registers (row_gemm, plane_gemm) share: float32, channels-first, a
+// The rules of the channels-first GEMM family that interleaves stride-2 x
+// phases in registers (plane_gemm): float32, channels-first, a
 // transposed x stride of 1 or 2, a phase plan, and at least
 // `min_output_channels` output channels per group (empty when all hold).
 std::string interleaved_phase_rejects(const Geometry& g, DType dtype, const WeightFacts& weights,

@@ -1,11 +1,12 @@
 // Plane-GEMM family for AVX-512: channels-first transposed convolutions with
 // stride 1 or 2 in x and convolutions of any stride (unet's and vnet's k2s2
 // upsampling, the DCGAN layers, s1_k3, dilated, and the convolutions they are
-// the gradients of), at least 8 output channels per group. Where row_gemm copies its input into a channels-innermost band
-// and transposes every result tile, this family leaves both tensors as they are: a vector's
-// lanes are 16 consecutive positions of one output phase, loaded straight from
-// the input planes (masked where a tap falls outside) and stored straight into
-// the output, the two x phases of stride 2 interleaved in registers.
+// the gradients of), at least 8 output channels per group. It packs no input
+// patches and transposes no result tile: a vector's lanes are 16 consecutive
+// positions of one output phase, loaded straight from the input planes (or a
+// strided convolution's phase planes, below; masked where a tap falls
+// outside) and stored straight into the output, the two x phases of stride 2
+// interleaved in registers.
 //
 // Math. The stride phases of phase_gemm.hpp with in_step 1. Per (group,
 // phase), output channel m and phase position (jz, jy, j):

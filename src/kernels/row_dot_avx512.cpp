@@ -1,7 +1,7 @@
 // Row-dot family for AVX-512: channels-first convolutions (forward) with long
 // kernel rows, such as fcn32's 64 x 64 kernel at stride 32. There a GEMM over
-// input patches has K = C * 4096 and a patch matrix as large as the input;
-// row_gemm's band of input rows would not fit in cache.
+// input patches has K = C * 4096 and a patch matrix as large as the input,
+// and plane_gemm's tiles would walk K = C * 4096 taps for every 48 outputs.
 //
 // Math. Per group, output channel m and output position p = (oz, oy, ox):
 //     dst[m, p] = bias[m] + sum over input channels c, kernel rows (tz, ty) and x taps tx of
@@ -286,7 +286,7 @@ std::string rejects(const Geometry& g, DType dtype, const WeightFacts&) {
   if (g.layout != Layout::channels_first) return "it reads channels-first tensors";
   if (g.dilation[2] != 1) return "its vectors run along kernel rows: x dilation must be 1";
   if (g.kernel[2] < kMinKernelWidth) {
-    return "it is for kernel rows of at least " + std::to_string(kMinKernelWidth) + " taps (row_gemm takes shorter ones), this has " +
+    return "it is for kernel rows of at least " + std::to_string(kMinKernelWidth) + " taps (plane_gemm takes shorter ones), this has " +
            std::to_string(g.kernel[2]);
   }
   return {};

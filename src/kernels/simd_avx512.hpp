@@ -80,42 +80,6 @@ struct Avx512 {
     even = _mm512_permutex2var_ps(low, _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30), high);
     odd = _mm512_permutex2var_ps(low, _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31), high);
   }
-  // Transposes v as a 16 x 16 matrix: perfect shuffles of row i with row i + 8, four times.
-  // Every loop unrolled: a rolled one keeps v in memory and copies it each round.
-  static void transpose(V (&v)[kLanes]) {
-#pragma GCC unroll 4
-    for (int round = 0; round < 4; ++round) {
-      V next[kLanes];
-#pragma GCC unroll 16
-      for (int i = 0; i < kLanes / 2; ++i) interleave(v[i], v[i + kLanes / 2], next[2 * i], next[2 * i + 1]);
-#pragma GCC unroll 16
-      for (int i = 0; i < kLanes; ++i) v[i] = next[i];
-    }
-  }
-  // The rows of `channels` (at most 16) channels, channel i at from + i * channel_stride, as a band row
-  // of `block` (1 or 16) channels per position, channels innermost:
-  //     row[t * block + i] = from[i * channel_stride + t * step] for t in [lo, hi) and i < channels,
-  // zero elsewhere in [0, width) x [0, block). Reads nothing outside those elements, wherever `from` points.
-  static void copy_band_row(float* row, const float* from, std::int64_t channel_stride, int channels, int block,
-                            std::int64_t step, std::int64_t lo, std::int64_t hi, std::int64_t width) {
-    hi = std::min(hi, width);
-    for (std::int64_t x = 0; x < width; x += kLanes) {
-      const StridedLanes inside = strided_lanes(lo - x, hi - x, step);
-      if (block == 1) {
-        masked_store(row + x, first_lanes(width - x), load_strided(inside, from + x * step));
-        continue;
-      }
-      V v[kLanes];
-#pragma GCC unroll 16
-      for (int i = 0; i < kLanes; ++i) v[i] = i < channels ? load_strided(inside, from + i * channel_stride + x * step) : zero();
-      transpose(v);
-      // Unrolled with a test per store: a loop to `width - x` becomes a memcpy of v from the stack.
-#pragma GCC unroll 16
-      for (int t = 0; t < kLanes; ++t) {
-        if (t < width - x) store(row + (x + t) * kLanes, v[t]);
-      }
-    }
-  }
   static V set1(float value) { return _mm512_set1_ps(value); }
   static V add(V a, V b) { return _mm512_add_ps(a, b); }
   static __mmask16 first_lanes(std::int64_t count) {

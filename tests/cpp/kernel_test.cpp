@@ -121,19 +121,18 @@ TEST(Implementations, MatchTheOracleOnARandomSweep) {
     }
     std::cout << name << ": " << ran << " cases run, " << declined << " declined\n";
     // The channels-last families decline these channels-first cases; layout_test.cpp sweeps them.
-    // The row- and plane-GEMM families want a vector (half a vector) of output channels (sweeps of their own),
-    // row-dot long kernel rows.
-    if (name.rfind("igemm_", 0) != 0 && name.rfind("row_gemm_", 0) != 0 && name.rfind("plane_gemm_", 0) != 0 &&
+    // The plane-GEMM family wants half a vector of output channels (sweeps of its own), row-dot long kernel rows.
+    if (name.rfind("igemm_", 0) != 0 && name.rfind("plane_gemm_", 0) != 0 &&
         name.rfind("row_dot_", 0) != 0) {
       EXPECT_GT(ran, 40) << "the sweep barely reaches this family: widen it";
     }
   }
 }
 
-// Random cases with 16 to 40 channels per group, for the families that want a
-// vector of output channels: partial blocks of 16 output channels, rows of any
-// width (partial tiles of 16 columns), every rank, and the same bits on 1 and 3
-// threads.
+// Random cases with 16 to 40 channels per group, for the families that want
+// several output channels: partial blocks of 8 and 16 output channels, rows of
+// any width (partial tiles of 16 columns), every rank, and the same bits on 1
+// and 3 threads.
 TEST(Implementations, MatchTheOracleOnAWideChannelSweep) {
   testing::ThreadCountGuard guard;
   CaseLimits wide;
@@ -154,15 +153,13 @@ TEST(Implementations, MatchTheOracleOnAWideChannelSweep) {
   std::mt19937_64 rng(31);
   for (int k = 0; k < 120; ++k) {
     Case c = random_case(rng, k % 4 == 3 ? wide_3d : wide);
-    // Every third case has few input channels (a layout of its own in row_gemm).
+    // Every third case has few input channels.
     if (k % 3 == 1) c.in_channels = c.groups * (1 + k % 15);
     check_every_implementation(c, random_operands(c, rng), names, ran);
   }
   for (const std::string& name : names) std::cout << name << ": " << ran[name] << " wide cases run\n";
-  for (const char* name : {"row_gemm_avx512"}) {
-    if (std::find(names.begin(), names.end(), name) != names.end()) {
-      EXPECT_GT(ran[name], 40) << name << ": the sweep barely reaches this family: widen it";
-    }
+  if (std::find(names.begin(), names.end(), "plane_gemm_avx512") != names.end()) {
+    EXPECT_GT(ran["plane_gemm_avx512"], 40) << "plane_gemm_avx512: the sweep barely reaches this family: widen it";
   }
 }
 
@@ -511,15 +508,14 @@ TEST(Implementations, EveryOutputElementIsWrittenEvenWhereNoTapLands) {
   }
 }
 
-// plane_gemm and row_gemm skip a tap wherever a whole tile reads only padding
-// through it (zeros, which leave the sums' bits as they are). With an infinite
-// weight those products are NaN, and they must multiply them as phase_gemm
-// does: the same NaNs, including the border rows whose tiles they would
-// otherwise skip.
+// plane_gemm skips a tap wherever a whole tile reads only padding through it
+// (zeros, which leave the sums' bits as they are). With an infinite weight
+// those products are NaN, and it must multiply them as phase_gemm does: the
+// same NaNs, including the border rows whose tiles it would otherwise skip.
 TEST(Implementations, TapsOverPaddingAreMultipliedWhenAWeightIsInfinite) {
   const auto names = available_implementations();
   const auto has = [&](const std::string& name) { return std::find(names.begin(), names.end(), name) != names.end(); };
-  if (!has("phase_gemm_avx512")) GTEST_SKIP() << "phase_gemm_avx512 does not run here";
+  if (!has("phase_gemm_avx512") || !has("plane_gemm_avx512")) GTEST_SKIP() << "the AVX-512 families do not run here";
   Case c;
   c.dtype = DType::f32;
   c.kind = ConvKind::conv;
@@ -536,18 +532,14 @@ TEST(Implementations, TapsOverPaddingAreMultipliedWhenAWeightIsInfinite) {
   testing::Operands o = random_operands(c, rng);
   o.weight.data_as<float>()[0] = std::numeric_limits<float>::infinity();  // output channel 0, tap (0, 0)
   const Tensor want = forced("phase_gemm_avx512", c, o)->run(o.input.view());
-  for (const char* name : {"plane_gemm_avx512", "row_gemm_avx512"}) {
-    if (!has(name)) continue;
-    SCOPED_TRACE(name);
-    const Tensor got = forced(name, c, o)->run(o.input.view());
-    int nans = 0;
-    for (std::int64_t k = 0; k < got.numel(); ++k) {
-      EXPECT_EQ(std::isnan(value_at(got, k)), std::isnan(value_at(want, k))) << "element " << k;
-      nans += std::isnan(value_at(got, k)) ? 1 : 0;
-    }
-    // Tap (0, 0) reads padding for the first two rows and columns: 6 * 40 - 4 * 38 outputs of channel 0.
-    EXPECT_EQ(nans, 88);
+  const Tensor got = forced("plane_gemm_avx512", c, o)->run(o.input.view());
+  int nans = 0;
+  for (std::int64_t k = 0; k < got.numel(); ++k) {
+    EXPECT_EQ(std::isnan(value_at(got, k)), std::isnan(value_at(want, k))) << "element " << k;
+    nans += std::isnan(value_at(got, k)) ? 1 : 0;
   }
+  // Tap (0, 0) reads padding for the first two rows and columns: 6 * 40 - 4 * 38 outputs of channel 0.
+  EXPECT_EQ(nans, 88);
 }
 
 TEST(Operator, PlanReportsTheOutputShapeWorkspaceAndThreads) {
