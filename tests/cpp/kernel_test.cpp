@@ -163,6 +163,19 @@ TEST(Implementations, MatchTheOracleOnAWideChannelSweep) {
   }
 }
 
+// What the sweeps made for plane_gemm draw from: float32, 8 to 20 output
+// channels per group (partial blocks of 8), up to 2 groups, asymmetric padding.
+CaseLimits plane_gemm_limits() {
+  CaseLimits limits;
+  limits.dtype = DType::f32;
+  limits.min_channels_per_group = 8;
+  limits.max_channels_per_group = 20;
+  limits.max_groups = 2;
+  limits.depthwise_share = 0;
+  limits.asymmetric_padding = true;
+  return limits;
+}
+
 // Planes whose rows are 1 to 70 positions long (vectors running across row
 // ends, and rows rounded up to whole vectors where a phase row is longer than
 // the input's), 8 to 20 output channels (partial blocks of 8), samples and
@@ -172,14 +185,8 @@ TEST(Implementations, MatchTheOracleOnAWideChannelSweep) {
 // 1 and 3 threads.
 TEST(Implementations, MatchTheOracleOnPlanesOfAnyRowLength) {
   testing::ThreadCountGuard guard;
-  CaseLimits planes;
-  planes.dtype = DType::f32;
-  planes.min_channels_per_group = 8;
-  planes.max_channels_per_group = 20;
-  planes.max_groups = 2;
+  CaseLimits planes = plane_gemm_limits();
   planes.max_batch = 3;
-  planes.depthwise_share = 0;
-  planes.asymmetric_padding = true;
   sweep_for_family("plane", "plane_gemm_avx512", planes, 71, 60, [](Case& c, const Pick& pick) {
     const std::size_t x = c.size.size() - 1;
     c.size[x] = pick(1, 70);
@@ -200,14 +207,8 @@ TEST(Implementations, MatchTheOracleOnPlanesOfAnyRowLength) {
 // partial blocks of 8 output channels; the same bits on 1 and 3 threads.
 TEST(Implementations, MatchTheOracleOnStridedConvolutionsReadInPlace) {
   testing::ThreadCountGuard guard;
-  CaseLimits strided;
+  CaseLimits strided = plane_gemm_limits();
   strided.kind = ConvKind::conv;
-  strided.dtype = DType::f32;
-  strided.min_channels_per_group = 8;
-  strided.max_channels_per_group = 20;
-  strided.max_groups = 2;
-  strided.depthwise_share = 0;
-  strided.asymmetric_padding = true;
   sweep_for_family("strided in-place", "plane_gemm_avx512", strided, 43, 40, [](Case& c, const Pick& pick) {
     const std::size_t x = c.size.size() - 1;
     c.stride[x] = pick(1, 2);
