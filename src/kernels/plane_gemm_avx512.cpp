@@ -275,24 +275,22 @@ class PlaneGemmKernel final : public PreparedKernel {
     const Plan plan = plan_for(g, threads);
     auto* dst = static_cast<float*>(dst_v);
     const auto items = static_cast<std::int64_t>(plan.items.size()) * groups_;
-    if (!plan.source.split) {
-      const auto* src = static_cast<const float*>(src_v);
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
-      for (std::int64_t it = 0; it < items; ++it) run_item(g, plan, it, src, dst);
-      return;
-    }
+    const auto* src = static_cast<const float*>(src_v);
     auto* split = static_cast<float*>(workspace);
     const std::int64_t planes = g.batch * g.input_channels();
 #pragma omp parallel num_threads(threads)
     {
+      // Every thread takes the same branch, so both loops share out their work.
+      if (plan.source.split) {
 #pragma omp for schedule(static)
-      for (std::int64_t plane = 0; plane < planes; ++plane) {
-        const std::int64_t n = plane / g.input_channels(), c = plane % g.input_channels();
-        split_plane(g, plan.source, static_cast<const float*>(src_v) + plane * g.big_spatial(),
-                    split + n * plan.source.sample_stride + c * plan.source.channel_stride);
+        for (std::int64_t plane = 0; plane < planes; ++plane) {
+          const std::int64_t n = plane / g.input_channels(), c = plane % g.input_channels();
+          split_plane(g, plan.source, src + plane * g.big_spatial(),
+                      split + n * plan.source.sample_stride + c * plan.source.channel_stride);
+        }
       }
 #pragma omp for schedule(dynamic, 1)
-      for (std::int64_t it = 0; it < items; ++it) if (!getenv("SPLIT_ONLY")) run_item(g, plan, it, split, dst);
+      for (std::int64_t it = 0; it < items; ++it) run_item(g, plan, it, plan.source.split ? split : src, dst);
     }
   }
 
