@@ -6,8 +6,10 @@
 // (never multiplied, so a non-finite weight meets no padding zero).
 // Channels-first, src [N*C][D][H][W], dst [N*C][D'][H'][W']: tiles of 4
 // output rows x 2 vectors of 16 output columns; x tap t reads input columns
-// first + lane*stride (one masked load for stride 1, two and a permute for
-// stride 2, a gather otherwise) and a masked FMA leaves out lanes outside.
+// first + lane*stride (one masked load for stride 1, a load of the plane's
+// rows split into even and odd columns for stride 2, a gather otherwise) and a
+// masked FMA leaves out lanes outside. Common kernel rows (run_band_tile) use
+// bands of 8 output rows that load each input row's tap vectors once.
 // Channels-last, src [N][D][H][W][C], dst [N][D'][H'][W'][C]: per output
 // position, vectors of 16 channels, the weights kept tap-major [taps][C].
 // Both sum each output in one order (bias, then the x taps, each over the
@@ -30,6 +32,7 @@ namespace {
 
 constexpr int kLanes = 16;
 constexpr int kTileRows = 4;     // channels-first: output rows per tile
+constexpr int kBandRows = 8;     // channels-first: output rows per band tile (kernel rows known at compile time)
 constexpr int kTileVectors = 2;  // channels-first: vectors of 16 output columns per tile row
 
 TCONV_TARGET_AVX512_BEGIN
@@ -51,6 +54,95 @@ void source_rows(const Geometry& g, std::int64_t oz, std::int64_t oy, std::vecto
   }
 }
 
+constexpr std::int64_t kMaxBandZTaps = 8;  // z taps a band tile takes (its list of them is on the stack)
+
+// For every chunk of kTileVectors vectors of output columns and every x tap, where each vector reads in its
+// input row and which lanes it reads: the same for every plane, so computed once per thread and run.
+struct BandColumns {
+  std::vector<std::int64_t> at;
+  std::vector<std::uint32_t> lanes;
+};
+
+// A band tile: kBandRows output rows x kTileVectors vectors of columns of one
+// plane, for a kernel of kKernelY rows, y stride kStrideY and no y dilation.
+// It walks the band's input rows once per x tap (and z tap): each row's tap
+// vectors are loaded once for every output row that reads them, and the
+// unrolled walk knows at compile time which rows those are. Per output the sum
+// order is the generic tile's: bias, then the x taps, each over the (z, y)
+// source rows in order. A function of its own, so that its few live values stay
+// in registers.
+struct BandTile {
+  const float* in;         // the plane (split into even and odd columns for x stride 2)
+  std::int64_t row_pitch;  // floats between input rows in `in`
+  std::int64_t in_rows;    // input rows per z slice
+  std::int64_t iy0;        // the input row of ty = 0 for the band's first output row (may be < 0)
+  const std::int64_t* z_rows;     // the first input row of each z tap that reads inside the input
+  const std::int64_t* z_taps;     // and that z tap
+  std::int64_t z_count;
+  const float* weight;      // the channel's [kz][kKernelY][kx]
+  std::int64_t kernel_x;
+  const std::int64_t* at;                // [kx][kTileVectors]: where vector v of x tap tx reads in its row
+  const std::uint32_t* lanes;            // [kx][kTileVectors]: the lanes it reads
+  float bias;
+  float* out;               // the band's first output row at the tile's first column
+  std::int64_t out_pitch, out_rows, out_columns;  // out_rows, out_columns: left in the plane from here
+};
+
+template <int kKernelY, int kStrideY>
+void run_band_tile(const BandTile& t) {
+  constexpr int kInputRows = (kBandRows - 1) * kStrideY + kKernelY;
+  static_assert(kInputRows <= 32, "rows are flags of one word");
+  const std::int64_t pitch = t.row_pitch, kx = t.kernel_x;
+  std::uint32_t inside = 0;  // bit i: input row iy0 + i lies in the input
+  for (int i = 0; i < kInputRows; ++i)
+    if (t.iy0 + i >= 0 && t.iy0 + i < t.in_rows) inside |= 1u << i;
+  __m512 acc[kBandRows][kTileVectors];
+  TCONV_UNROLL_TILE
+  for (int r = 0; r < kBandRows; ++r) {
+    TCONV_UNROLL_TILE
+    for (int v = 0; v < kTileVectors; ++v) acc[r][v] = _mm512_set1_ps(t.bias);
+  }
+  for (std::int64_t tx = 0; tx < kx; ++tx) {
+    __mmask16 lanes[kTileVectors];
+    TCONV_UNROLL_TILE
+    for (int v = 0; v < kTileVectors; ++v) lanes[v] = static_cast<__mmask16>(t.lanes[tx * kTileVectors + v]);
+    std::uint32_t any = 0;
+    for (int v = 0; v < kTileVectors; ++v) any |= t.lanes[tx * kTileVectors + v];
+    if (any == 0) continue;  // the tap reads only padding for this chunk
+    for (std::int64_t z = 0; z < t.z_count; ++z) {
+      __m512 weight[kKernelY];
+      TCONV_UNROLL_TILE
+      for (int ty = 0; ty < kKernelY; ++ty) weight[ty] = _mm512_set1_ps(t.weight[(t.z_taps[z] * kKernelY + ty) * kx + tx]);
+      std::int64_t rows[kTileVectors];  // of input row iy0 in vector v's reading position
+      TCONV_UNROLL_TILE
+      for (int v = 0; v < kTileVectors; ++v) rows[v] = (t.z_rows[z] + t.iy0) * pitch + t.at[tx * kTileVectors + v];
+      TCONV_UNROLL_TILE
+      for (int i = 0; i < kInputRows; ++i) {
+        if (inside >> i & 1) {
+          __m512 x[kTileVectors];
+          TCONV_UNROLL_TILE
+          for (int v = 0; v < kTileVectors; ++v) x[v] = _mm512_maskz_loadu_ps(lanes[v], t.in + (rows[v] + i * pitch));
+          TCONV_UNROLL_TILE
+          for (int r = 0; r < kBandRows; ++r) {
+            const int ty = i - r * kStrideY;  // a constant once unrolled
+            if (ty >= 0 && ty < kKernelY) {
+              TCONV_UNROLL_TILE
+              for (int v = 0; v < kTileVectors; ++v) acc[r][v] = _mm512_mask3_fmadd_ps(weight[ty], x[v], acc[r][v], lanes[v]);
+            }
+          }
+        }
+      }
+    }
+  }
+  TCONV_UNROLL_TILE
+  for (int r = 0; r < kBandRows; ++r) {
+    if (r >= t.out_rows) break;
+    TCONV_UNROLL_TILE
+    for (int v = 0; v < kTileVectors; ++v)
+      _mm512_mask_storeu_ps(t.out + r * t.out_pitch + v * kLanes, simd::Avx512::first_lanes(t.out_columns - v * kLanes), acc[r][v]);
+  }
+}
+
 class DepthwiseConvKernel final : public PreparedKernel {
  public:
   DepthwiseConvKernel(const Geometry& g, const float* weight, const float* bias)
@@ -61,6 +153,7 @@ class DepthwiseConvKernel final : public PreparedKernel {
     const std::int64_t taps = g.kernel_taps(), channels = g.small_channels;
     for (std::int64_t c = 0; c < channels; ++c)
       for (std::int64_t t = 0; t < taps; ++t) weight_by_tap_[static_cast<std::size_t>(t * channels + c)] = weight[c * taps + t];
+    band_tile_ = band_tile(g);
   }
 
   std::size_t workspace_bytes(const Geometry& g, int threads) const override {
@@ -77,13 +170,15 @@ class DepthwiseConvKernel final : public PreparedKernel {
 #pragma omp parallel num_threads(threads)
     {
       std::vector<SourceRow> rows;
+      BandColumns columns;
+      if (!last && band_tile_ != nullptr) columns = band_columns(g);
 #pragma omp for schedule(static)
       for (std::int64_t step = 0; step < steps; ++step) {
         if (last) {
           run_row_channels_last(g, src, dst, step, rows);
         } else {
           (this->*run_plane_of_stride)(g, src, dst, step,
-                                       static_cast<float*>(workspace) + omp_get_thread_num() * split_floats(g));
+                                       static_cast<float*>(workspace) + omp_get_thread_num() * split_floats(g), columns);
         }
       }
     }
@@ -105,7 +200,8 @@ class DepthwiseConvKernel final : public PreparedKernel {
   // plane's rows into even and odd columns in `split` (one permute per 16
   // floats, not one per load).
   template <int kStepX>
-  void run_plane(const Geometry& g, const float* src, float* dst, std::int64_t plane, float* split) const {
+  void run_plane(const Geometry& g, const float* src, float* dst, std::int64_t plane, float* split,
+                 const BandColumns& columns) const {
     using Isa = simd::Avx512;
     const std::int64_t channel = plane % g.small_channels;
     const float* plane_src = src + plane * g.big_spatial();
@@ -123,8 +219,14 @@ class DepthwiseConvKernel final : public PreparedKernel {
       for (std::int64_t row = 0; row < in_size[0] * in_size[1]; ++row) {
         const float* from = plane_src + row * width;
         float* to = split + row * 2 * pitch;
-        for (std::int64_t j = 0; j < pitch; j += kLanes) {
-          __m512 even, odd;
+        __m512 even, odd;
+        std::int64_t j = 0;
+        for (; 2 * (j + kLanes) <= width; j += kLanes) {
+          Isa::load_deinterleaved(from + 2 * j, even, odd);
+          _mm512_storeu_ps(to + j, even);
+          _mm512_storeu_ps(to + pitch + j, odd);
+        }
+        for (; j < pitch; j += kLanes) {
           Isa::load_deinterleaved(from + 2 * j, width - 2 * j, even, odd);
           _mm512_storeu_ps(to + j, even);
           _mm512_storeu_ps(to + pitch + j, odd);
@@ -132,6 +234,10 @@ class DepthwiseConvKernel final : public PreparedKernel {
       }
       in = split;
       row_pitch = 2 * pitch;
+    }
+    if (kStepX != 0 && band_tile_ != nullptr) {
+      run_bands(g, in, row_pitch, w, bias_[static_cast<std::size_t>(channel)], out, columns);
+      return;
     }
     const std::int64_t row_step = stride[1] * row_pitch;  // between the input rows of neighbouring output rows
     // Vector v of x tap tx: lanes l hold input column first[v] + l * step_x, read at `at[v]` in its row.
@@ -200,7 +306,78 @@ class DepthwiseConvKernel final : public PreparedKernel {
         }
   }
 
-  using PlaneRunner = void (DepthwiseConvKernel::*)(const Geometry&, const float*, float*, std::int64_t, float*) const;
+  // One plane in band tiles (band_tile_ set, x stride 1 or 2): `in` as run_plane reads it.
+  void run_bands(const Geometry& g, const float* in, std::int64_t row_pitch, const float* w, float bias, float* out,
+                 const BandColumns& columns) const {
+    std::int64_t z_rows[kMaxBandZTaps], z_taps[kMaxBandZTaps];
+    BandTile t{};
+    t.in = in;
+    t.row_pitch = row_pitch;
+    t.in_rows = g.big_size[1];
+    t.weight = w;
+    t.kernel_x = g.kernel[2];
+    t.bias = bias;
+    t.out_pitch = g.small_size[2];
+    t.z_rows = z_rows;
+    t.z_taps = z_taps;
+    for (std::int64_t oz = 0; oz < g.small_size[0]; ++oz) {
+      t.z_count = 0;
+      for (std::int64_t tz = 0; tz < g.kernel[0]; ++tz) {
+        const std::int64_t iz = oz * g.stride[0] - g.pad_begin[0] + tz * g.dilation[0];
+        if (iz < 0 || iz >= g.big_size[0]) continue;
+        z_rows[t.z_count] = iz * g.big_size[1];
+        z_taps[t.z_count++] = tz;
+      }
+      for (std::int64_t oy0 = 0; oy0 < g.small_size[1]; oy0 += kBandRows) {
+        t.iy0 = oy0 * g.stride[1] - g.pad_begin[1];
+        t.out_rows = g.small_size[1] - oy0;
+        for (std::int64_t chunk = 0; chunk * kTileVectors * kLanes < g.small_size[2]; ++chunk) {
+          const std::int64_t j0 = chunk * kTileVectors * kLanes;
+          t.at = columns.at.data() + chunk * g.kernel[2] * kTileVectors;
+          t.lanes = columns.lanes.data() + chunk * g.kernel[2] * kTileVectors;
+          t.out = out + (oz * g.small_size[1] + oy0) * g.small_size[2] + j0;
+          t.out_columns = g.small_size[2] - j0;
+          band_tile_(t);
+        }
+      }
+    }
+  }
+
+  // The BandColumns of this geometry, in run_plane's row layout.
+  static BandColumns band_columns(const Geometry& g) {
+    const std::int64_t chunks = (g.small_size[2] + kTileVectors * kLanes - 1) / (kTileVectors * kLanes);
+    const std::int64_t step_x = g.stride[2], half_pitch = split_pitch(g);
+    BandColumns c;
+    for (std::int64_t chunk = 0; chunk < chunks; ++chunk)
+      for (std::int64_t tx = 0; tx < g.kernel[2]; ++tx)
+        for (int v = 0; v < kTileVectors; ++v) {
+          const std::int64_t j = (chunk * kTileVectors + v) * kLanes;
+          const std::int64_t first = j * step_x - g.pad_begin[2] + tx * g.dilation[2];
+          const std::int64_t lo = first >= 0 ? 0 : (-first + step_x - 1) / step_x;
+          const std::int64_t hi = std::min(g.small_size[2] - j, (g.big_size[2] - first + step_x - 1) / step_x);
+          c.lanes.push_back(simd::Avx512::strided_lanes(lo, hi, step_x).lanes);
+          // Stride 2: column `first` is split row (first mod 2), position first div 2 (floor).
+          c.at.push_back(step_x == 2 ? (first & 1) * half_pitch + (first >> 1) : first);
+        }
+    return c;
+  }
+
+  using PlaneRunner = void (DepthwiseConvKernel::*)(const Geometry&, const float*, float*, std::int64_t, float*,
+                                                    const BandColumns&) const;
+  // Band tiles for 3 x 3 and 5 x 5 kernel rows of y stride 1 and 2 and the 4 rows of stride 2 whose
+  // transpose upsamples by 2, with x stride 1 or 2 and at most kMaxBandZTaps z taps.
+  static void (*band_tile(const Geometry& g))(const BandTile&) {
+    if (g.layout != Layout::channels_first || g.stride[2] > 2 || g.dilation[1] != 1 || g.kernel[0] > kMaxBandZTaps)
+      return nullptr;
+    const std::int64_t ky = g.kernel[1], sy = g.stride[1];
+    if (ky == 3 && sy == 1) return run_band_tile<3, 1>;
+    if (ky == 3 && sy == 2) return run_band_tile<3, 2>;
+    if (ky == 4 && sy == 2) return run_band_tile<4, 2>;
+    if (ky == 5 && sy == 1) return run_band_tile<5, 1>;
+    if (ky == 5 && sy == 2) return run_band_tile<5, 2>;
+    return nullptr;
+  }
+
   static PlaneRunner plane_runner(const Geometry& g) {
     if (g.stride[2] == 1) return &DepthwiseConvKernel::run_plane<1>;
     if (g.stride[2] == 2) return &DepthwiseConvKernel::run_plane<2>;
@@ -232,6 +409,7 @@ class DepthwiseConvKernel final : public PreparedKernel {
       }
   }
 
+  void (*band_tile_)(const BandTile&) = nullptr;  // channels-first band tiles, when the geometry has them
   std::vector<float> weight_;         // [C][taps], for channels-first
   std::vector<float> weight_by_tap_;  // [taps][C], for channels-last
   std::vector<float> bias_;

@@ -75,8 +75,14 @@ struct Avx512 {
   // The first `count` elements of p split by parity: even[l] = p[2l], odd[l] = p[2l + 1], zero past count;
   // reads nothing past them.
   static void load_deinterleaved(const float* p, std::int64_t count, V& even, V& odd) {
-    const V low = _mm512_maskz_loadu_ps(first_lanes(count), p);
-    const V high = _mm512_maskz_loadu_ps(first_lanes(count - kLanes), p + kLanes);
+    deinterleave(_mm512_maskz_loadu_ps(first_lanes(count), p), _mm512_maskz_loadu_ps(first_lanes(count - kLanes), p + kLanes),
+                 even, odd);
+  }
+  // The same for 2 * kLanes elements, without masks.
+  static void load_deinterleaved(const float* p, V& even, V& odd) {
+    deinterleave(_mm512_loadu_ps(p), _mm512_loadu_ps(p + kLanes), even, odd);
+  }
+  static void deinterleave(V low, V high, V& even, V& odd) {
     even = _mm512_permutex2var_ps(low, _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30), high);
     odd = _mm512_permutex2var_ps(low, _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31), high);
   }

@@ -242,6 +242,37 @@ TEST(Implementations, MatchTheOracleOnLargeDepthwisePlanes) {
   });
 }
 
+// Depthwise convolutions whose kernel rows depthwise_conv walks in band tiles
+// of 8 output rows (3 or 5 kernel rows of y stride 1 or 2, 4 rows of stride 2,
+// no y dilation): 1 to 40 output rows (partial bands, input rows cut off by
+// padding on both sides), rows of 1 to 70 columns, x stride 1 or 2, any x
+// kernel, dilation and padding, 2-D and 3-D; the same bits on 1 and 3 threads.
+TEST(Implementations, MatchTheOracleOnDepthwiseBandTiles) {
+  testing::ThreadCountGuard guard;
+  CaseLimits depthwise;
+  depthwise.kind = ConvKind::conv;
+  depthwise.dtype = DType::f32;
+  depthwise.min_rank = 2;
+  depthwise.max_channels_per_group = 1;
+  depthwise.max_groups = 3;
+  depthwise.depthwise_share = 1;
+  depthwise.asymmetric_padding = true;
+  sweep_for_family("depthwise band", "depthwise_conv_avx512", depthwise, 29, 40, [](Case& c, const Pick& pick) {
+    const std::size_t x = c.size.size() - 1, y = x - 1;
+    static constexpr std::int64_t kBandShapes[][2] = {{3, 1}, {3, 2}, {4, 2}, {5, 1}, {5, 2}};  // kernel rows, stride
+    const auto& shape = kBandShapes[pick(0, 4)];
+    c.kernel[y] = shape[0];
+    c.stride[y] = shape[1];
+    c.dilation[y] = 1;
+    c.padding[y] = pick(0, shape[0] - 1);
+    if (!c.padding_end.empty()) c.padding_end[y] = pick(0, shape[0] - 1);
+    c.stride[x] = pick(1, 2);
+    c.size[x] = pick(1, 70 * c.stride[x]);
+    c.size[y] = pick(1, 40 * c.stride[y]);
+    return c.valid();
+  });
+}
+
 // Convolutions with long kernel rows (32 to 70 taps in x: partial tap
 // vectors), any stride and padding in x (columns read as zeros on both sides),
 // output channel counts that leave partial tiles, groups, every rank; the same
