@@ -30,6 +30,7 @@
 #include <fstream>
 #include <functional>
 #include <memory>
+#include <new>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -125,8 +126,26 @@ std::vector<Case> read_suite(const std::string& path) {
   return cases;
 }
 
+// Every tensor buffer 64-byte aligned, as PyTorch's CPU allocator hands its
+// tensors over. A std::vector<float> of a large tensor starts 16 bytes past a
+// page boundary (glibc maps it), so that every 64-byte vector access of it
+// straddles two cache lines, a cost no PyTorch user pays.
+template <class T>
+struct CacheLineAllocator {
+  using value_type = T;
+  static constexpr std::size_t kAlignment = 64;
+  CacheLineAllocator() = default;
+  template <class U>
+  CacheLineAllocator(const CacheLineAllocator<U>&) {}
+  T* allocate(std::size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t{kAlignment})); }
+  void deallocate(T* p, std::size_t) { ::operator delete(p, std::align_val_t{kAlignment}); }
+  template <class U>
+  bool operator==(const CacheLineAllocator<U>&) const { return true; }
+};
+using Floats = std::vector<float, CacheLineAllocator<float>>;
+
 // Deterministic data in [-1, 1).
-void fill(std::vector<float>& v, std::uint32_t seed) {
+void fill(Floats& v, std::uint32_t seed) {
   std::uint32_t x = seed * 2654435761u + 12345u;
   for (auto& e : v) {
     x ^= x << 13;
@@ -175,7 +194,7 @@ struct Result {
 
 // The problem's data and tconv's output, which peers are checked against.
 struct Data {
-  std::vector<float> x, w, b;
+  Floats x, w, b;
   explicit Data(const Case& c)
       : x(numel(c.x_shape())), w(numel(c.weight_shape())), b(c.y_channels()) {
     fill(x, 1);
@@ -185,17 +204,17 @@ struct Data {
     float scale = 1.0f / std::sqrt(static_cast<float>(c.x_channels() / c.g * std::pow(c.k, c.dims)));
     for (auto& e : w) e *= scale;
   }
-  std::vector<float> tconv_output(const Case& c) const {
+  Floats tconv_output(const Case& c) const {
     tconv::TensorView wv(w.data(), c.weight_shape());
     tconv::TensorView bv(b.data(), tconv::Shape{c.y_channels()});
     auto op = tconv::Operator::create(c.kind(), wv, &bv, c.params());
-    std::vector<float> y(numel(c.y_shape()));
+    Floats y(numel(c.y_shape()));
     op.run(tconv::TensorView(x.data(), c.x_shape()), tconv::MutableTensorView(y.data(), c.y_shape()));
     return y;
   }
 };
 
-double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
+double max_abs_diff(const Floats& a, const Floats& b) {
   if (a.size() != b.size()) return 1e30;
   double m = 0;
   for (std::size_t i = 0; i < a.size(); ++i) m = std::max(m, static_cast<double>(std::fabs(a[i] - b[i])));
@@ -211,7 +230,7 @@ tconv::Shape channels_last_shape(const tconv::Shape& s) {
 }
 
 // Copies between a channels-first buffer and a channels-last one of the same problem.
-void transpose_channels(const std::vector<float>& src, std::vector<float>& dst, const tconv::Shape& channels_first,
+void transpose_channels(const Floats& src, Floats& dst, const tconv::Shape& channels_first,
                         bool to_last) {
   const std::int64_t n = channels_first[0], ch = channels_first[1], plane = numel(channels_first) / (n * ch);
   for (std::int64_t b = 0; b < n; ++b)
@@ -235,9 +254,9 @@ Result bench_tconv(const Options& o, const Case& c, tconv::Layout layout) {
   auto op = tconv::Operator::create(c.kind(), wv, &bv, params);
   const tconv::Shape in_shape = last ? channels_last_shape(c.x_shape()) : c.x_shape();
   const tconv::Shape out_shape = last ? channels_last_shape(c.y_shape()) : c.y_shape();
-  std::vector<float> x = data.x;
+  Floats x = data.x;
   if (last) transpose_channels(data.x, x, c.x_shape(), true);
-  std::vector<float> y(numel(out_shape));
+  Floats y(numel(out_shape));
   tconv::TensorView xv(x.data(), in_shape);
   tconv::MutableTensorView yv(y.data(), out_shape);
   auto [t, it] = time_best(o, [&] { op.run(xv, yv); });
@@ -246,9 +265,9 @@ Result bench_tconv(const Options& o, const Case& c, tconv::Layout layout) {
   r.detail = op.implementation();
   r.workspace = static_cast<std::int64_t>(op.plan(in_shape).workspace_bytes);
   if (o.verify && last) {
-    std::vector<float> y_first(y.size());
+    Floats y_first(y.size());
     transpose_channels(y, y_first, c.y_shape(), false);
-    const std::vector<float> want = data.tconv_output(c);
+    const Floats want = data.tconv_output(c);
     r.max_abs_err = std::memcmp(y_first.data(), want.data(), want.size() * sizeof(float)) == 0
                         ? 0.0 : std::max(max_abs_diff(y_first, want), 1e-30);
   }
@@ -305,7 +324,7 @@ Result bench_onednn(const Options& o, const Case& c, bool blocked) {
   // PyTorch's transposed-convolution weight [Cin, Cout/g, k...] -> oneDNN [g][oc][ic][k...]; a convolution's
   // [Cout, Cin/g, k...] is that already.
   const std::int64_t ksz = numel(c.weight_shape()) / (c.cin * (c.cout / c.g));
-  std::vector<float> wperm(data.w.size());
+  Floats wperm(data.w.size());
   if (c.conv) {
     wperm = data.w;
   } else {
@@ -317,7 +336,7 @@ Result bench_onednn(const Options& o, const Case& c, bool blocked) {
   }
 
   memory usrc(user_src, eng, data.x.data()), uw(user_w, eng, wperm.data()), ubias(bias_md, eng, data.b.data());
-  std::vector<float> y(numel(c.y_shape()));
+  Floats y(numel(c.y_shape()));
   memory udst(user_dst, eng, y.data());
   auto prepare = [&](memory& user, const memory::desc& want) {
     if (want == user.get_desc()) return user;
@@ -367,7 +386,7 @@ Result bench_xnnpack(const Options& o, const Case& c) {
   const std::int64_t H = xs[2], W = xs[3], OH = ys[2], OW = ys[3];
   // XNNPACK's weights are [g][oc][kh][kw][ic] in both directions. From PyTorch's
   // transposed-convolution weight [g][ic][oc][kh][kw], or its convolution weight [g][oc][ic][kh][kw].
-  std::vector<float> wperm(data.w.size());
+  Floats wperm(data.w.size());
   for (std::int64_t gi = 0; gi < c.g; ++gi)
     for (std::int64_t ic = 0; ic < gic; ++ic)
       for (std::int64_t oc = 0; oc < goc; ++oc)
@@ -377,11 +396,11 @@ Result bench_xnnpack(const Options& o, const Case& c) {
           wperm[((gi * goc + oc) * kk2 + kk) * gic + ic] = data.w[from];
         }
   // NCHW -> NHWC (untimed), with the XNN_EXTRA_BYTES XNNPACK may read past the end.
-  std::vector<float> xh(data.x.size() + XNN_EXTRA_BYTES / sizeof(float));
+  Floats xh(data.x.size() + XNN_EXTRA_BYTES / sizeof(float));
   for (std::int64_t n = 0; n < c.n; ++n)
     for (std::int64_t ch = 0; ch < xc; ++ch)
       for (std::int64_t i = 0; i < H * W; ++i) xh[(n * H * W + i) * xc + ch] = data.x[(n * xc + ch) * H * W + i];
-  std::vector<float> yh(c.n * OH * OW * yc);
+  Floats yh(c.n * OH * OW * yc);
   xnn_operator_t op = nullptr;
   const auto p = static_cast<uint32_t>(c.p);
   const auto k = static_cast<uint32_t>(c.k), s = static_cast<uint32_t>(c.s), d = static_cast<uint32_t>(c.d),
@@ -408,7 +427,7 @@ Result bench_xnnpack(const Options& o, const Case& c) {
     r.iters = it;
     r.detail = what;
     if (o.verify) {
-      std::vector<float> y(yh.size());
+      Floats y(yh.size());
       for (std::int64_t n = 0; n < c.n; ++n)
         for (std::int64_t ch = 0; ch < yc; ++ch)
           for (std::int64_t i = 0; i < OH * OW; ++i)
