@@ -443,10 +443,14 @@ class PlaneGemmKernel final : public PreparedKernel {
     const std::int64_t wanted = std::max<std::int64_t>(1, (kItemsPerThread * threads + groups_ - 1) / groups_);
     const std::int64_t chunk = std::max<std::int64_t>(1, total / wanted);
     const std::int64_t block_ranges = std::clamp<std::int64_t>((wanted + total - 1) / std::max<std::int64_t>(total, 1), 1, blocks_);
+    // Runs of tiles whose lengths differ by one at most, so that the last item
+    // a thread takes is no longer than the others.
     for (std::int64_t rp = 0; rp < row_phases(); ++rp) {
-      for (std::int64_t t = 0; t < tiles[static_cast<std::size_t>(rp)]; t += chunk) {
+      const std::int64_t n = tiles[static_cast<std::size_t>(rp)];
+      const std::int64_t runs = std::max<std::int64_t>(1, (n + chunk - 1) / chunk);
+      for (std::int64_t i = 0; i < runs; ++i) {
         for (std::int64_t r = 0; r < block_ranges; ++r) {
-          plan.items.push_back({rp, t, std::min(tiles[static_cast<std::size_t>(rp)], t + chunk), r * blocks_ / block_ranges,
+          plan.items.push_back({rp, i * n / runs, (i + 1) * n / runs, r * blocks_ / block_ranges,
                                 (r + 1) * blocks_ / block_ranges});
         }
       }
