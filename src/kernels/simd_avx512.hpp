@@ -78,9 +78,13 @@ struct Avx512 {
     deinterleave(_mm512_maskz_loadu_ps(first_lanes(count), p), _mm512_maskz_loadu_ps(first_lanes(count - kLanes), p + kLanes),
                  even, odd);
   }
-  // The same for 2 * kLanes elements, without masks.
+  // The same for 2 * kLanes elements, without masks. The empty asm keeps the
+  // two loads in registers: GCC otherwise folds each into both permutes, four
+  // loads instead of two, and the depthwise split measured 15% slower.
   static void load_deinterleaved(const float* p, V& even, V& odd) {
-    deinterleave(_mm512_loadu_ps(p), _mm512_loadu_ps(p + kLanes), even, odd);
+    V low = _mm512_loadu_ps(p), high = _mm512_loadu_ps(p + kLanes);
+    asm("" : "+v"(low), "+v"(high));
+    deinterleave(low, high, even, odd);
   }
   static void deinterleave(V low, V high, V& even, V& odd) {
     even = _mm512_permutex2var_ps(low, _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30), high);
