@@ -221,20 +221,26 @@ TEST(Implementations, MatchTheOracleOnStridedConvolutionsReadInPlace) {
   });
 }
 
+// Float32 depthwise convolutions (one channel per group) with asymmetric
+// padding, for the depthwise_conv sweeps.
+CaseLimits depthwise_conv_limits(std::int64_t max_groups) {
+  CaseLimits depthwise;
+  depthwise.kind = ConvKind::conv;
+  depthwise.dtype = DType::f32;
+  depthwise.max_channels_per_group = 1;
+  depthwise.max_groups = max_groups;
+  depthwise.depthwise_share = 1;
+  depthwise.asymmetric_padding = true;
+  return depthwise;
+}
+
 // Depthwise convolutions on planes larger than a tile (rows of 1 to 90 columns,
 // 1 to 13 rows: partial tiles of 4 rows x 32 columns), x stride 1 to 3 (stride
 // 2 reads rows split into even and odd columns), dilation, asymmetric padding,
 // every rank; the same bits on 1 and 3 threads.
 TEST(Implementations, MatchTheOracleOnLargeDepthwisePlanes) {
   testing::ThreadCountGuard guard;
-  CaseLimits depthwise;
-  depthwise.kind = ConvKind::conv;
-  depthwise.dtype = DType::f32;
-  depthwise.max_channels_per_group = 1;
-  depthwise.max_groups = 5;
-  depthwise.depthwise_share = 1;
-  depthwise.asymmetric_padding = true;
-  sweep_for_family("depthwise plane", "depthwise_conv_avx512", depthwise, 23, 40, [](Case& c, const Pick& pick) {
+  sweep_for_family("depthwise plane", "depthwise_conv_avx512", depthwise_conv_limits(5), 23, 40, [](Case& c, const Pick& pick) {
     const std::size_t x = c.size.size() - 1;
     c.size[x] = pick(1, 90);
     if (x > 0) c.size[x - 1] = pick(1, 13);
@@ -249,14 +255,8 @@ TEST(Implementations, MatchTheOracleOnLargeDepthwisePlanes) {
 // kernel, dilation and padding, 2-D and 3-D; the same bits on 1 and 3 threads.
 TEST(Implementations, MatchTheOracleOnDepthwiseBandTiles) {
   testing::ThreadCountGuard guard;
-  CaseLimits depthwise;
-  depthwise.kind = ConvKind::conv;
-  depthwise.dtype = DType::f32;
+  CaseLimits depthwise = depthwise_conv_limits(3);
   depthwise.min_rank = 2;
-  depthwise.max_channels_per_group = 1;
-  depthwise.max_groups = 3;
-  depthwise.depthwise_share = 1;
-  depthwise.asymmetric_padding = true;
   sweep_for_family("depthwise band", "depthwise_conv_avx512", depthwise, 29, 40, [](Case& c, const Pick& pick) {
     const std::size_t x = c.size.size() - 1, y = x - 1;
     static constexpr std::int64_t kBandShapes[][2] = {{3, 1}, {3, 2}, {4, 2}, {5, 1}, {5, 2}};  // kernel rows, stride
