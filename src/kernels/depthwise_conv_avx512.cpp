@@ -8,7 +8,7 @@
 // output rows x 2 vectors of 16 output columns; x tap t reads input columns
 // first + lane*stride (one masked load for stride 1, a load of the plane's
 // rows split into even and odd columns for stride 2, a gather otherwise) and a
-// masked FMA leaves out lanes outside. Common kernel rows (run_band_tile) use
+// masked FMA leaves out lanes outside. Common kernel rows (run_band_plane) use
 // bands of 8 output rows that load each input row's tap vectors once.
 // Channels-last, src [N][D][H][W][C], dst [N][D'][H'][W'][C]: per output
 // position, vectors of 16 channels, the weights kept tap-major [taps][C].
@@ -20,7 +20,6 @@
 #include <algorithm>
 #include <cstdint>
 #include <memory>
-#include <type_traits>
 #include <vector>
 
 #include "kernels/cpu_features.hpp"
@@ -85,7 +84,7 @@ struct BandPlane {
 template <int kKernelY, int kStrideY>
 void run_band_plane(const BandPlane& p) {
   constexpr int kInputRows = (kBandRows - 1) * kStrideY + kKernelY;
-  static_assert(kInputRows <= 32, "rows are flags of one word");
+  static_assert(kInputRows < 32, "rows are flags of one word");
   // Locals, not loads through p: the compiler keeps them in registers.
   const Geometry& g = *p.g;
   const float* const in = p.in;
