@@ -34,6 +34,7 @@ namespace tconv::detail {
 namespace {
 
 constexpr int kLanes = 16;
+constexpr int kRowVectors = 4;  // channels-first: vectors of one phase summed side by side
 
 // The x taps feeding one output phase, with their input offsets.
 struct PhaseTaps {
@@ -90,34 +91,56 @@ class DepthwiseKernel final : public PreparedKernel {
 
   void run_plane(const Geometry& g, const float* in, float* out, const float* w, float bias) const {
     const std::int64_t out_w = g.big_size[2], stride_x = g.stride[2];
+    const std::int64_t phase_width = (out_w + stride_x - 1) / stride_x;
+    // Vectors of one phase summed side by side: each output's sum is a chain of
+    // dependent FMAs, and one vector at a time left the core waiting on it.
+    const auto row_runner = phase_width <= kLanes ? &DepthwiseKernel::run_row<1>
+                            : phase_width <= 2 * kLanes ? &DepthwiseKernel::run_row<2>
+                                                        : &DepthwiseKernel::run_row<kRowVectors>;
     std::vector<SourceRow> rows;
     for (std::int64_t oz = 0; oz < g.big_size[0]; ++oz)
       for (std::int64_t oy = 0; oy < g.big_size[1]; ++oy) {
         source_rows(g, oz, oy, rows);
-        float* out_row = out + (oz * g.big_size[1] + oy) * out_w;
-        const std::int64_t phase_width = (out_w + stride_x - 1) / stride_x;
-        for (std::int64_t j0 = 0; j0 < phase_width; j0 += kLanes) {
-          __m512 acc[2];
-          for (std::int64_t r = 0; r < stride_x; ++r) {
-            const __m512 sum = phase_sum(g, in, w, rows, x_phases_[static_cast<std::size_t>(r)], j0, bias);
-            const std::int64_t valid = std::min<std::int64_t>(kLanes, (out_w - r + stride_x - 1) / stride_x - j0);
-            if (stride_x == 1) {
-              _mm512_mask_storeu_ps(out_row + j0, simd::Avx512::first_lanes(valid), sum);
-            } else if (stride_x == 2) {
-              acc[r] = sum;
-            } else {
-              alignas(64) float lanes[kLanes];
-              _mm512_store_ps(lanes, sum);
-              for (std::int64_t l = 0; l < valid; ++l) out_row[r + stride_x * (j0 + l)] = lanes[l];
-            }
-          }
+        (this->*row_runner)(g, in, w, rows, bias, out + (oz * g.big_size[1] + oy) * out_w);
+      }
+  }
+
+  // One output row, kVectors vectors of every phase at a time.
+  template <int kVectors>
+  void run_row(const Geometry& g, const float* in, const float* w, const std::vector<SourceRow>& rows, float bias,
+               float* out_row) const {
+    const std::int64_t out_w = g.big_size[2], stride_x = g.stride[2];
+    const std::int64_t phase_width = (out_w + stride_x - 1) / stride_x;
+    for (std::int64_t j0 = 0; j0 < phase_width; j0 += kVectors * kLanes) {
+      __m512 even[kVectors] = {};  // stride 2: phase 0's sums, to interleave with phase 1's
+      for (std::int64_t r = 0; r < stride_x; ++r) {
+        __m512 sum[kVectors];
+        phase_sums<kVectors>(g, in, w, rows, x_phases_[static_cast<std::size_t>(r)], j0, bias, sum);
+        TCONV_UNROLL_TILE
+        for (int v = 0; v < kVectors; ++v) {
+          const std::int64_t j = j0 + v * kLanes;
           if (stride_x == 2) {
             // Phase 0 holds the even outputs, phase 1 the odd ones.
-            simd::Avx512::store_interleaved(out_row + 2 * j0, acc[0], acc[1],
-                                            static_cast<int>(std::min<std::int64_t>(out_w - 2 * j0, 2 * kLanes)));
+            if (r == 0) {
+              even[v] = sum[v];
+            } else if (2 * j < out_w) {
+              simd::Avx512::store_interleaved(out_row + 2 * j, even[v], sum[v],
+                                              static_cast<int>(std::min<std::int64_t>(out_w - 2 * j, 2 * kLanes)));
+            }
+            continue;
+          }
+          const std::int64_t valid = std::min<std::int64_t>(kLanes, (out_w - r + stride_x - 1) / stride_x - j);
+          if (valid <= 0) continue;
+          if (stride_x == 1) {
+            _mm512_mask_storeu_ps(out_row + j, simd::Avx512::first_lanes(valid), sum[v]);
+          } else {
+            alignas(64) float lanes[kLanes];
+            _mm512_store_ps(lanes, sum[v]);
+            for (std::int64_t l = 0; l < valid; ++l) out_row[r + stride_x * (j + l)] = lanes[l];
           }
         }
       }
+    }
   }
 
   // The (z, y) source rows of output row (oz, oy), in the order the sums take them.
@@ -182,25 +205,32 @@ class DepthwiseKernel final : public PreparedKernel {
     return i < g.small_size[d] ? i : -1;
   }
 
-  // bias + sum of w * in over the phase's taps for phase positions j0 .. j0+15.
-  static __m512 phase_sum(const Geometry& g, const float* in, const float* w, const std::vector<SourceRow>& rows,
-                          const PhaseTaps& phase, std::int64_t j0, float bias) {
+  // bias + sum of w * in over the phase's taps for phase positions j0 + 16 v .. j0 + 16 v + 15, into sum[v].
+  template <int kVectors>
+  static void phase_sums(const Geometry& g, const float* in, const float* w, const std::vector<SourceRow>& rows,
+                         const PhaseTaps& phase, std::int64_t j0, float bias, __m512 (&sum)[kVectors]) {
     const std::int64_t in_w = g.small_size[2];
-    __m512 acc = _mm512_set1_ps(bias);
+    TCONV_UNROLL_TILE
+    for (int v = 0; v < kVectors; ++v) sum[v] = _mm512_set1_ps(bias);
     const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     for (std::size_t e = 0; e < phase.taps.size(); ++e) {
-      // Lanes whose input column j0 + lane + offset lies in [0, in_w).
+      // Lanes whose input column j0 + 16 v + lane + offset lies in [0, in_w).
+      __mmask16 inside[kVectors];
       const std::int64_t first = j0 + phase.offsets[e];
-      const __m512i column = _mm512_add_epi32(lane, _mm512_set1_epi32(static_cast<int>(first)));
-      const __mmask16 inside = _mm512_cmpge_epi32_mask(column, _mm512_setzero_si512()) &
-                               _mm512_cmplt_epi32_mask(column, _mm512_set1_epi32(static_cast<int>(in_w)));
+      TCONV_UNROLL_TILE
+      for (int v = 0; v < kVectors; ++v) {
+        const __m512i column = _mm512_add_epi32(lane, _mm512_set1_epi32(static_cast<int>(first + v * kLanes)));
+        inside[v] = _mm512_cmpge_epi32_mask(column, _mm512_setzero_si512()) &
+                    _mm512_cmplt_epi32_mask(column, _mm512_set1_epi32(static_cast<int>(in_w)));
+      }
       for (const SourceRow& row : rows) {
-        const __m512 x = _mm512_maskz_loadu_ps(inside, in + row.offset + first);
         const __m512 wv = _mm512_set1_ps(w[row.kernel_row * g.kernel[2] + phase.taps[e]]);
-        acc = _mm512_mask3_fmadd_ps(wv, x, acc, inside);
+        const float* at = in + row.offset + first;
+        TCONV_UNROLL_TILE
+        for (int v = 0; v < kVectors; ++v)
+          sum[v] = _mm512_mask3_fmadd_ps(wv, _mm512_maskz_loadu_ps(inside[v], at + v * kLanes), sum[v], inside[v]);
       }
     }
-    return acc;
   }
 
   std::vector<float> weight_;
