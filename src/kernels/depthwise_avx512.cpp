@@ -74,12 +74,21 @@ class DepthwiseKernel final : public PreparedKernel {
       run_channels_last(g, src, dst, threads);
       return;
     }
+    // The source rows of every output row, the same in every plane: worked out
+    // once (each takes integer divisions, which cost as much as the row's FMAs).
+    std::vector<SourceRow> rows;
+    std::vector<std::size_t> first_row{0};
+    for (std::int64_t oz = 0; oz < g.big_size[0]; ++oz)
+      for (std::int64_t oy = 0; oy < g.big_size[1]; ++oy) {
+        append_source_rows(g, oz, oy, rows);
+        first_row.push_back(rows.size());
+      }
     const std::int64_t planes = g.batch * g.big_channels;
 #pragma omp parallel for schedule(static) num_threads(threads)
     for (std::int64_t plane = 0; plane < planes; ++plane) {
       const std::int64_t channel = plane % g.big_channels;
       run_plane(g, src + plane * g.small_spatial(), dst + plane * g.big_spatial(),
-                weight_.data() + channel * g.kernel_taps(), bias_[static_cast<std::size_t>(channel)]);
+                weight_.data() + channel * g.kernel_taps(), bias_[static_cast<std::size_t>(channel)], rows, first_row);
     }
   }
 
@@ -89,7 +98,9 @@ class DepthwiseKernel final : public PreparedKernel {
     std::int64_t offset, kernel_row;
   };
 
-  void run_plane(const Geometry& g, const float* in, float* out, const float* w, float bias) const {
+  // rows[first_row[i] .. first_row[i + 1]): the source rows of output row i (oz * rows + oy).
+  void run_plane(const Geometry& g, const float* in, float* out, const float* w, float bias,
+                 const std::vector<SourceRow>& rows, const std::vector<std::size_t>& first_row) const {
     const std::int64_t out_w = g.big_size[2], stride_x = g.stride[2];
     const std::int64_t phase_width = (out_w + stride_x - 1) / stride_x;
     // Vectors of one phase summed side by side: each output's sum is a chain of
@@ -97,25 +108,23 @@ class DepthwiseKernel final : public PreparedKernel {
     const auto row_runner = phase_width <= kLanes ? &DepthwiseKernel::run_row<1>
                             : phase_width <= 2 * kLanes ? &DepthwiseKernel::run_row<2>
                                                         : &DepthwiseKernel::run_row<kRowVectors>;
-    std::vector<SourceRow> rows;
-    for (std::int64_t oz = 0; oz < g.big_size[0]; ++oz)
-      for (std::int64_t oy = 0; oy < g.big_size[1]; ++oy) {
-        source_rows(g, oz, oy, rows);
-        (this->*row_runner)(g, in, w, rows, bias, out + (oz * g.big_size[1] + oy) * out_w);
-      }
+    for (std::int64_t row = 0; row < g.big_size[0] * g.big_size[1]; ++row) {
+      (this->*row_runner)(g, in, w, rows.data() + first_row[static_cast<std::size_t>(row)],
+                          rows.data() + first_row[static_cast<std::size_t>(row) + 1], bias, out + row * out_w);
+    }
   }
 
   // One output row, kVectors vectors of every phase at a time.
   template <int kVectors>
-  void run_row(const Geometry& g, const float* in, const float* w, const std::vector<SourceRow>& rows, float bias,
-               float* out_row) const {
+  void run_row(const Geometry& g, const float* in, const float* w, const SourceRow* rows, const SourceRow* rows_end,
+               float bias, float* out_row) const {
     const std::int64_t out_w = g.big_size[2], stride_x = g.stride[2];
     const std::int64_t phase_width = (out_w + stride_x - 1) / stride_x;
     for (std::int64_t j0 = 0; j0 < phase_width; j0 += kVectors * kLanes) {
       __m512 even[kVectors] = {};  // stride 2: phase 0's sums, to interleave with phase 1's
       for (std::int64_t r = 0; r < stride_x; ++r) {
         __m512 sum[kVectors];
-        phase_sums<kVectors>(g, in, w, rows, x_phases_[static_cast<std::size_t>(r)], j0, bias, sum);
+        phase_sums<kVectors>(g, in, w, rows, rows_end, x_phases_[static_cast<std::size_t>(r)], j0, bias, sum);
         TCONV_UNROLL_TILE
         for (int v = 0; v < kVectors; ++v) {
           const std::int64_t j = j0 + v * kLanes;
@@ -146,6 +155,9 @@ class DepthwiseKernel final : public PreparedKernel {
   // The (z, y) source rows of output row (oz, oy), in the order the sums take them.
   static void source_rows(const Geometry& g, std::int64_t oz, std::int64_t oy, std::vector<SourceRow>& rows) {
     rows.clear();
+    append_source_rows(g, oz, oy, rows);
+  }
+  static void append_source_rows(const Geometry& g, std::int64_t oz, std::int64_t oy, std::vector<SourceRow>& rows) {
     for (std::int64_t tz = 0; tz < g.kernel[0]; ++tz) {
       const std::int64_t iz = source_index(oz, tz, 0, g);
       if (iz < 0) continue;
@@ -207,8 +219,9 @@ class DepthwiseKernel final : public PreparedKernel {
 
   // bias + sum of w * in over the phase's taps for phase positions j0 + 16 v .. j0 + 16 v + 15, into sum[v].
   template <int kVectors>
-  static void phase_sums(const Geometry& g, const float* in, const float* w, const std::vector<SourceRow>& rows,
-                         const PhaseTaps& phase, std::int64_t j0, float bias, __m512 (&sum)[kVectors]) {
+  static void phase_sums(const Geometry& g, const float* in, const float* w, const SourceRow* rows,
+                         const SourceRow* rows_end, const PhaseTaps& phase, std::int64_t j0, float bias,
+                         __m512 (&sum)[kVectors]) {
     const std::int64_t in_w = g.small_size[2];
     TCONV_UNROLL_TILE
     for (int v = 0; v < kVectors; ++v) sum[v] = _mm512_set1_ps(bias);
@@ -223,9 +236,9 @@ class DepthwiseKernel final : public PreparedKernel {
         inside[v] = _mm512_cmpge_epi32_mask(column, _mm512_setzero_si512()) &
                     _mm512_cmplt_epi32_mask(column, _mm512_set1_epi32(static_cast<int>(in_w)));
       }
-      for (const SourceRow& row : rows) {
-        const __m512 wv = _mm512_set1_ps(w[row.kernel_row * g.kernel[2] + phase.taps[e]]);
-        const float* at = in + row.offset + first;
+      for (const SourceRow* row = rows; row != rows_end; ++row) {
+        const __m512 wv = _mm512_set1_ps(w[row->kernel_row * g.kernel[2] + phase.taps[e]]);
+        const float* at = in + row->offset + first;
         TCONV_UNROLL_TILE
         for (int v = 0; v < kVectors; ++v)
           sum[v] = _mm512_mask3_fmadd_ps(wv, _mm512_maskz_loadu_ps(inside[v], at + v * kLanes), sum[v], inside[v]);
