@@ -12,8 +12,8 @@ output); bench/run.sh builds tconv_bench first. Builds and installs nothing.
 
 Each round runs every implementation in turn (round 1: all of them, round 2:
 all of them again, ...), each in its own process, and every implementation
-keeps, per case, its best time over all rounds. The FMA peak is measured in the
-same rounds. Round 1 also checks every peer's output against PyTorch's (or,
+keeps, per case, its best time over all rounds. The FMA peak and the streaming
+copy bandwidth (for the depthwise case's GB/s) are measured in the same rounds. Round 1 also checks every peer's output against PyTorch's (or,
 for the C++ peers, against tconv's, inside tconv_bench).
 """
 import argparse
@@ -162,9 +162,12 @@ def main():
     failures = {}
     peak = 0.0
     peak_isa = "?"
+    bandwidth = 0.0
     for rnd in range(args.rounds):
         p = json.loads(sh([bench_bin, "--impl", "peak", "--threads", str(args.threads), "--json"], env))
         peak, peak_isa = max(peak, p["gflops"]), p["isa"]
+        bw = json.loads(sh([bench_bin, "--impl", "bandwidth", "--threads", str(args.threads), "--json"], env))
+        bandwidth = max(bandwidth, bw["gbs"])
         for label, argv in impls:
             if argv is None:
                 continue
@@ -237,6 +240,10 @@ def main():
         lines.append("")
         lines.append("Depthwise %s, GB/s (input + weight + output once, %.2f MB): %s"
                      % (n, bytes_moved(c) / 1e6, ", ".join(parts)))
+        if "tconv" in best and n in best["tconv"] and bandwidth > 0:
+            lines.append("Streaming copy bandwidth measured in this run (%d threads, 256 MB, read + write): %.1f GB/s;"
+                         " tconv moves this case's bytes at %.0f%% of it (they stay in cache between runs)"
+                         % (args.threads, bandwidth, 100 * bytes_moved(c) / best["tconv"][n] * 1e-9 / bandwidth))
     nhwc = best.get("tconv_nhwc", {})
     if nhwc:
         lines.append("")

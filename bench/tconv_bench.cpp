@@ -3,7 +3,7 @@
 // XNNPACK) or measures the machine's FMA peak. bench/run.py runs it once per
 // implementation per round and merges.
 //
-//   tconv_bench --impl tconv|tconv_nhwc|onednn_blocked|onednn_nchw|xnnpack|peak|list
+//   tconv_bench --impl tconv|tconv_nhwc|onednn_blocked|onednn_nchw|xnnpack|peak|bandwidth|list
 //               [--op conv_transpose|conv] [--suite FILE] [--budget 0.3] [--max-iters 20]
 //               [--min-iters 3] [--threads 2] [--verify] [--json] [--allow-ref]
 //
@@ -517,6 +517,30 @@ int run_peak(const Options& o) {
   return 0;
 }
 
+// Streaming bandwidth: each thread copies its half of a 256 MB buffer (far past
+// the caches) into another; bytes read plus bytes written per second, best of 5.
+int run_bandwidth(const Options& o) {
+  constexpr std::size_t kBytes = std::size_t{256} << 20;
+  std::vector<char, CacheLineAllocator<char>> from(kBytes, 1), to(kBytes, 2);
+  double best = 0;
+  for (int rep = 0; rep < 5; ++rep) {
+    auto t0 = Clock::now();
+#pragma omp parallel num_threads(o.threads)
+    {
+      const std::size_t share = kBytes / static_cast<std::size_t>(omp_get_num_threads());
+      const std::size_t at = share * static_cast<std::size_t>(omp_get_thread_num());
+      std::memcpy(to.data() + at, from.data() + at, share);
+    }
+    best = std::max(best, 2.0 * kBytes / std::chrono::duration<double>(Clock::now() - t0).count());
+  }
+  if (o.json) {
+    std::printf("{\"impl\": \"bandwidth\", \"threads\": %d, \"gbs\": %.2f}\n", o.threads, best * 1e-9);
+  } else {
+    std::printf("streaming copy bandwidth (%d threads, read + write): %.1f GB/s\n", o.threads, best * 1e-9);
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -563,6 +587,7 @@ int main(int argc, char** argv) {
     return o.impl.empty() ? 2 : 0;
   }
   if (o.impl == "peak") return run_peak(o);
+  if (o.impl == "bandwidth") return run_bandwidth(o);
   if (std::find(impls.begin(), impls.end(), o.impl) == impls.end()) {
     if (o.json) std::printf("{\"impl\": %s, \"available\": false}\n", json_str(o.impl).c_str());
     else std::fprintf(stderr, "implementation %s is not built in\n", o.impl.c_str());
