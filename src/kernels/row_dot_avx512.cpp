@@ -90,7 +90,8 @@ void tile(const TileOperands& t, float* sums, std::int64_t channel_stride) {
 // The sum of 16 partial sums, halves added pairwise.
 float lane_sum(const float* lanes) {
   const __m512 v = Isa::load(lanes);
-  __m256 half = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
+  // Extract, not cast, for the low half: GCC 12 warns that its cast reads an uninitialized register.
+  __m256 half = _mm256_add_ps(_mm512_extractf32x8_ps(v, 0), _mm512_extractf32x8_ps(v, 1));
   __m128 quarter = _mm_add_ps(_mm256_castps256_ps128(half), _mm256_extractf128_ps(half, 1));
   quarter = _mm_add_ps(quarter, _mm_movehl_ps(quarter, quarter));
   return _mm_cvtss_f32(_mm_add_ss(quarter, _mm_movehdup_ps(quarter)));
