@@ -256,17 +256,17 @@ std::vector<GridPanel> grid_panels(const Explanation& e) {
                   e.input.rows, e.input.cols, e.input.row_frame, e.input.col_frame,
                   [&e, input_labels](std::int64_t r, std::int64_t c) -> CellLook {
                     if (!e.input.contains(r, c)) {
-                      return {"cell padding", kFrameFill, "0", kFrameStroke};
+                      return {"cell padding", kFrameFill, "0", kFrameStroke, ""};
                     }
                     const std::int64_t flat = r * e.input.cols + c;
-                    if (flat == e.highlighted) return {"cell input highlight", kHighlight, input_labels[flat], kCellStroke};
-                    return {"cell input", kInputFill, input_labels[flat], kCellStroke};
+                    if (flat == e.highlighted) return {"cell input highlight", kHighlight, input_labels[flat], kCellStroke, ""};
+                    return {"cell input", kInputFill, input_labels[flat], kCellStroke, ""};
                   }};
   GridPanel kernel{"Kernel " + size_text(e.kernel, e.spatial_rank),
                    "tap values", e.kernel.rows, e.kernel.cols, {}, {},
                    [&e](std::int64_t r, std::int64_t c) -> CellLook {
                      return {"cell kernel", kKernelFill,
-                             format_value(e.kernel.values[static_cast<std::size_t>(r * e.kernel.cols + c)]), kCellStroke};
+                             format_value(e.kernel.values[static_cast<std::size_t>(r * e.kernel.cols + c)]), kCellStroke, ""};
                    }};
   GridPanel output{"Output " + size_text(e.output, e.spatial_rank),
                    std::string(transposed ? "orange: reached by the highlighted input cell"
@@ -296,7 +296,7 @@ std::vector<GridPanel> grid_panels(const Explanation& e) {
                     [&e, max_overlap](std::int64_t r, std::int64_t c) -> CellLook {
                       const std::int64_t n = e.overlap[static_cast<std::size_t>(r * e.output.cols + c)];
                       return {"cell overlap", heat(n, max_overlap), std::to_string(n),
-                              kCellStroke + std::string(" data-count=\"") + std::to_string(n) + "\""};
+                              kCellStroke + std::string(" data-count=\"") + std::to_string(n) + "\"", ""};
                     }};
   return {input, kernel, output, overlap};
 }
