@@ -56,9 +56,11 @@ void source_rows(const Geometry& g, std::int64_t oz, std::int64_t oy, std::vecto
 
 constexpr std::int64_t kMaxBandZTaps = 8;  // z taps a band tile takes (its list of them is on the stack)
 
-// For every chunk of kTileVectors vectors of output columns and every x tap, where each vector reads in its
-// input row and which lanes it reads: the same for every plane, so computed once per thread and run.
-struct BandColumns {
+// Channels-first: for every chunk of kTileVectors vectors of output columns,
+// x tap and vector, [chunk][tx][v], where the vector's first lane reads in its
+// input row (run_plane's row layout) and which lanes it reads. The same for
+// every plane, so worked out once per run.
+struct ColumnTaps {
   std::vector<std::int64_t> at;
   std::vector<std::uint32_t> lanes;
 };
@@ -78,7 +80,7 @@ struct BandPlane {
   const float* weight;     // the channel's [kz][kKernelY][kx]
   float bias;
   float* out;              // the plane's output
-  const BandColumns* columns;
+  const ColumnTaps* columns;
 };
 
 template <int kKernelY, int kStrideY>
@@ -90,7 +92,7 @@ void run_band_plane(const BandPlane& p) {
   const float* const in = p.in;
   const std::int64_t pitch = p.row_pitch, kx = g.kernel[2], in_rows = g.big_size[1];
   const std::int64_t out_rows = g.small_size[1], out_columns = g.small_size[2];
-  const std::int64_t* const column_at = p.columns->at.data();
+  const std::int64_t* const column_at = p.columns->at.data();  // a band reads vector v at vector 0's place + 16 v
   const std::uint32_t* const column_lanes = p.columns->lanes.data();
   for (std::int64_t oz = 0; oz < g.small_size[0]; ++oz) {
     std::int64_t z_rows[kMaxBandZTaps], z_taps[kMaxBandZTaps], z_count = 0;  // the z taps that read inside
@@ -146,7 +148,7 @@ void run_band_plane(const BandPlane& p) {
             any |= lanes[v] = static_cast<__mmask16>(column_lanes[(chunk * kx + tx) * kTileVectors + v]);
           if (any == 0) continue;
           for (std::int64_t z = 0; z < z_count; ++z) {
-            const std::int64_t row0 = (z_rows[z] + iy0) * pitch + column_at[chunk * kx + tx];
+            const std::int64_t row0 = (z_rows[z] + iy0) * pitch + column_at[(chunk * kx + tx) * kTileVectors];
             const float* w = p.weight + z_taps[z] * kKernelY * kx + tx;
             walk(w, row0, lanes);
           }
@@ -210,11 +212,10 @@ class DepthwiseConvKernel final : public PreparedKernel {
     const PlaneRunner run_plane_of_stride = plane_runner(g);
     // Channels-first: one (sample, channel) plane per step; channels-last: one output row.
     const std::int64_t steps = last ? g.batch * g.small_size[0] * g.small_size[1] : g.batch * g.small_channels;
+    const ColumnTaps columns = last ? ColumnTaps{} : column_taps(g);
 #pragma omp parallel num_threads(threads)
     {
       std::vector<SourceRow> rows;
-      BandColumns columns;
-      if (!last && band_plane_ != nullptr) columns = band_columns(g);
 #pragma omp for schedule(static)
       for (std::int64_t step = 0; step < steps; ++step) {
         if (last) {
@@ -244,7 +245,7 @@ class DepthwiseConvKernel final : public PreparedKernel {
   // floats, not one per load).
   template <int kStepX>
   void run_plane(const Geometry& g, const float* src, float* dst, std::int64_t plane, float* split,
-                 const BandColumns& columns) const {
+                 const ColumnTaps& columns) const {
     using Isa = simd::Avx512;
     const std::int64_t channel = plane % g.small_channels;
     const float* plane_src = src + plane * g.big_spatial();
@@ -267,10 +268,10 @@ class DepthwiseConvKernel final : public PreparedKernel {
       return;
     }
     const std::int64_t row_step = stride[1] * row_pitch;  // between the input rows of neighbouring output rows
-    // Vector v of x tap tx: lanes l hold input column first[v] + l * step_x, read at `at[v]` in its row.
-    const auto load = [&](const Isa::StridedLanes& lanes, const float* at) {
-      if constexpr (kStepX == 0) return Isa::masked_load_strided(lanes.lanes, at, step_x);
-      return _mm512_maskz_loadu_ps(static_cast<__mmask16>(lanes.lanes), at);
+    // Vector v of x tap tx: lanes l hold input column first + l * step_x, read at `at[v]` in its row.
+    const auto load = [&](std::uint32_t lanes, const float* at) {
+      if constexpr (kStepX == 0) return Isa::masked_load_strided(lanes, at, step_x);
+      return _mm512_maskz_loadu_ps(static_cast<__mmask16>(lanes), at);
     };
     for (std::int64_t oz = 0; oz < out_size[0]; ++oz)
       for (std::int64_t oy0 = 0; oy0 < out_size[1]; oy0 += kTileRows)
@@ -282,20 +283,9 @@ class DepthwiseConvKernel final : public PreparedKernel {
             for (int v = 0; v < kTileVectors; ++v) acc[r][v] = bias;
           }
           for (std::int64_t tx = 0; tx < kernel[2]; ++tx) {
-            // Vector v's lanes l read column first[v] + l * step_x where that lies in [0, in_size[2]).
-            std::int64_t first[kTileVectors];
-            std::int64_t at[kTileVectors];
-            Isa::StridedLanes lanes[kTileVectors];
-            TCONV_UNROLL_TILE
-            for (int v = 0; v < kTileVectors; ++v) {
-              const std::int64_t j = j0 + v * kLanes;
-              first[v] = j * step_x - pad[2] + tx * dilation[2];
-              const std::int64_t lo = first[v] >= 0 ? 0 : (-first[v] + step_x - 1) / step_x;
-              const std::int64_t hi = std::min(out_size[2] - j, (in_size[2] - first[v] + step_x - 1) / step_x);
-              lanes[v] = Isa::strided_lanes(lo, hi, step_x);
-              // Column first[v] is split row (first[v] mod 2), position first[v] div 2 (floor).
-              at[v] = kStepX == 2 ? (first[v] & 1) * (row_pitch / 2) + (first[v] >> 1) : first[v];
-            }
+            const std::size_t column = static_cast<std::size_t>((j0 / (kTileVectors * kLanes) * kernel[2] + tx) * kTileVectors);
+            const std::int64_t* at = columns.at.data() + column;
+            const std::uint32_t* lanes = columns.lanes.data() + column;
             for (std::int64_t tz = 0; tz < kernel[0]; ++tz) {
               const std::int64_t iz = oz * stride[0] - pad[0] + tz * dilation[0];
               if (iz < 0 || iz >= in_size[0]) continue;
@@ -313,8 +303,8 @@ class DepthwiseConvKernel final : public PreparedKernel {
                   const float* row = in + (row0 + r * row_step);
                   TCONV_UNROLL_TILE
                   for (int v = 0; v < kTileVectors; ++v) {
-                    const auto inside = static_cast<__mmask16>(lanes[v].lanes);
-                    acc[r][v] = _mm512_mask3_fmadd_ps(weight, load(lanes[v], row + at[v]), acc[r][v], inside);
+                    acc[r][v] = _mm512_mask3_fmadd_ps(weight, load(lanes[v], row + at[v]), acc[r][v],
+                                                      static_cast<__mmask16>(lanes[v]));
                   }
                 }
               }
@@ -333,11 +323,10 @@ class DepthwiseConvKernel final : public PreparedKernel {
         }
   }
 
-  // The BandColumns of this geometry, in run_plane's row layout.
-  static BandColumns band_columns(const Geometry& g) {
+  static ColumnTaps column_taps(const Geometry& g) {
     const std::int64_t chunks = (g.small_size[2] + kTileVectors * kLanes - 1) / (kTileVectors * kLanes);
     const std::int64_t step_x = g.stride[2], half_pitch = split_pitch(g);
-    BandColumns c;
+    ColumnTaps c;
     for (std::int64_t chunk = 0; chunk < chunks; ++chunk)
       for (std::int64_t tx = 0; tx < g.kernel[2]; ++tx)
         for (int v = 0; v < kTileVectors; ++v) {
@@ -346,15 +335,14 @@ class DepthwiseConvKernel final : public PreparedKernel {
           const std::int64_t lo = first >= 0 ? 0 : (-first + step_x - 1) / step_x;
           const std::int64_t hi = std::min(g.small_size[2] - j, (g.big_size[2] - first + step_x - 1) / step_x);
           c.lanes.push_back(simd::Avx512::strided_lanes(lo, hi, step_x).lanes);
-          // Stride 2: column `first` is split row (first mod 2), position first div 2 (floor). Vector v + 1
-          // reads 16 floats on from vector v, in both layouts.
-          if (v == 0) c.at.push_back(step_x == 2 ? (first & 1) * half_pitch + (first >> 1) : first);
+          // Stride 2: column `first` is split row (first mod 2), position first div 2 (floor).
+          c.at.push_back(step_x == 2 ? (first & 1) * half_pitch + (first >> 1) : first);
         }
     return c;
   }
 
   using PlaneRunner = void (DepthwiseConvKernel::*)(const Geometry&, const float*, float*, std::int64_t, float*,
-                                                    const BandColumns&) const;
+                                                    const ColumnTaps&) const;
   // Band tiles for 3 x 3 and 5 x 5 kernel rows of y stride 1 and 2 and the 4 rows of stride 2 whose
   // transpose upsamples by 2, with x stride 1 or 2 and at most kMaxBandZTaps z taps.
   static void (*band_plane(const Geometry& g))(const BandPlane&) {
