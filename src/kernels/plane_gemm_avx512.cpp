@@ -392,19 +392,7 @@ class PlaneGemmKernel final : public PreparedKernel {
         float* into = to + (z % split_[0] * split_[1] + y % split_[1]) * sx * source.phase_stride +
                       (z / split_[0] * n[1] + y / split_[1]) * n[2];
         if (sx == 2) {
-          // Whole chunks of 32 input columns first, without masks.
-          const std::int64_t odd_columns = in[2] / 2, whole = in[2] / (2 * kLanes) * kLanes;
-          V even, odd;
-          for (std::int64_t u = 0; u < whole; u += kLanes) {
-            Isa::load_deinterleaved(row + 2 * u, even, odd);
-            Isa::store(into + u, even);
-            Isa::store(into + source.phase_stride + u, odd);
-          }
-          for (std::int64_t u = whole; u < n[2]; u += kLanes) {
-            Isa::load_deinterleaved(row + 2 * u, in[2] - 2 * u, even, odd);
-            Isa::masked_store(into + u, Isa::first_lanes(n[2] - u), even);
-            Isa::masked_store(into + source.phase_stride + u, Isa::first_lanes(odd_columns - u), odd);
-          }
+          Isa::split_row(row, in[2], into, into + source.phase_stride);
           continue;
         }
         for (std::int64_t bx = 0; bx < sx; ++bx) {

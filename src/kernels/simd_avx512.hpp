@@ -86,6 +86,22 @@ struct Avx512 {
     asm("" : "+v"(low), "+v"(high));
     deinterleave(low, high, even, odd);
   }
+  // A row of `width` floats split by parity: its ceil(width / 2) even columns to
+  // even[], its floor(width / 2) odd ones to odd[]; writes nothing past them.
+  static void split_row(const float* row, std::int64_t width, float* even, float* odd) {
+    const std::int64_t whole = width / (2 * kLanes) * kLanes;  // of each half, from whole chunks of 32 floats
+    V e, o;
+    for (std::int64_t j = 0; j < whole; j += kLanes) {
+      load_deinterleaved(row + 2 * j, e, o);
+      store(even + j, e);
+      store(odd + j, o);
+    }
+    for (std::int64_t j = whole; 2 * j < width; j += kLanes) {
+      load_deinterleaved(row + 2 * j, width - 2 * j, e, o);
+      masked_store(even + j, first_lanes((width + 1) / 2 - j), e);
+      masked_store(odd + j, first_lanes(width / 2 - j), o);
+    }
+  }
   static void deinterleave(V low, V high, V& even, V& odd) {
     even = _mm512_permutex2var_ps(low, _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30), high);
     odd = _mm512_permutex2var_ps(low, _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31), high);
