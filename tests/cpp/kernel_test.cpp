@@ -121,9 +121,10 @@ TEST(Implementations, MatchTheOracleOnARandomSweep) {
     }
     std::cout << name << ": " << ran << " cases run, " << declined << " declined\n";
     // The channels-last families decline these channels-first cases; layout_test.cpp sweeps them.
-    // The plane-GEMM family wants half a vector of output channels (sweeps of its own), row-dot long kernel rows.
+    // The plane-GEMM family wants half a vector of output channels (sweeps of its own), row-dot long kernel rows,
+    // the channels-last detour 16 output channels per group.
     if (name.rfind("igemm_", 0) != 0 && name.rfind("plane_gemm_", 0) != 0 &&
-        name.rfind("row_dot_", 0) != 0) {
+        name.rfind("row_dot_", 0) != 0 && name.rfind("channels_last_", 0) != 0) {
       EXPECT_GT(ran, 40) << "the sweep barely reaches this family: widen it";
     }
   }
@@ -219,6 +220,39 @@ TEST(Implementations, MatchTheOracleOnStridedConvolutionsReadInPlace) {
                 pick(0, c.stride[x] - 1);
     return c.size[x] >= 1 && c.valid() && c.output_size(static_cast<int>(x)) == columns;
   });
+}
+
+// Transposed convolutions of x stride 3 to 5 with 16 or 32 output channels per
+// group (1 or 2 groups), for the channels-last detour: rows of 1 to 40 input
+// positions, every rank, batch up to 3, dilation and asymmetric padding. The
+// detour must give phase_gemm's bits, which its header promises.
+TEST(Implementations, MatchTheOracleOnTheChannelsLastDetour) {
+  testing::ThreadCountGuard guard;
+  CaseLimits detour = plane_gemm_limits();
+  detour.kind = ConvKind::conv_transpose;
+  detour.max_batch = 3;
+  const std::string family = "channels_last_igemm_avx512";
+  int compared = 0;
+  sweep_for_family("channels-last detour", family, detour, 29, 40, [&](Case& c, const Pick& pick) {
+    const std::size_t x = c.size.size() - 1;
+    c.size[x] = pick(1, 40);
+    c.stride[x] = pick(3, 5);
+    c.output_padding[x] = std::min(pick(0, 2), std::max(c.stride[x], c.dilation[x]) - 1);
+    c.out_channels = c.groups * 16 * pick(1, 2);
+    if (!c.valid()) return false;
+    const auto names = available_implementations();
+    if (std::find(names.begin(), names.end(), family) != names.end()) {
+      std::mt19937_64 rng(static_cast<std::uint64_t>(pick(0, 1 << 30)));
+      const testing::Operands o = random_operands(c, rng);
+      const auto detoured = forced(family, c, o), direct = forced("phase_gemm_avx512", c, o);
+      if (detoured && direct) {
+        EXPECT_TRUE(bits_equal(detoured->run(o.input.view()), direct->run(o.input.view()))) << c.describe();
+        ++compared;
+      }
+    }
+    return true;
+  });
+  std::cout << compared << " cases compared bit for bit with phase_gemm_avx512\n";
 }
 
 // Float32 depthwise convolutions (one channel per group) with asymmetric

@@ -8,6 +8,7 @@
 #include <map>
 #include <random>
 
+#include "kernels/layout_transpose.hpp"
 #include "test_support.hpp"
 #include "tconv/gradients.hpp"
 #include "tconv/tconv.hpp"
@@ -55,6 +56,28 @@ Tensor to_channels_last(const Tensor& channels_first, bool batched) {
 ConvParams channels_last(ConvParams params) {
   params.layout = Layout::channels_last;
   return params;
+}
+
+// The transposing copy between the layouts against its element-by-element
+// twin: 1 to 3 matrices of 1 to 40 rows and columns (partial 16 x 16 blocks on
+// both edges), on 1 and 3 threads; every element must land where the twin puts it.
+TEST(ChannelsLast, TransposingCopyMatchesItsTwin) {
+  std::mt19937_64 rng(5);
+  int cases = 0;
+  for (std::int64_t count = 1; count <= 3; ++count)
+    for (std::int64_t rows = 1; rows <= 40; rows += 3)
+      for (std::int64_t columns = 1; columns <= 40; columns += 2) {
+        std::vector<float> src(static_cast<std::size_t>(count * rows * columns));
+        for (float& v : src) v = std::uniform_real_distribution<float>(-1, 1)(rng);
+        std::vector<float> want(src.size(), -7.0f), got(src.size(), -9.0f);
+        detail::transpose_matrices_reference(src.data(), want.data(), count, rows, columns);
+        for (int threads : {1, 3}) {
+          detail::transpose_matrices(src.data(), got.data(), count, rows, columns, threads);
+          ASSERT_EQ(got, want) << count << " x " << rows << " x " << columns << ", " << threads << " threads";
+        }
+        ++cases;
+      }
+  EXPECT_EQ(cases, 3 * 14 * 20);
 }
 
 TEST(ChannelsLast, ShapesFollowTheLayout) {

@@ -1,0 +1,99 @@
+#include "kernels/layout_transpose.hpp"
+
+#include <immintrin.h>
+
+#include <algorithm>
+
+#include "kernels/cpu_features.hpp"
+#include "kernels/isa_target.hpp"
+
+namespace tconv::detail {
+namespace {
+
+constexpr std::int64_t kBlock = 16;
+
+// One block: rows [r0, r0 + nr) and columns [c0, c0 + nc) of a [rows][columns] matrix.
+void transpose_block_portable(const float* src, float* dst, std::int64_t rows, std::int64_t columns,
+                              std::int64_t r0, std::int64_t c0, std::int64_t nr, std::int64_t nc) {
+  for (std::int64_t c = 0; c < nc; ++c)
+    for (std::int64_t r = 0; r < nr; ++r) dst[(c0 + c) * rows + r0 + r] = src[(r0 + r) * columns + c0 + c];
+}
+
+TCONV_TARGET_AVX512_BEGIN
+
+// Four steps, one per bit b of the row and column index within the block:
+// step b swaps that bit between the two, exchanging the half of rows i and
+// i + 2^b whose column has bit b set with its counterpart. Each step is one
+// two-source permute per row, whose lane c takes
+//     row i:       bit b of c ? row i + 2^b at c - 2^b : row i at c
+//     row i + 2^b: bit b of c ? row i + 2^b at c       : row i at c + 2^b
+// (permute index 16 + j names lane j of the second source).
+struct SwapIndices {
+  alignas(64) std::int32_t low[4][kBlock], high[4][kBlock];
+};
+constexpr SwapIndices swap_indices() {
+  SwapIndices s{};
+  for (int b = 0; b < 4; ++b) {
+    const int d = 1 << b;
+    for (int c = 0; c < kBlock; ++c) {
+      s.low[b][c] = (c & d) != 0 ? 16 + c - d : c;
+      s.high[b][c] = (c & d) != 0 ? 16 + c : c + d;
+    }
+  }
+  return s;
+}
+constexpr SwapIndices kSwap = swap_indices();
+
+void transpose_block_avx512(const float* src, float* dst, std::int64_t rows, std::int64_t columns,
+                            std::int64_t r0, std::int64_t c0, std::int64_t nr, std::int64_t nc) {
+  const __mmask16 in_lanes = static_cast<__mmask16>((1u << nc) - 1), out_lanes = static_cast<__mmask16>((1u << nr) - 1);
+  __m512 v[kBlock];
+  for (int r = 0; r < kBlock; ++r) {
+    v[r] = r < nr ? _mm512_maskz_loadu_ps(in_lanes, src + (r0 + r) * columns + c0) : _mm512_setzero_ps();
+  }
+  for (int b = 0; b < 4; ++b) {
+    const int d = 1 << b;
+    const __m512i low = _mm512_load_si512(kSwap.low[b]), high = _mm512_load_si512(kSwap.high[b]);
+    for (int i = 0; i < kBlock; ++i) {
+      if ((i & d) != 0) continue;
+      const __m512 upper = v[i], lower = v[i + d];
+      v[i] = _mm512_permutex2var_ps(upper, low, lower);
+      v[i + d] = _mm512_permutex2var_ps(upper, high, lower);
+    }
+  }
+  for (int c = 0; c < nc; ++c) _mm512_mask_storeu_ps(dst + (c0 + c) * rows + r0, out_lanes, v[c]);
+}
+
+TCONV_TARGET_END
+
+using BlockMover = void (*)(const float*, float*, std::int64_t, std::int64_t, std::int64_t, std::int64_t,
+                            std::int64_t, std::int64_t);
+
+void transpose_with(BlockMover move, const float* src, float* dst, std::int64_t count, std::int64_t rows,
+                    std::int64_t columns, int threads) {
+  const std::int64_t bands = (rows + kBlock - 1) / kBlock, items = count * bands, size = rows * columns;
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && items > 1)
+  for (std::int64_t it = 0; it < items; ++it) {
+    const std::int64_t i = it / bands, r0 = it % bands * kBlock, nr = std::min(kBlock, rows - r0);
+    for (std::int64_t c0 = 0; c0 < columns; c0 += kBlock) {
+      move(src + i * size, dst + i * size, rows, columns, r0, c0, nr, std::min(kBlock, columns - c0));
+    }
+  }
+}
+
+}  // namespace
+
+void transpose_matrices(const float* src, float* dst, std::int64_t count, std::int64_t rows, std::int64_t columns,
+                        int threads) {
+  transpose_with(cpu_has_avx512() ? &transpose_block_avx512 : &transpose_block_portable, src, dst, count, rows,
+                 columns, threads);
+}
+
+void transpose_matrices_reference(const float* src, float* dst, std::int64_t count, std::int64_t rows,
+                                  std::int64_t columns) {
+  for (std::int64_t i = 0; i < count; ++i)
+    for (std::int64_t r = 0; r < rows; ++r)
+      for (std::int64_t c = 0; c < columns; ++c) dst[(i * columns + c) * rows + r] = src[(i * rows + r) * columns + c];
+}
+
+}  // namespace tconv::detail
