@@ -4,10 +4,10 @@
 //     src [N][C_in][S_in] -> [N][S_in][C_in] -> igemm -> [N][S_out][C_out] -> dst [N][C_out][S_out]
 // The copies move values without combining them and igemm sums in the
 // channels-first families' order, so the result has the same bits as theirs.
-// It pays for transposed convolutions of x stride above 2, whose output
-// phases phase_gemm packs and writes position by position, when the output
-// channels fill igemm's vectors exactly: see `rejects` for the rule and the
-// figures behind it.
+// It pays for x strides above 2 (transposed: output phases that phase_gemm
+// packs and writes position by position; convolutions: inputs that plane_gemm
+// splits into many short phase planes) when the output channels fill igemm's
+// vectors exactly: see `rejects` for the rule and the figures behind it.
 #include <memory>
 #include <string>
 
@@ -66,15 +66,19 @@ class ChannelsLastDetour final : public PreparedKernel {
 std::string rejects(const Geometry& g, DType dtype, const WeightFacts& weights) {
   if (dtype != DType::f32) return "it computes float32 only";
   if (g.layout != Layout::channels_first) return "it takes channels-first tensors (igemm_avx512 reads channels-last directly)";
-  // Measured (2 threads, Zen 4, min of 4 alternating rounds, detour / phase_gemm
-  // time): hifigan's 1-D k16s8 512->256 layer 0.87 at 100 positions, 0.95 at
-  // 96, 0.97 at 112, 0.94 at batch 4, 0.99 at 800; 2-D k8s4 0.87, k3s3 0.82,
-  // 3-D k4s4 0.82, 1-D k8s4 0.86. A 2-D k64s32 layer with 32 channels, whose
-  // 10 x 10 input grows into a 13 MB output, 1.04 (fcn32 itself has 21).
-  if (g.kind != ConvKind::conv_transpose) {
-    return "as a convolution it is faster only where plane_gemm's rows leave lanes empty, which the input size decides";
-  }
-  if (g.stride[2] <= 2) return "an x stride of 1 or 2 lets plane_gemm interleave whole output rows";
+  // Measured (2 threads, Zen 4, min of 4 alternating rounds, detour time / the
+  // channels-first family's: phase_gemm transposed, plane_gemm as convolutions):
+  //   hifigan's 1-D k16s8 512->256 layer, 100 positions:  0.87 transposed, 0.88 as a convolution
+  //   the same at 96 / 112 / 800 positions, batch 4:     0.95 / 0.97 / 0.99 / 0.94;  0.99 / 1.03 / 1.02 / 0.91
+  //   2-D k8s4 64->64 16x16, 2 groups / 1:               0.88 / 0.87;  1.04 / 1.05
+  //   2-D k3s3 20x20, 2-D k4s4 24x24 batch 2:            0.82 / 0.94;  0.84 / 0.86
+  //   3-D k4s4 8x8x8, 1-D k8s4 256->128:                 0.82 / 0.86;  0.58 / 1.01
+  // A convolution of x stride above 2 splits its input into that many phase
+  // planes and more; the detour loses up to 5% where their rows fill whole
+  // vectors and saves up to 42% of the time where they do not. A 2-D k64s32 layer with 32
+  // channels, whose 10 x 10 input grows into a 13 MB output, 1.04 transposed
+  // (as a convolution row_dot takes such kernel rows first; fcn32 has 21 channels).
+  if (g.stride[2] <= 2) return "an x stride of 1 or 2 lets plane_gemm keep whole rows in its vectors";
   if (g.output_per_group() % kLanes != 0) return "output channels per group are not a multiple of 16";
   return kIgemmAvx512Family.rejects(channels_last(g), dtype, weights);
 }
