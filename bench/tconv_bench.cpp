@@ -262,8 +262,9 @@ Result bench_tconv(const Options& o, const Case& c, tconv::Layout layout) {
   auto [t, it] = time_best(o, [&] { op.run(xv, yv); });
   r.seconds = t;
   r.iters = it;
-  r.detail = op.implementation();
-  r.workspace = static_cast<std::int64_t>(op.plan(in_shape).workspace_bytes);
+  const tconv::Plan plan = op.plan(in_shape);
+  r.detail = op.implementation() + (plan.strategy.empty() ? "" : " (" + plan.strategy + ")");
+  r.workspace = static_cast<std::int64_t>(plan.workspace_bytes);
   if (o.verify && last) {
     Floats y_first(y.size());
     transpose_channels(y, y_first, c.y_shape(), false);

@@ -108,6 +108,7 @@ class PyOperator {
   const std::string& implementation() const { return op_.implementation(); }
   const std::string& reason() const { return op_.reason(); }
   std::size_t workspace_bytes(const std::vector<std::int64_t>& shape) const { return op_.plan(shape).workspace_bytes; }
+  std::string strategy(const std::vector<std::int64_t>& shape) const { return op_.plan(shape).strategy; }
   std::vector<std::int64_t> output_shape(const std::vector<std::int64_t>& shape) const {
     return op_.plan(shape).output_shape;
   }
@@ -200,6 +201,7 @@ PYBIND11_MODULE(_tconv, m) {
       .def_property_readonly("implementation", &PyOperator::implementation)
       .def_property_readonly("reason", &PyOperator::reason)
       .def("workspace_bytes", &PyOperator::workspace_bytes, py::arg("input_shape"))
+      .def("strategy", &PyOperator::strategy, py::arg("input_shape"))
       .def("output_shape", &PyOperator::output_shape, py::arg("input_shape"));
 
   m.def(

@@ -159,6 +159,7 @@ Plan Operator::plan(const Shape& input_shape) const {
   plan.output_shape = g.output_shape();
   plan.threads = num_threads();
   plan.workspace_bytes = state_->checked_workspace_bytes(g, plan.threads);
+  plan.strategy = state_->kernel->strategy(g, plan.threads);
   return plan;
 }
 

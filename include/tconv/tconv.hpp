@@ -39,6 +39,10 @@ struct Plan {
   Shape output_shape;
   std::size_t workspace_bytes = 0;  // scratch memory one run allocates
   int threads = 1;
+  // How the implementation runs this shape where it chooses per shape (for
+  // plane_gemm_avx512: reading the input in place, splitting it into its
+  // stride phases, or the channels-last detour); empty where it has one way.
+  std::string strategy;
 };
 
 struct OperatorOptions {

@@ -234,6 +234,12 @@ class _Prepared:
         """Scratch memory one call on an input of this shape allocates."""
         return self._operator.workspace_bytes([int(d) for d in input_shape])
 
+    def strategy(self, input_shape):
+        """How the implementation runs an input of this shape, where it chooses per
+        shape (plane_gemm_avx512: the input read in place, split into its stride
+        phases, or the channels-last detour); empty where it has one way."""
+        return self._operator.strategy([int(d) for d in input_shape])
+
 
 class Conv(_Prepared):
     _op = "conv"

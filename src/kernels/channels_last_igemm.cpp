@@ -1,16 +1,9 @@
-// Channels-last igemm detour for AVX-512: a channels-first problem computed by
-// the channels-last igemm family (igemm.hpp) between two transposing copies
-// (layout_transpose.hpp) in the workspace:
-//     src [N][C_in][S_in] -> [N][S_in][C_in] -> igemm -> [N][S_out][C_out] -> dst [N][C_out][S_out]
-// The copies move values without combining them and igemm sums in the
-// channels-first families' order, so the result has the same bits as theirs.
-// It pays for x strides above 2 (transposed: output phases that phase_gemm
-// packs and writes position by position; convolutions: inputs that plane_gemm
-// splits into many short phase planes) when the output channels fill igemm's
-// vectors exactly: see `rejects` for the rule and the figures behind it.
+// channels_last_igemm_avx512: the channels-last detour (channels_last_detour.hpp)
+// as a family of its own, for x strides above 2, and the detour itself.
 #include <memory>
 #include <string>
 
+#include "kernels/channels_last_detour.hpp"
 #include "kernels/cpu_features.hpp"
 #include "kernels/kernel.hpp"
 #include "kernels/layout_transpose.hpp"
@@ -34,8 +27,8 @@ Geometry channels_last(Geometry g) {
 
 class ChannelsLastDetour final : public PreparedKernel {
  public:
-  ChannelsLastDetour(const KernelFamily& inner, const Geometry& g, DType dtype, const void* weight, const void* bias)
-      : inner_(inner.prepare(channels_last(g), dtype, weight, bias)) {}
+  ChannelsLastDetour(const Geometry& g, const float* weight, const float* bias)
+      : inner_(kIgemmAvx512Family.prepare(channels_last(g), DType::f32, weight, bias)) {}
 
   std::size_t workspace_bytes(const Geometry& g, int threads) const override {
     return aligned_bytes(g.batch * g.input_channels() * in_spatial(g)) +
@@ -65,7 +58,7 @@ class ChannelsLastDetour final : public PreparedKernel {
 
 std::string rejects(const Geometry& g, DType dtype, const WeightFacts& weights) {
   if (dtype != DType::f32) return "it computes float32 only";
-  if (g.layout != Layout::channels_first) return "it takes channels-first tensors (igemm_avx512 reads channels-last directly)";
+  if (std::string why_not = channels_last_detour_rejects(g, weights); !why_not.empty()) return why_not;
   // Measured (2 threads, Zen 4, min of 4 alternating rounds, detour time / the
   // channels-first family's: phase_gemm transposed, plane_gemm as convolutions):
   //   hifigan's 1-D k16s8 512->256 layer, 100 positions:  0.87 transposed, 0.88 as a convolution
@@ -79,15 +72,24 @@ std::string rejects(const Geometry& g, DType dtype, const WeightFacts& weights) 
   // channels, whose 10 x 10 input grows into a 13 MB output, 1.04 transposed
   // (as a convolution row_dot takes such kernel rows first; fcn32 has 21 channels).
   if (g.stride[2] <= 2) return "an x stride of 1 or 2 lets plane_gemm keep whole rows in its vectors";
-  if (g.output_per_group() % kLanes != 0) return "output channels per group are not a multiple of 16";
-  return kIgemmAvx512Family.rejects(channels_last(g), dtype, weights);
+  return {};
 }
 
-std::unique_ptr<PreparedKernel> prepare(const Geometry& g, DType dtype, const void* weight, const void* bias) {
-  return std::make_unique<ChannelsLastDetour>(kIgemmAvx512Family, g, dtype, weight, bias);
+std::unique_ptr<PreparedKernel> prepare(const Geometry& g, DType, const void* weight, const void* bias) {
+  return make_channels_last_detour(g, static_cast<const float*>(weight), static_cast<const float*>(bias));
 }
 
 }  // namespace
+
+std::string channels_last_detour_rejects(const Geometry& g, const WeightFacts& weights) {
+  if (g.layout != Layout::channels_first) return "it takes channels-first tensors (igemm_avx512 reads channels-last directly)";
+  if (g.output_per_group() % kLanes != 0) return "output channels per group are not a multiple of 16";
+  return kIgemmAvx512Family.rejects(channels_last(g), DType::f32, weights);
+}
+
+std::unique_ptr<PreparedKernel> make_channels_last_detour(const Geometry& g, const float* weight, const float* bias) {
+  return std::make_unique<ChannelsLastDetour>(g, weight, bias);
+}
 
 extern const KernelFamily kChannelsLastIgemmAvx512Family{"channels_last_igemm_avx512", "AVX-512 (F, VL, BW, DQ)",
                                                          cpu_has_avx512, rejects, prepare};

@@ -26,6 +26,9 @@ class PreparedKernel {
   // Scratch bytes one run() needs (the operator allocates them per call).
   virtual std::size_t workspace_bytes(const Geometry& g, int threads) const = 0;
   virtual void run(const Geometry& g, const void* src, void* dst, void* workspace, int threads) const = 0;
+  // How run() computes this geometry when the kernel has more than one way
+  // (chosen per input shape, as Plan::strategy reports); empty when it has one.
+  virtual std::string strategy(const Geometry&, int) const { return {}; }
 };
 
 // Families that plan per stride phase and kernel tap refuse problems whose plan

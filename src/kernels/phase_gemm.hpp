@@ -110,6 +110,10 @@ Phase single_phase(const Geometry& g, const std::array<std::int64_t, kMaxSpatial
 // the group's left zero (the caller zero-fills). `packed` is the phase's start.
 void pack_phase_blocks(const Geometry& g, const float* weight, const std::vector<std::int64_t>& taps,
                        std::int64_t block, float* packed);
+// Its inverse: the weights of those taps back into weight [small_channels,
+// big_channels/groups, k...] (the other taps' entries are left as they are).
+void unpack_phase_blocks(const Geometry& g, const float* packed, const std::vector<std::int64_t>& taps,
+                         std::int64_t block, float* weight);
 
 // Whether a family may skip the taps that read only positions outside the
 // input for a whole tile: those products are zeros, and adding a zero leaves a

@@ -194,18 +194,34 @@ Phase single_phase(const Geometry& g, const std::array<std::int64_t, kMaxSpatial
   return make_phase(g, {residue[0]}, {residue[1]}, {residue[2]});
 }
 
-void pack_phase_blocks(const Geometry& g, const float* weight, const std::vector<std::int64_t>& taps,
-                       std::int64_t block, float* packed) {
+namespace {
+
+// Calls at(packed index, weight index) for every weight of a phase packed as
+// pack_phase_blocks lays it out.
+template <class At>
+void for_each_phase_block_weight(const Geometry& g, const std::vector<std::int64_t>& taps, std::int64_t block, At at) {
   const std::int64_t cin = g.input_per_group(), cout = g.output_per_group();
   const std::int64_t blocks = (cout + block - 1) / block, k_count = static_cast<std::int64_t>(taps.size()) * cin;
   for (std::int64_t grp = 0; grp < g.groups; ++grp)
     for (std::int64_t m = 0; m < cout; ++m) {
-      float* panel = packed + (grp * blocks + m / block) * k_count * block + m % block;
+      const std::int64_t panel = (grp * blocks + m / block) * k_count * block + m % block;
       for (std::size_t e = 0; e < taps.size(); ++e)
         for (std::int64_t c = 0; c < cin; ++c) {
-          panel[(static_cast<std::int64_t>(e) * cin + c) * block] = weight[g.weight_index(grp, m, c, taps[e])];
+          at(panel + (static_cast<std::int64_t>(e) * cin + c) * block, g.weight_index(grp, m, c, taps[e]));
         }
     }
+}
+
+}  // namespace
+
+void pack_phase_blocks(const Geometry& g, const float* weight, const std::vector<std::int64_t>& taps,
+                       std::int64_t block, float* packed) {
+  for_each_phase_block_weight(g, taps, block, [&](std::int64_t at, std::int64_t w) { packed[at] = weight[w]; });
+}
+
+void unpack_phase_blocks(const Geometry& g, const float* packed, const std::vector<std::int64_t>& taps,
+                         std::int64_t block, float* weight) {
+  for_each_phase_block_weight(g, taps, block, [&](std::int64_t at, std::int64_t w) { weight[w] = packed[at]; });
 }
 
 bool may_skip_zero_products(const std::vector<float>& packed) {

@@ -262,6 +262,47 @@ TEST(Implementations, MatchTheOracleOnTheChannelsLastDetour) {
   if (runs_here) EXPECT_EQ(compared, 60);
 }
 
+// Short planes (1 to 9 positions a dimension, every rank, batch up to 3) with
+// 16 or 32 output channels per group, the shapes on which plane_gemm takes the
+// channels-last detour (its plan says so): both directions, x stride 1 or 2,
+// dilation, asymmetric padding. Detoured or not, plane_gemm must give
+// phase_gemm's bits.
+TEST(Implementations, MatchTheOracleOnShortPlanesThroughTheDetour) {
+  testing::ThreadCountGuard guard;
+  CaseLimits planes = plane_gemm_limits();
+  planes.max_batch = 3;
+  planes.max_size = 9;
+  const auto names = available_implementations();
+  const bool runs_here = std::find(names.begin(), names.end(), "plane_gemm_avx512") != names.end();
+  int detoured = 0, direct = 0;
+  sweep_for_family("short-plane", "plane_gemm_avx512", planes, 83, 50, [&](Case& c, const Pick& pick) {
+    const std::size_t x = c.size.size() - 1;
+    c.stride[x] = pick(1, 2);
+    if (c.kind == ConvKind::conv) std::fill(c.output_padding.begin(), c.output_padding.end(), 0);
+    for (std::size_t d = 0; d < c.size.size(); ++d) {
+      c.output_padding[d] = std::min(c.output_padding[d], std::max(c.stride[d], c.dilation[d]) - 1);
+    }
+    c.out_channels = c.groups * 16 * pick(1, 2);
+    if (!c.valid()) return false;
+    if (runs_here) {
+      std::mt19937_64 rng(static_cast<std::uint64_t>(pick(0, 1 << 30)));
+      const testing::Operands o = random_operands(c, rng);
+      const auto plane = forced("plane_gemm_avx512", c, o), phase = forced("phase_gemm_avx512", c, o);
+      if (plane && phase) {
+        const std::string strategy = plane->plan(o.input.shape()).strategy;
+        (strategy.find("channels-last detour") != std::string::npos ? detoured : direct) += 1;
+        EXPECT_TRUE(bits_equal(plane->run(o.input.view()), phase->run(o.input.view()))) << strategy << ": " << c.describe();
+      }
+    }
+    return true;
+  });
+  std::cout << detoured << " cases through the detour, " << direct << " without\n";
+  if (runs_here) {
+    EXPECT_GE(detoured, 25);
+    EXPECT_GE(direct, 1);
+  }
+}
+
 // Float32 depthwise convolutions (one channel per group) with asymmetric
 // padding, for the depthwise_conv sweeps.
 CaseLimits depthwise_conv_limits(std::int64_t max_groups) {
@@ -634,6 +675,24 @@ TEST(Operator, PlanReportsTheOutputShapeWorkspaceAndThreads) {
   const auto e = error_of([&] { op.plan({2, 3, 5, 6}); });
   ASSERT_TRUE(e);
   EXPECT_EQ(std::string(e->what()), "input has 3 channels but the weight's dimension 0 (in_channels) is 4");
+}
+
+TEST(Operator, PlanReportsTheStrategyChosenForTheShape) {
+  const auto names = available_implementations();
+  if (std::find(names.begin(), names.end(), "plane_gemm_avx512") == names.end()) {
+    GTEST_SKIP() << "plane_gemm_avx512 does not run here";
+  }
+  const Tensor w(DType::f32, {64, 64, 3, 3});
+  ConvParams p;
+  p.padding = 1;
+  const Operator op = Operator::create(ConvKind::conv, w.view(), nullptr, p);
+  ASSERT_EQ(op.implementation(), "plane_gemm_avx512");
+  // 49 positions in 4 vectors of 16, against 3136 in 196.
+  EXPECT_NE(op.plan({1, 64, 7, 7}).strategy.find("channels-last detour"), std::string::npos) << op.plan({1, 64, 7, 7}).strategy;
+  EXPECT_EQ(op.plan({1, 64, 56, 56}).strategy, "input read in place");
+  EXPECT_EQ(Operator::create(ConvKind::conv, Tensor(DType::f32, {8, 8, 3, 3}).view(), nullptr, p).plan({1, 8, 7, 7}).strategy,
+            "input read in place")
+      << "8 output channels do not fill igemm's vectors";
 }
 
 TEST(Operator, WorkspaceStaysSmallNotAColumnBuffer) {

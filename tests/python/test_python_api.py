@@ -192,6 +192,7 @@ def test_prepared_operator(op, input_shape, weight_shape, params, implementation
     expected = torch_reference.compute(op, x, w, **params)
     assert prepared.output_shape(x.shape) == expected.shape
     assert prepared.workspace_bytes(x.shape) >= 0
+    assert isinstance(prepared.strategy(x.shape), str)
     for sample, want in ((x, expected), (-x, -expected)):  # one operator, several inputs
         np.testing.assert_allclose(prepared(sample), want, rtol=0, atol=1e-4 * max(1.0, np.abs(expected).max()))
 
