@@ -3,12 +3,13 @@
 // masked_store). Included inside a namespace of a kernel file, under that ISA's
 // target region, by igemm_impl.inl and by the scatter-GEMM family.
 
-// See igemm.hpp: rows[e * kMaxRows + r] is row r's input pointer for tap e.
-using MicroKernel = void (*)(std::int64_t n_taps, std::int64_t channels, const float* const* rows, const float* w,
-                             const float* bias, float* const* dst, std::int64_t columns);
+// See igemm.hpp: rows[i * kMaxRows + r] is row r's input pointer for the
+// tile's i-th tap, tap_w[i] that tap's weight panel.
+using MicroKernel = void (*)(std::int64_t n_taps, std::int64_t channels, const float* const* rows,
+                             const float* const* tap_w, const float* bias, float* const* dst, std::int64_t columns);
 
 template <class Isa, int R, int NV>
-void micro_kernel(std::int64_t n_taps, std::int64_t channels, const float* const* rows, const float* w,
+void micro_kernel(std::int64_t n_taps, std::int64_t channels, const float* const* rows, const float* const* tap_w,
                   const float* bias, float* const* dst, std::int64_t columns) {
   using V = typename Isa::V;
   constexpr int kNr = NV * Isa::kLanes;
@@ -21,6 +22,7 @@ void micro_kernel(std::int64_t n_taps, std::int64_t channels, const float* const
     const float* a[R];
     TCONV_UNROLL_TILE
     for (int r = 0; r < R; ++r) a[r] = rows[e * Isa::kMaxRows + r];
+    const float* w = tap_w[e];
     for (std::int64_t c = 0; c < channels; ++c, w += kNr) {
       V wv[NV];
       TCONV_UNROLL_TILE

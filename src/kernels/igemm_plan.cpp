@@ -1,5 +1,6 @@
 // Channels-last IGEMM planning and weight packing: ISA-independent, done once at creation.
 #include <algorithm>
+#include <utility>
 
 #include "kernels/igemm.hpp"
 
@@ -51,7 +52,73 @@ PackedProblem pack(const Geometry& g, const float* weight, const float* bias, in
       }
   }
   pp.zeros.assign(static_cast<std::size_t>(pp.c_per_group), 0.0f);
+  pp.skip_outside = phase_gemm::may_skip_zero_products(pp.weights);
   return pp;
+}
+
+namespace {
+
+// Along one dimension, the runs of grid positions j whose taps' input
+// positions j * in_step + offset fall inside [0, size) for the same offsets.
+std::vector<std::pair<std::int64_t, std::int64_t>> runs_alike(const phase_gemm::Axis& axis, std::int64_t size,
+                                                              const std::vector<std::int64_t>& offsets) {
+  std::vector<std::pair<std::int64_t, std::int64_t>> runs;
+  std::vector<bool> previous, inside(offsets.size());
+  for (std::int64_t j = 0; j < axis.out_count; ++j) {
+    for (std::size_t i = 0; i < offsets.size(); ++i) {
+      const std::int64_t at = j * axis.in_step + offsets[i];
+      inside[i] = at >= 0 && at < size;
+    }
+    if (j == 0 || inside != previous) {
+      runs.push_back({j, j + 1});
+    } else {
+      runs.back().second = j + 1;
+    }
+    previous = inside;
+  }
+  return runs;
+}
+
+}  // namespace
+
+std::vector<TapBox> tap_boxes(const Geometry& g, const phase_gemm::Phase& phase,
+                              const std::array<phase_gemm::Axis, kMaxSpatial>& axes, bool skip_outside, int rows) {
+  const Dims& in_size = g.kind == ConvKind::conv_transpose ? g.small_size : g.big_size;
+  const auto n_taps = static_cast<std::int64_t>(phase.offsets.size());
+  std::array<std::vector<std::pair<std::int64_t, std::int64_t>>, kMaxSpatial> runs;
+  for (int d = 0; d < kMaxSpatial; ++d) {
+    if (!skip_outside || axes[d].out_count == 0) {
+      runs[d] = {{0, axes[d].out_count}};
+      continue;
+    }
+    std::vector<std::int64_t> offsets;
+    for (const auto& o : phase.offsets) offsets.push_back(o[d]);
+    std::sort(offsets.begin(), offsets.end());
+    offsets.erase(std::unique(offsets.begin(), offsets.end()), offsets.end());
+    runs[d] = runs_alike(axes[d], in_size[d], offsets);
+  }
+  std::vector<TapBox> boxes;
+  std::int64_t tiles = 0;
+  for (const auto& z : runs[0])
+    for (const auto& y : runs[1])
+      for (const auto& x : runs[2]) {
+        TapBox box{{z.first, y.first, x.first}, {z.second, y.second, x.second}, {}, tiles, 0, skip_outside};
+        for (std::int64_t e = 0; e < n_taps; ++e) {
+          bool inside = true;
+          for (int d = 0; d < kMaxSpatial; ++d) {
+            // Alike along the run: its first position speaks for all.
+            const std::int64_t at = box.lo[d] * axes[d].in_step + phase.offsets[static_cast<std::size_t>(e)][d];
+            inside = inside && at >= 0 && at < in_size[d];
+          }
+          if (inside || !skip_outside) box.taps.push_back(e);
+        }
+        std::int64_t positions = g.batch;
+        for (int d = 0; d < kMaxSpatial; ++d) positions *= box.hi[d] - box.lo[d];
+        box.tiles = (positions + rows - 1) / rows;
+        tiles += box.tiles;
+        boxes.push_back(std::move(box));
+      }
+  return boxes;
 }
 
 std::string rejects(const Geometry& g, DType dtype, const WeightFacts& weights) {

@@ -252,7 +252,7 @@ class ScatterGemmKernel final : public PreparedKernel {
         table[r] = in + (j0 + r) * src_p;
         products[r] = product + (j0 + r) * nr_last_;
       }
-      ig::micro_kernel_for<Isa>(rows, nv_last_, std::make_index_sequence<4>())(1, cin_, table, w, zeros_.data(),
+      ig::micro_kernel_for<Isa>(rows, nv_last_, std::make_index_sequence<4>())(1, cin_, table, &w, zeros_.data(),
                                                                                 products, rows_);
     }
     const std::int64_t out_w = g.big_size[2], sx = g.stride[2], dx = g.dilation[2], px = g.pad_begin[2];
