@@ -280,8 +280,9 @@ class PlaneGemmKernel final : public PreparedKernel {
 
   std::string strategy(const Geometry& g, int) const override {
     if (detours(g)) {
-      return "channels-last detour: igemm_avx512 on transposed copies (plane_gemm's vectors would be " +
-             std::to_string(static_cast<int>(100 * lane_use(g))) + "% full)";
+      return "channels-last detour: igemm_avx512 on transposed copies (in plane_gemm " +
+             std::to_string(static_cast<int>(100 * lane_use(g))) + "% of the lanes would hold a position and " +
+             std::to_string(static_cast<int>(100 * inside_share(g))) + "% of the taps' products read inside the input)";
     }
     if (splits(g)) return "input split into its stride phases";
     return split_ == Dims{1, 1, 1} ? "input read in place" : "strided input read in place";
@@ -350,14 +351,48 @@ class PlaneGemmKernel final : public PreparedKernel {
     return lanes == 0 ? 1.0 : static_cast<double>(g.batch * out[0] * out[1] * out[2]) / static_cast<double>(lanes);
   }
 
-  // Positions that leave an eighth of the lanes empty or more go through the
-  // channels-last detour when the output channels fill its vectors. Measured
-  // (Zen 4, 2 threads, min of 4 alternating rounds, detour time / plane_gemm's,
-  // transposed and as a convolution): 3x3 stride-1 layers on 7 x 7 planes
-  // (49 positions in 64 lanes) 512 channels 0.81 / 0.85, at batch 8
-  // 0.80 / 0.82; k4s2 256->128 from 7 x 7 0.77 / 0.78; but on 10 x 10 planes
-  // (100 in 112) 0.92 / 1.07 and 14 x 14 (196 in 208) 0.96 / 1.03.
-  bool detours(const Geometry& g) const { return may_detour_ && 8 * lane_use(g) < 7; }
+  // The share of the taps' products that read inside the input (the rest
+  // multiply the zeros of masked lanes; igemm leaves those taps out).
+  double inside_share(const Geometry& g) const {
+    const Dims& in = g.input_size();
+    const auto ceil_div = [](std::int64_t a, std::int64_t b) { return a >= 0 ? (a + b - 1) / b : -(-a / b); };
+    double inside = 0, all = 0;
+    for (const auto& p : phases_) {
+      const auto axes = phase_gemm::axes_of(g, p.residue);
+      for (const auto& o : p.offset) {
+        double count = 1, positions = 1;
+        for (int d = 0; d < kMaxSpatial; ++d) {
+          const std::int64_t s = axes[d].in_step;
+          const std::int64_t lo = std::max<std::int64_t>(0, ceil_div(-o[d], s));
+          const std::int64_t hi = std::min(axes[d].out_count, ceil_div(in[d] - o[d], s));
+          count *= static_cast<double>(std::max<std::int64_t>(0, hi - lo));
+          positions *= static_cast<double>(axes[d].out_count);
+        }
+        inside += count;
+        all += positions;
+      }
+    }
+    return all == 0 ? 1.0 : inside / all;
+  }
+
+  // Shapes on which less than 9/10 of plane_gemm's products would count (lanes
+  // holding a position, taps reading inside the input) go through the
+  // channels-last detour when the output channels fill its vectors; igemm
+  // wastes neither. Measured (Zen 4, 2 threads, min of 4 alternating rounds,
+  // detour time / plane_gemm's, transposed and as a convolution), by share:
+  //   0.63  3x3 s1 512->512 on 7 x 7           0.69 / 0.69   (batch 8: 0.80 / 0.79)
+  //   0.66  k4s2 256->128 from 7 x 7           0.68 / 0.73
+  //   0.77  dcgan_512 (4 x 4, k4s2p1)          0.78 / 0.77
+  //   0.77  1x1 512->512 on 7 x 7, batch 4     0.84 / 0.84
+  //   0.78  3x3 s1 128->128 on 10 x 10         0.87 / 0.91
+  //   0.85  3x3 s1 256->256 on 14 x 14         0.91 / 0.91
+  //   0.88  dcgan_256 (8 x 8, k4s2p1)          0.93 / 0.89
+  //   0.92  dilated (32 x 32, k3d2)            1.09 / 1.09
+  //   0.94  1x1 256->256 on 14 x 14            1.14 / 1.15
+  //   0.95  3x3 s1 128->128 on 28 x 28         0.99 / 0.99
+  //   0.98  s1_k3 (56 x 56)                    1.09 / 1.07
+  //   1.00  unet, vnet (k2s2)                  1.36 / 1.31, 1.63 / 1.50
+  bool detours(const Geometry& g) const { return may_detour_ && 10 * lane_use(g) * inside_share(g) < 9; }
 
   // Built from the packed weights on the first shape that takes it, so that
   // problems which never do keep one copy of the weights.

@@ -264,9 +264,9 @@ TEST(Implementations, MatchTheOracleOnTheChannelsLastDetour) {
 
 // Short planes (1 to 9 positions a dimension, every rank, batch up to 3) with
 // 16 or 32 output channels per group, the shapes on which plane_gemm takes the
-// channels-last detour (its plan says so): both directions, x stride 1 or 2,
-// dilation, asymmetric padding. Detoured or not, plane_gemm must give
-// phase_gemm's bits.
+// channels-last detour (its plan says so), and now and then one it runs
+// itself: both directions, x stride 1 or 2, dilation, asymmetric padding.
+// Detoured or not, plane_gemm must give phase_gemm's bits.
 TEST(Implementations, MatchTheOracleOnShortPlanesThroughTheDetour) {
   testing::ThreadCountGuard guard;
   CaseLimits planes = plane_gemm_limits();
@@ -283,6 +283,19 @@ TEST(Implementations, MatchTheOracleOnShortPlanesThroughTheDetour) {
       c.output_padding[d] = std::min(c.output_padding[d], std::max(c.stride[d], c.dilation[d]) - 1);
     }
     c.out_channels = c.groups * 16 * pick(1, 2);
+    if (pick(0, 4) == 0) {
+      // Now and then a shape whose products all count (1 x 1 taps over 16
+      // positions a row), which plane_gemm runs itself.
+      for (std::size_t d = 0; d < c.size.size(); ++d) {
+        c.size[d] = 16;
+        c.kernel[d] = 1;
+        c.stride[d] = 1;
+        c.padding[d] = 0;
+        c.output_padding[d] = 0;
+        c.dilation[d] = 1;
+      }
+      c.padding_end.clear();
+    }
     if (!c.valid()) return false;
     if (runs_here) {
       std::mt19937_64 rng(static_cast<std::uint64_t>(pick(0, 1 << 30)));
