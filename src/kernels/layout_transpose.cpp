@@ -47,13 +47,19 @@ constexpr SwapIndices kSwap = swap_indices();
 void transpose_block_avx512(const float* src, float* dst, std::int64_t rows, std::int64_t columns,
                             std::int64_t r0, std::int64_t c0, std::int64_t nr, std::int64_t nc) {
   const __mmask16 in_lanes = static_cast<__mmask16>((1u << nc) - 1), out_lanes = static_cast<__mmask16>((1u << nr) - 1);
+  // Fully unrolled, so that the block stays in registers; rows past the
+  // matrix load nothing (a masked load with no lanes reads no memory).
   __m512 v[kBlock];
+  TCONV_UNROLL_TILE
   for (int r = 0; r < kBlock; ++r) {
-    v[r] = r < nr ? _mm512_maskz_loadu_ps(in_lanes, src + (r0 + r) * columns + c0) : _mm512_setzero_ps();
+    const std::int64_t row = r0 + std::min<std::int64_t>(r, nr - 1);
+    v[r] = _mm512_maskz_loadu_ps(r < nr ? in_lanes : 0, src + row * columns + c0);
   }
+  TCONV_UNROLL_TILE
   for (int b = 0; b < 4; ++b) {
     const int d = 1 << b;
     const __m512i low = _mm512_load_si512(kSwap.low[b]), high = _mm512_load_si512(kSwap.high[b]);
+    TCONV_UNROLL_TILE
     for (int i = 0; i < kBlock; ++i) {
       if ((i & d) != 0) continue;
       const __m512 upper = v[i], lower = v[i + d];
@@ -61,7 +67,10 @@ void transpose_block_avx512(const float* src, float* dst, std::int64_t rows, std
       v[i + d] = _mm512_permutex2var_ps(upper, high, lower);
     }
   }
-  for (int c = 0; c < nc; ++c) _mm512_mask_storeu_ps(dst + (c0 + c) * rows + r0, out_lanes, v[c]);
+  TCONV_UNROLL_TILE
+  for (int c = 0; c < kBlock; ++c) {
+    if (c < nc) _mm512_mask_storeu_ps(dst + (c0 + c) * rows + r0, out_lanes, v[c]);
+  }
 }
 
 TCONV_TARGET_END
