@@ -217,6 +217,56 @@ void micro_kernel(std::int64_t n_taps, std::int64_t channels, std::int64_t plane
   }
 }
 
+// The same sums for one vector of a strided convolution's x-stride-2 read and
+// B blocks of output channels at once (B * M accumulators): each even-element
+// permute feeds B * M FMAs instead of M. Zen 4 runs a 512-bit permute on a
+// pipe its FMAs also need, and vnet's k2s2 layer as a convolution spent a
+// quarter of its FMA slots on them. w[b] is block b's panel; out holds the B
+// blocks' channels (out.channels of them) and vector p's placements.
+template <int B>
+void wide_step2_kernel(std::int64_t n_taps, std::int64_t channels, std::int64_t plane, const float* at,
+                       const std::int64_t* shift, const std::uint32_t* masks, bool skip_empty_taps,
+                       const float* const* w_blocks, const TileOutput& out, int p) {
+  const __m512i even_elements = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  V acc[B * kTileChannels];
+  TCONV_UNROLL_TILE
+  for (int m = 0; m < B * kTileChannels; ++m) acc[m] = Isa::zero();
+  const float* w[B];
+  TCONV_UNROLL_TILE
+  for (int b = 0; b < B; ++b) w[b] = w_blocks[b];
+  for (std::int64_t e = 0; e < n_taps; ++e) {
+    const std::uint32_t mask = masks[e * kTileVectors];
+    if (mask == 0 && skip_empty_taps) {
+      TCONV_UNROLL_TILE
+      for (int b = 0; b < B; ++b) w[b] += channels * kTileChannels;
+      continue;
+    }
+    const float* from = at + shift[e];
+    const auto lanes = static_cast<__mmask16>(mask), upper = static_cast<__mmask16>(mask >> kLanes);
+    for (std::int64_t c = 0, offset = 0; c < channels; ++c, offset += plane) {
+      const V v = _mm512_permutex2var_ps(_mm512_maskz_loadu_ps(lanes, from + offset), even_elements,
+                                         _mm512_maskz_loadu_ps(upper, from + offset + kLanes));
+      TCONV_UNROLL_TILE
+      for (int b = 0; b < B; ++b) {
+        TCONV_UNROLL_TILE
+        for (int m = 0; m < kTileChannels; ++m) acc[b * kTileChannels + m] = Isa::fmadd(v, Isa::broadcast(w[b] + m), acc[b * kTileChannels + m]);
+        w[b] += kTileChannels;
+      }
+    }
+  }
+  const Placement* where = out.placements[p].data();
+  TCONV_UNROLL_TILE
+  for (int m = 0; m < B * kTileChannels; ++m) {
+    if (m >= out.channels) break;
+    const V result = Isa::add(acc[m], Isa::set1(out.bias[m]));
+    float* channel = out.dst + m * out.out_plane;
+    for (int i = 0; i < out.placed[p]; ++i) Isa::masked_store(channel + where[i].at, where[i].elements, result);
+  }
+}
+
+using WideKernel = decltype(&wide_step2_kernel<1>);
+constexpr std::array<WideKernel, 3> kWideKernels{&wide_step2_kernel<1>, &wide_step2_kernel<2>, &wide_step2_kernel<3>};
+
 using MicroKernel = decltype(&micro_kernel<1, 1, Epilogue::store>);
 template <int kStep, Epilogue kEpilogue>
 constexpr std::array<MicroKernel, kTileVectors> kByVectors{
@@ -674,6 +724,25 @@ class PlaneGemmKernel final : public PreparedKernel {
       const std::array<MicroKernel, 2> kernels =
           x_members_ == 1 ? std::array<MicroKernel, 2>{kernel_for(Epilogue::store), nullptr}
                           : std::array<MicroKernel, 2>{kernel_for(Epilogue::to_tile), kernel_for(Epilogue::interleave_with_tile)};
+      if (step_x == 2) {
+        // Vector by vector, three blocks of channels at a time (wide_step2_kernel).
+        const PhaseTaps& member = members[0];
+        const std::int64_t panel = static_cast<std::int64_t>(member.tap.size()) * cin_ * kTileChannels;
+        for (int p = 0; p < count; ++p) {
+          for (std::int64_t block = item.first_block; block < item.end_block; block += 3) {
+            const std::int64_t m0 = grp * cout_ + block * kTileChannels, blocks = std::min<std::int64_t>(3, item.end_block - block);
+            const TileOutput out{dst + m0 * out_plane, out_plane, bias_.data() + m0,
+                                 static_cast<int>(std::min<std::int64_t>(blocks * kTileChannels, cout_ - block * kTileChannels)),
+                                 placements.data(), placed.data()};
+            const float* w[3];
+            for (std::int64_t b = 0; b < blocks; ++b) w[b] = packed_.data() + weights_of(member, grp, block) + b * panel;
+            kWideKernels[static_cast<std::size_t>(blocks - 1)](static_cast<std::int64_t>(member.tap.size()), cin_, in_plane,
+                                                                at[static_cast<std::size_t>(p)], shift[0].data(),
+                                                                masks[0].data() + p, skip_empty_taps_, w, out, p);
+          }
+        }
+        continue;
+      }
       for (std::int64_t block = item.first_block; block < item.end_block; ++block) {
         const std::int64_t m0 = grp * cout_ + block * kTileChannels;
         const TileOutput out{dst + m0 * out_plane, out_plane, bias_.data() + m0,
