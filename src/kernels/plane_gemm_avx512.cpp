@@ -331,9 +331,9 @@ class PlaneGemmKernel final : public PreparedKernel {
 
   std::string strategy(const Geometry& g, int) const override {
     if (detours(g)) {
-      return "channels-last detour: igemm_avx512 on transposed copies (in plane_gemm " +
-             std::to_string(static_cast<int>(100 * lane_use(g))) + "% of the lanes would hold a position and " +
-             std::to_string(static_cast<int>(100 * inside_share(g))) + "% of the taps' products read inside the input)";
+      return "channels-last detour via igemm_avx512; here " + std::to_string(static_cast<int>(100 * lane_use(g))) +
+             "% of plane_gemm's lanes would hold a position and " + std::to_string(static_cast<int>(100 * inside_share(g))) +
+             "% of its products read inside the input";
     }
     if (splits(g)) return "input split into its stride phases";
     return split_ == Dims{1, 1, 1} ? "input read in place" : "strided input read in place";
