@@ -392,7 +392,7 @@ class PlaneGemmKernel final : public PreparedKernel {
 
   // The share of the vector lanes that carry an output position.
   double lane_use(const Geometry& g) const {
-    const Plan plan = plan_for(g, 1);
+    const Plan plan = vector_layout(g);
     std::int64_t lanes = 0;
     for (std::int64_t rp = 0; rp < row_phases(); ++rp) {
       const auto axes = phase_gemm::axes_of(g, phases_[static_cast<std::size_t>(rp * x_members_)].residue);
@@ -552,7 +552,8 @@ class PlaneGemmKernel final : public PreparedKernel {
   }
   std::int64_t row_phases() const { return static_cast<std::int64_t>(phases_.size()) / x_members_; }
 
-  Plan plan_for(const Geometry& g, int threads) const {
+  // The plan's source, pitch, vectors and tiles, without the work items.
+  Plan vector_layout(const Geometry& g) const {
     Plan plan;
     plan.source = source_of(g);
     const Dims& in = plan.source.size;
@@ -564,15 +565,20 @@ class PlaneGemmKernel final : public PreparedKernel {
     plan.flat = plan.source.step == Dims{1, 1, 1} && columns <= in[2] &&
                 (in[2] - columns) * rounded <= (rounded - columns) * in[2];
     plan.pitch = plan.flat ? in[2] : std::max<std::int64_t>(rounded, kLanes);
-    std::vector<std::int64_t>& tiles = plan.tiles;
-    std::int64_t total = 0;
     for (std::int64_t rp = 0; rp < row_phases(); ++rp) {
       const auto axes = phase_gemm::axes_of(g, phases_[static_cast<std::size_t>(rp * x_members_)].residue);
       const std::int64_t positions = axes[1].out_count * plan.pitch;
       plan.vectors.push_back(axes[2].out_count > 0 ? (positions + kLanes - 1) / kLanes : 0);
-      tiles.push_back((g.batch * axes[0].out_count * plan.vectors.back() + kTileVectors - 1) / kTileVectors);
-      total += tiles.back();
+      plan.tiles.push_back((g.batch * axes[0].out_count * plan.vectors.back() + kTileVectors - 1) / kTileVectors);
     }
+    return plan;
+  }
+
+  Plan plan_for(const Geometry& g, int threads) const {
+    Plan plan = vector_layout(g);
+    const std::vector<std::int64_t>& tiles = plan.tiles;
+    std::int64_t total = 0;
+    for (const std::int64_t n : tiles) total += n;
     // Chunks of tiles, enough of them for every thread to have several; when
     // the tiles are too few, each also splits into ranges of channel blocks.
     const std::int64_t wanted = std::max<std::int64_t>(1, (kItemsPerThread * threads + groups_ - 1) / groups_);
