@@ -82,7 +82,7 @@ constexpr int kLanes = 16;
 constexpr int kTileChannels = 8;  // M: output channels per micro-kernel
 constexpr int kTileVectors = 3;   // P: vectors of positions per micro-kernel (M x P accumulators)
 constexpr std::int64_t kItemsPerThread = 8;
-constexpr std::int64_t kDirectProducts = 64;  // see PlaneGemmKernel::splits
+constexpr std::int64_t kDirectProducts = 128;  // see PlaneGemmKernel::splits
 constexpr int kMaxParts = kLanes;  // row pieces of one vector: one per lane when rows are one position long
 
 // A phase's taps, fixed at creation.
@@ -463,10 +463,14 @@ class PlaneGemmKernel final : public PreparedKernel {
   // whole vectors (an eighth of the lanes left empty at most), x stride is 1
   // or 2, and the split would weigh: each input element takes part in few
   // products (output channels x taps / strides, at most kDirectProducts),
-  // else its phase planes. Measured (2 threads, min of 6 alternating rounds,
-  // split -> direct): vnet's 3-D k2s2 layer (64 products per element)
-  // 0.420 -> 0.383 ms, unet's 2-D k2s2 (128) 0.686 -> 0.720, dcgan_64_3
-  // (256) 0.175 -> 0.190.
+  // else its phase planes. Measured split -> direct, 2 threads, min of
+  // alternating rounds: on a Zen 5, vnet's 3-D k2s2 layer (64 products per
+  // element) 0.420 -> 0.383 ms; on a Zen 4 with wide_step2_kernel, unet's 2-D
+  // k2s2 (128) 1.382 -> 1.302, 1.413 -> 1.322 and 1.497 -> 1.304 in three
+  // runs of 8-10 rounds (an earlier run, with more memory bandwidth free,
+  // 1.288 -> 1.341: the split writes and reads back an input-sized
+  // workspace, the direct read needs none), dcgan_64_3 (256) 0.308 -> 0.325
+  // and 0.328 -> 0.327.
   bool splits(const Geometry& g) const {
     if (split_ == Dims{1, 1, 1}) return false;
     const std::int64_t columns = g.output_size()[2], rounded = (columns + kLanes - 1) / kLanes * kLanes;
