@@ -190,7 +190,7 @@ class DepthwiseConvKernel final : public PreparedKernel {
   }
 
   std::size_t workspace_bytes(const Geometry& g, int threads) const override {
-    return static_cast<std::size_t>(threads) * static_cast<std::size_t>(split_floats(g)) * sizeof(float);
+    return static_cast<std::size_t>(threads) * split_slot_bytes(g);
   }
 
   void run(const Geometry& g, const void* src_v, void* dst_v, void* workspace, int threads) const override {
@@ -204,13 +204,13 @@ class DepthwiseConvKernel final : public PreparedKernel {
 #pragma omp parallel num_threads(threads)
     {
       std::vector<SourceRow> rows;
+      auto* split = reinterpret_cast<float*>(static_cast<std::byte*>(workspace) + omp_get_thread_num() * split_slot_bytes(g));
 #pragma omp for schedule(static)
       for (std::int64_t step = 0; step < steps; ++step) {
         if (last) {
           run_row_channels_last(g, src, dst, step, rows);
         } else {
-          (this->*run_plane_of_stride)(g, src, dst, step,
-                                       static_cast<float*>(workspace) + omp_get_thread_num() * split_floats(g), columns);
+          (this->*run_plane_of_stride)(g, src, dst, step, split, columns);
         }
       }
     }
@@ -223,6 +223,9 @@ class DepthwiseConvKernel final : public PreparedKernel {
   static std::int64_t split_floats(const Geometry& g) {
     const bool split = g.layout == Layout::channels_first && g.stride[2] == 2;
     return split ? g.big_size[0] * g.big_size[1] * 2 * split_pitch(g) : 0;
+  }
+  static std::size_t split_slot_bytes(const Geometry& g) {
+    return thread_slot_bytes(static_cast<std::size_t>(split_floats(g)) * sizeof(float));
   }
 
   // One (sample, channel) plane, in tiles of kTileRows output rows x kTileVectors

@@ -134,18 +134,19 @@ class RowDotKernel final : public PreparedKernel {
   }
 
   std::size_t workspace_bytes(const Geometry& g, int threads) const override {
-    return static_cast<std::size_t>(threads) * static_cast<std::size_t>(partial_floats(g, blocking(g, threads))) *
-           sizeof(float);
+    return static_cast<std::size_t>(threads) *
+           thread_slot_bytes(static_cast<std::size_t>(partial_floats(g, blocking(g, threads))) * sizeof(float));
   }
 
   void run(const Geometry& g, const void* src_v, void* dst_v, void* workspace, int threads) const override {
     const auto* src = static_cast<const float*>(src_v);
     auto* dst = static_cast<float*>(dst_v);
     const Blocking b = blocking(g, threads);
-    const std::int64_t per_thread = partial_floats(g, b);
+    const std::size_t per_thread = thread_slot_bytes(static_cast<std::size_t>(partial_floats(g, b)) * sizeof(float));
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
     for (std::int64_t item = 0; item < b.items; ++item) {
-      run_item(g, b, item, src, dst, static_cast<float*>(workspace) + omp_get_thread_num() * per_thread);
+      run_item(g, b, item, src, dst,
+               reinterpret_cast<float*>(static_cast<std::byte*>(workspace) + omp_get_thread_num() * per_thread));
     }
   }
 
