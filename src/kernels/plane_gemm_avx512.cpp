@@ -194,23 +194,37 @@ void micro_kernel(std::int64_t n_taps, std::int64_t channels, std::int64_t plane
     }
     return;
   }
+  // Locals, not loads through `out`: the compiler cannot tell that the stores
+  // leave it alone and reloaded its fields after every store (unet's k2s2
+  // layer, transposed: 2.765 -> 2.583 ms on 1 thread, 8 alternating rounds on a
+  // Zen 4; the same on 2, where writing its 4 MB output sets the pace).
+  float* const dst = out.dst;
+  const std::int64_t out_plane = out.out_plane;
+  const int stored_channels = out.channels;
+  const float* const bias_of = out.bias;
+  const Placement* where[P];
+  int placed[P];
+  TCONV_UNROLL_TILE
+  for (int p = 0; p < P; ++p) {
+    where[p] = out.placements[p].data();
+    placed[p] = out.placed[p];
+  }
   TCONV_UNROLL_TILE
   for (int m = 0; m < kTileChannels; ++m) {
-    if (m >= out.channels) break;
-    const V bias = Isa::set1(out.bias[m]);
-    float* channel = out.dst + m * out.out_plane;
+    if (m >= stored_channels) break;
+    const V bias = Isa::set1(bias_of[m]);
+    float* channel = dst + m * out_plane;
     TCONV_UNROLL_TILE
     for (int p = 0; p < P; ++p) {
       const V result = Isa::add(acc[m][p], bias);
-      const Placement* where = out.placements[p].data();
       if constexpr (kEpilogue == Epilogue::store) {
-        for (int i = 0; i < out.placed[p]; ++i) Isa::masked_store(channel + where[i].at, where[i].elements, result);
+        for (int i = 0; i < placed[p]; ++i) Isa::masked_store(channel + where[p][i].at, where[p][i].elements, result);
       } else {
         V low, high;
         Isa::interleave(Isa::add(Isa::load(tile + (m * kTileVectors + p) * kLanes), bias), result, low, high);
-        for (int i = 0; i < out.placed[p]; ++i) {
-          Isa::masked_store(channel + where[i].at, where[i].elements & 0xffffu, low);
-          Isa::masked_store(channel + where[i].at + kLanes, where[i].elements >> 16, high);
+        for (int i = 0; i < placed[p]; ++i) {
+          Isa::masked_store(channel + where[p][i].at, where[p][i].elements & 0xffffu, low);
+          Isa::masked_store(channel + where[p][i].at + kLanes, where[p][i].elements >> 16, high);
         }
       }
     }
