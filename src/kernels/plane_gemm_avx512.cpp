@@ -269,13 +269,18 @@ void wide_step2_kernel(std::int64_t n_taps, std::int64_t channels, std::int64_t 
       }
     }
   }
-  const Placement* where = out.placements[p].data();
+  // Locals, as in micro_kernel.
+  const Placement* const where = out.placements[p].data();
+  const int placed = out.placed[p], stored_channels = out.channels;
+  float* const dst = out.dst;
+  const std::int64_t out_plane = out.out_plane;
+  const float* const bias_of = out.bias;
   TCONV_UNROLL_TILE
   for (int m = 0; m < B * kTileChannels; ++m) {
-    if (m >= out.channels) break;
-    const V result = Isa::add(acc[m], Isa::set1(out.bias[m]));
-    float* channel = out.dst + m * out.out_plane;
-    for (int i = 0; i < out.placed[p]; ++i) Isa::masked_store(channel + where[i].at, where[i].elements, result);
+    if (m >= stored_channels) break;
+    const V result = Isa::add(acc[m], Isa::set1(bias_of[m]));
+    float* channel = dst + m * out_plane;
+    for (int i = 0; i < placed; ++i) Isa::masked_store(channel + where[i].at, where[i].elements, result);
   }
 }
 
