@@ -35,6 +35,10 @@ void micro_kernel(std::int64_t n_taps, std::int64_t channels, const float* const
       }
     }
   }
+  // The row pointers in locals: the compiler cannot tell that the stores leave dst[] alone.
+  float* out_rows[R];
+  TCONV_UNROLL_TILE
+  for (int r = 0; r < R; ++r) out_rows[r] = dst[r];
   TCONV_UNROLL_TILE
   for (int v = 0; v < NV; ++v) {
     const V b = Isa::load(bias + v * Isa::kLanes);
@@ -44,9 +48,9 @@ void micro_kernel(std::int64_t n_taps, std::int64_t channels, const float* const
     for (int r = 0; r < R; ++r) {
       const V out = Isa::add(acc[r][v], b);
       if (left >= Isa::kLanes) {
-        Isa::store(dst[r] + v * Isa::kLanes, out);
+        Isa::store(out_rows[r] + v * Isa::kLanes, out);
       } else {
-        Isa::masked_store(dst[r] + v * Isa::kLanes, (std::uint32_t{1} << left) - 1, out);
+        Isa::masked_store(out_rows[r] + v * Isa::kLanes, (std::uint32_t{1} << left) - 1, out);
       }
     }
   }
