@@ -190,7 +190,7 @@ class DepthwiseConvKernel final : public PreparedKernel {
   }
 
   std::size_t workspace_bytes(const Geometry& g, int threads) const override {
-    return static_cast<std::size_t>(threads) * split_slot_bytes(g);
+    return per_thread_workspace_bytes(split_bytes(g), threads);
   }
 
   void run(const Geometry& g, const void* src_v, void* dst_v, void* workspace, int threads) const override {
@@ -204,7 +204,7 @@ class DepthwiseConvKernel final : public PreparedKernel {
 #pragma omp parallel num_threads(threads)
     {
       std::vector<SourceRow> rows;
-      auto* split = reinterpret_cast<float*>(static_cast<std::byte*>(workspace) + omp_get_thread_num() * split_slot_bytes(g));
+      auto* split = thread_slot<float>(workspace, split_bytes(g), omp_get_thread_num());
 #pragma omp for schedule(static)
       for (std::int64_t step = 0; step < steps; ++step) {
         if (last) {
@@ -224,9 +224,7 @@ class DepthwiseConvKernel final : public PreparedKernel {
     const bool split = g.layout == Layout::channels_first && g.stride[2] == 2;
     return split ? g.big_size[0] * g.big_size[1] * 2 * split_pitch(g) : 0;
   }
-  static std::size_t split_slot_bytes(const Geometry& g) {
-    return thread_slot_bytes(static_cast<std::size_t>(split_floats(g)) * sizeof(float));
-  }
+  static std::size_t split_bytes(const Geometry& g) { return static_cast<std::size_t>(split_floats(g)) * sizeof(float); }
 
   // One (sample, channel) plane, in tiles of kTileRows output rows x kTileVectors
   // vectors of columns: each output's sum is one chain of dependent FMAs, so a

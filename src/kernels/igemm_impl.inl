@@ -18,7 +18,7 @@ class IgemmKernel final : public PreparedKernel {
       : pp_(pack(g, weight, bias, Isa::kLanes, Isa::kMaxNv)), rows_(Isa::rows_for(pp_.nv)) {}
 
   std::size_t workspace_bytes(const Geometry&, int threads) const override {
-    return static_cast<std::size_t>(threads) * thread_slot_bytes(table_entries() * sizeof(void*));
+    return per_thread_workspace_bytes(table_entries() * sizeof(void*), threads);
   }
 
   void run(const Geometry& g, const void* src_v, void* dst_v, void* workspace, int threads) const override {
@@ -35,8 +35,7 @@ class IgemmKernel final : public PreparedKernel {
       const PhaseRun& pr = phase_runs[p];
       const std::int64_t local = it - first_item[p];
       const std::int64_t group = local / pr.items_per_group, first_tile = local % pr.items_per_group * per_item;
-      auto** table = reinterpret_cast<const float**>(static_cast<std::byte*>(workspace) +
-                                                     omp_get_thread_num() * thread_slot_bytes(table_entries() * sizeof(void*)));
+      auto** table = thread_slot<const float*>(workspace, table_entries() * sizeof(void*), omp_get_thread_num());
       for (std::int64_t tile = first_tile; tile < std::min(pr.tiles, first_tile + per_item); ++tile) {
         run_tile(g, p, pr, group, tile, src, dst, table);
       }

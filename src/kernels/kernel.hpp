@@ -45,6 +45,15 @@ constexpr std::size_t thread_slot_bytes(std::size_t bytes) {
   return bytes == 0 ? 0 : (bytes + kPage - 1) / kPage * kPage + kPage;
 }
 
+// The workspace for `threads` slots of `bytes` each, and thread `thread`'s slot in it.
+constexpr std::size_t per_thread_workspace_bytes(std::size_t bytes, int threads) {
+  return static_cast<std::size_t>(threads) * thread_slot_bytes(bytes);
+}
+template <class T>
+T* thread_slot(void* workspace, std::size_t bytes, int thread) {
+  return reinterpret_cast<T*>(static_cast<std::byte*>(workspace) + static_cast<std::size_t>(thread) * thread_slot_bytes(bytes));
+}
+
 // Families that plan per stride phase and kernel tap refuse problems whose plan
 // takes more steps (phases times kernel extent) than this: huge strides would
 // cost time and memory out of all proportion to the arithmetic.

@@ -28,7 +28,7 @@ class PhaseGemmKernel final : public PreparedKernel {
   }
 
   std::size_t workspace_bytes(const Geometry& g, int threads) const override {
-    return static_cast<std::size_t>(threads) * thread_slot_bytes(scratch_bytes(blocking(g, threads)));
+    return per_thread_workspace_bytes(scratch_bytes(blocking(g, threads)), threads);
   }
 
   // Work items are (group, block of grid columns); each runs every phase of its
@@ -39,11 +39,11 @@ class PhaseGemmKernel final : public PreparedKernel {
     const Blocking b = blocking(g, threads);
     const std::int64_t block = b.sub_panels * nr(b.nv);
     const std::int64_t blocks = (b.columns + block - 1) / block;
-    const std::size_t per_thread = thread_slot_bytes(scratch_bytes(b));
+    const std::size_t per_thread = scratch_bytes(b);
     const std::int64_t count = pp_.groups * blocks * b.m_chunks;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
     for (std::int64_t it = 0; it < count; ++it) {
-      const Scratch scratch = carve(static_cast<std::byte*>(workspace) + omp_get_thread_num() * per_thread, b);
+      const Scratch scratch = carve(thread_slot<std::byte>(workspace, per_thread, omp_get_thread_num()), b);
       const std::int64_t chunk = it % b.m_chunks, column_block = (it / b.m_chunks) % blocks;
       const std::int64_t first = column_block * block;
       const WorkItem item{it / (b.m_chunks * blocks), first, std::min(block, b.columns - first), chunk, b.m_chunks,

@@ -134,19 +134,18 @@ class RowDotKernel final : public PreparedKernel {
   }
 
   std::size_t workspace_bytes(const Geometry& g, int threads) const override {
-    return static_cast<std::size_t>(threads) *
-           thread_slot_bytes(static_cast<std::size_t>(partial_floats(g, blocking(g, threads))) * sizeof(float));
+    return per_thread_workspace_bytes(static_cast<std::size_t>(partial_floats(g, blocking(g, threads))) * sizeof(float),
+                                      threads);
   }
 
   void run(const Geometry& g, const void* src_v, void* dst_v, void* workspace, int threads) const override {
     const auto* src = static_cast<const float*>(src_v);
     auto* dst = static_cast<float*>(dst_v);
     const Blocking b = blocking(g, threads);
-    const std::size_t per_thread = thread_slot_bytes(static_cast<std::size_t>(partial_floats(g, b)) * sizeof(float));
+    const std::size_t per_thread = static_cast<std::size_t>(partial_floats(g, b)) * sizeof(float);
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
     for (std::int64_t item = 0; item < b.items; ++item) {
-      run_item(g, b, item, src, dst,
-               reinterpret_cast<float*>(static_cast<std::byte*>(workspace) + omp_get_thread_num() * per_thread));
+      run_item(g, b, item, src, dst, thread_slot<float>(workspace, per_thread, omp_get_thread_num()));
     }
   }
 

@@ -96,7 +96,7 @@ class ScatterGemmKernel final : public PreparedKernel {
   }
 
   std::size_t workspace_bytes(const Geometry&, int threads) const override {
-    return static_cast<std::size_t>(threads) * thread_slot_bytes(scratch_floats() * sizeof(float));
+    return per_thread_workspace_bytes(scratch_floats() * sizeof(float), threads);
   }
 
   void run(const Geometry& g, const void* src_v, void* dst_v, void* workspace, int threads) const override {
@@ -110,9 +110,7 @@ class ScatterGemmKernel final : public PreparedKernel {
     const std::int64_t items = per_sample * bands;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
     for (std::int64_t item = 0; item < items; ++item) {
-      auto* scratch = reinterpret_cast<float*>(static_cast<std::byte*>(workspace) +
-                                               static_cast<std::size_t>(omp_get_thread_num()) *
-                                                   thread_slot_bytes(scratch_floats() * sizeof(float)));
+      float* scratch = thread_slot<float>(workspace, scratch_floats() * sizeof(float), omp_get_thread_num());
       run_band(g, src, dst, item / bands, item % bands * band, std::min(out_rows, (item % bands + 1) * band), scratch);
     }
   }
