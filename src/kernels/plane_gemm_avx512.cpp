@@ -18,18 +18,20 @@
 // (0 <= b_e < s), that is position j + a_e of the input's phase plane b_e,
 //     split[c, b, u] = src[c, s*u + b]    (u < ceil((size - b) / s), per dimension),
 // so when the output rows are short the run first splits the input into its
-// s^dims phase planes (a workspace the size of the input,
-// [N][phase][C][depth][rows][columns], every plane the size of phase 0's) and
-// then runs the stride-1 computation over them with vectors running across
-// row ends: tap e reads plane b_e at shift a_e, masked outside that plane's
-// own extent. Phase outside channel: a tap then walks the channels of one
-// phase, a contiguous block that the kernel's other taps of the same phase
-// read again. When the output rows fill whole vectors (x stride 1 or 2) the
-// vectors stay within rows and read the input directly instead: lane l of a
-// tap's vector is input column x_stride * (j0 + l) + o_e, two masked loads
-// and a permute for stride 2 (measured as fast as one load on a Zen 5, where
-// the split cost vnet's 3-D k2s2 layer a fifth of its time). Either way the
-// taps and their order are unchanged, so are the bits.
+// s^dims phase planes ([N][phase][C][depth][rows][columns], every plane phase
+// 0's size and zero margins as wide as the taps reach past it, in x one margin
+// between a row's end and the next row's start) and then runs the stride-1
+// computation over them: tap e reads plane b_e at shift a_e, the margins'
+// zeros standing in for the input outside, so no load needs a mask (on a Zen
+// 4 a masked load costs FMA issue slots: dcgan_64_3 as a convolution, 1
+// thread, 0.542 -> 0.515 ms). Phase outside channel: a tap then walks the
+// channels of one phase, a contiguous block that the kernel's other taps of
+// the same phase read again. When the output rows fill whole vectors (x
+// stride 1 or 2) the vectors stay within rows and read the input directly
+// instead: lane l of a tap's vector is input column x_stride * (j0 + l) + o_e,
+// two masked loads and a permute for stride 2 (measured as fast as one load
+// on a Zen 5, where the split cost vnet's 3-D k2s2 layer a fifth of its time).
+// Either way the taps and their order are unchanged, so are the bits.
 // Positions. A phase plane's positions (jy, j) are numbered q = jy * pitch + j
 // and cut into vectors of 16. The pitch is the input's row length when the
 // phase rows are no longer: then a tap's input for position q is the input
@@ -63,6 +65,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -133,10 +136,18 @@ struct TileOutput {
 // bias in the output, on their own or interleaved with the tile's even phase.
 enum class Epilogue { to_tile, store, interleave_with_tile };
 
+// Rounded towards minus and plus infinity, for b > 0.
+std::int64_t floor_div(std::int64_t a, std::int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return -floor_div(-a, b); }
+
 TCONV_TARGET_AVX512_BEGIN
 
 using Isa = simd::Avx512;
 using V = Isa::V;
+
+// Every element of a vector's load, for a step of 1 and 2.
+template <int kStep>
+constexpr std::uint32_t kAllLanes = kStep == 1 ? 0xffffu : 0xffffffffu;
 
 // kStep: the source elements of neighbouring lanes are 1 or 2 apart. For 2,
 // masks[] holds the elements to read, the first 16 in its low half.
@@ -154,36 +165,49 @@ void micro_kernel(std::int64_t n_taps, std::int64_t channels, std::int64_t plane
   for (std::int64_t e = 0; e < n_taps; ++e) {
     const float* from[P];
     __mmask16 lanes[P], upper[P];
-    std::uint32_t any_lane = 0;
+    std::uint32_t any_lane = 0, all_lanes = kAllLanes<kStep>;
     TCONV_UNROLL_TILE
     for (int p = 0; p < P; ++p) {
       from[p] = at[p] + shift[e];
       lanes[p] = static_cast<__mmask16>(masks[e * kTileVectors + p]);
       upper[p] = static_cast<__mmask16>(masks[e * kTileVectors + p] >> kLanes);
       any_lane |= masks[e * kTileVectors + p];
+      all_lanes &= masks[e * kTileVectors + p];
     }
     if (any_lane == 0 && skip_empty_taps) {
       w += channels * kTileChannels;
       continue;
     }
-    for (std::int64_t c = 0, offset = 0; c < channels; ++c, offset += plane) {
-      V v[P];
-      TCONV_UNROLL_TILE
-      for (int p = 0; p < P; ++p) {
-        if constexpr (kStep == 1) {
-          v[p] = _mm512_maskz_loadu_ps(lanes[p], from[p] + offset);
-        } else {
-          v[p] = _mm512_permutex2var_ps(_mm512_maskz_loadu_ps(lanes[p], from[p] + offset), even_elements,
-                                        _mm512_maskz_loadu_ps(upper[p], from[p] + offset + kLanes));
-        }
-      }
-      TCONV_UNROLL_TILE
-      for (int m = 0; m < kTileChannels; ++m) {
-        const V weight = Isa::broadcast(w + m);
+    const auto channel_loop = [&](auto masked) {
+      for (std::int64_t c = 0, offset = 0; c < channels; ++c, offset += plane) {
+        V v[P];
         TCONV_UNROLL_TILE
-        for (int p = 0; p < P; ++p) acc[m][p] = Isa::fmadd(v[p], weight, acc[m][p]);
+        for (int p = 0; p < P; ++p) {
+          if constexpr (kStep == 1) {
+            v[p] = masked ? _mm512_maskz_loadu_ps(lanes[p], from[p] + offset) : _mm512_loadu_ps(from[p] + offset);
+          } else if (masked) {
+            v[p] = _mm512_permutex2var_ps(_mm512_maskz_loadu_ps(lanes[p], from[p] + offset), even_elements,
+                                          _mm512_maskz_loadu_ps(upper[p], from[p] + offset + kLanes));
+          } else {
+            v[p] = _mm512_permutex2var_ps(_mm512_loadu_ps(from[p] + offset), even_elements,
+                                          _mm512_loadu_ps(from[p] + offset + kLanes));
+          }
+        }
+        TCONV_UNROLL_TILE
+        for (int m = 0; m < kTileChannels; ++m) {
+          const V weight = Isa::broadcast(w + m);
+          TCONV_UNROLL_TILE
+          for (int p = 0; p < P; ++p) acc[m][p] = Isa::fmadd(v[p], weight, acc[m][p]);
+        }
+        w += kTileChannels;
       }
-      w += kTileChannels;
+    };
+    // Plain loads where every lane reads: the split planes' taps, and the
+    // input's inside its borders.
+    if (all_lanes == kAllLanes<kStep>) {
+      channel_loop(std::false_type{});
+    } else {
+      channel_loop(std::true_type{});
     }
   }
   if constexpr (kEpilogue == Epilogue::to_tile) {
@@ -345,7 +369,9 @@ class PlaneGemmKernel final : public PreparedKernel {
 
   std::size_t workspace_bytes(const Geometry& g, int threads) const override {
     if (detours(g)) return detour().workspace_bytes(g, threads);
-    return splits(g) ? static_cast<std::size_t>(g.batch * source_of(g).sample_stride) * sizeof(float) : 0;
+    if (!splits(g)) return 0;
+    const Source source = source_of(g);
+    return static_cast<std::size_t>(g.batch * source.sample_stride + overrun(source)) * sizeof(float);
   }
 
   std::string strategy(const Geometry& g, int) const override {
@@ -369,6 +395,7 @@ class PlaneGemmKernel final : public PreparedKernel {
     const auto* src = static_cast<const float*>(src_v);
     auto* split = static_cast<float*>(workspace);
     const std::int64_t planes = g.batch * g.input_channels();
+    if (plan.source.split) std::fill_n(split + g.batch * plan.source.sample_stride, overrun(plan.source), 0.0f);
 #pragma omp parallel num_threads(threads)
     {
       // Every thread takes the same branch, so the loops share out their work.
@@ -403,6 +430,8 @@ class PlaneGemmKernel final : public PreparedKernel {
     bool split = false;               // the phase planes
     Dims step{1, 1, 1};               // source positions between neighbouring phase positions
     Dims size;                        // positions per dimension of a plane (phase 0's when split)
+    Dims margin{};                    // zeros before position 0 per dimension (split planes only)
+    Dims extent;                      // positions per dimension as laid out: size and margins
     std::int64_t channel_stride = 0;  // floats from one channel's plane to the next's
     std::int64_t phase_stride = 0;    // from one phase's channels to the next's
     std::int64_t sample_stride = 0;   // from one sample to the next
@@ -432,7 +461,6 @@ class PlaneGemmKernel final : public PreparedKernel {
   // multiply the zeros of masked lanes; igemm leaves those taps out).
   double inside_share(const Geometry& g) const {
     const Dims& in = g.input_size();
-    const auto ceil_div = [](std::int64_t a, std::int64_t b) { return a >= 0 ? (a + b - 1) / b : -(-a / b); };
     double inside = 0, all = 0;
     for (const auto& p : phases_) {
       const auto axes = phase_gemm::axes_of(g, p.residue);
@@ -515,26 +543,50 @@ class PlaneGemmKernel final : public PreparedKernel {
       source.size[d] = (in[d] + parts[d] - 1) / parts[d];
       phases *= parts[d];
     }
-    source.channel_stride = source.size[0] * source.size[1] * source.size[2];
+    source.extent = source.size;
+    if (source.split) {
+      // Margins wide enough for every tap's reads at every output position:
+      // positions j + a for j < out, a = floor(o / s) of each tap offset o.
+      // In x the zeros after a row are those before the next one, so a row
+      // takes the wider of its two margins once.
+      const Dims& out = g.output_size();
+      Dims before{}, after{};
+      for (const auto& o : phases_[0].offset) {
+        for (int d = 0; d < kMaxSpatial; ++d) {
+          const std::int64_t a = floor_div(o[d], split_[d]);
+          before[d] = std::max(before[d], -a);
+          after[d] = std::max(after[d], out[d] - 1 + a - (source.size[d] - 1));
+        }
+      }
+      for (int d = 0; d < kMaxSpatial; ++d) {
+        source.margin[d] = before[d];
+        source.extent[d] = source.size[d] + (d + 1 == kMaxSpatial ? std::max(before[d], after[d]) : before[d] + after[d]);
+      }
+    }
+    source.channel_stride = source.extent[0] * source.extent[1] * source.extent[2];
     source.phase_stride = g.input_channels() * source.channel_stride;
     source.sample_stride = phases * source.phase_stride;
     return source;
   }
 
+  // Floats past the last phase plane that lanes past the output's positions
+  // (never stored) may read: a vector that runs on across a flat row end or
+  // past the plane's last row, and the widest tap shift past a row.
+  static std::int64_t overrun(const Source& source) { return 2 * source.extent[2] + 2 * kLanes; }
+
   // Where tap offset o (input positions) reads in the source.
   TapSource tap_source(const Geometry& g, const Source& source, const std::array<std::int64_t, kMaxSpatial>& o) const {
     const Dims& in = g.input_size();
-    const auto ceil_div = [](std::int64_t a, std::int64_t b) { return a >= 0 ? (a + b - 1) / b : -(-a / b); };
     TapSource tap{};
     Dims shift{};
     std::int64_t phase = 0;
     for (int d = 0; d < kMaxSpatial; ++d) {
       if (source.split) {
-        // Source position j + a of phase plane b, which has ceil((in - b) / s) positions.
-        const std::int64_t s = split_[d], a = -ceil_div(-o[d], s), b = o[d] - a * s;
+        // Source position j + a of phase plane b, inside its margins at every output position.
+        const std::int64_t s = split_[d], a = floor_div(o[d], s), b = o[d] - a * s;
         shift[d] = a;
-        tap.lo[d] = -a;
-        tap.hi[d] = ceil_div(in[d] - b, s) - a;
+        tap.lo[d] = std::numeric_limits<std::int64_t>::min();
+        tap.hi[d] = std::numeric_limits<std::int64_t>::max();
         phase = phase * s + b;
       } else {
         // Input position step * j + o.
@@ -544,36 +596,50 @@ class PlaneGemmKernel final : public PreparedKernel {
         tap.hi[d] = ceil_div(in[d] - o[d], s);
       }
     }
-    const Dims& n = source.size;
+    const Dims& n = source.extent;
     tap.shift = phase * source.phase_stride + (shift[0] * n[1] + shift[1]) * n[2] + shift[2];
     return tap;
   }
 
   // One input channel's plane `from` into its phase planes, the first at `to`
-  // (planes of the source's size, phase_stride apart; positions past a
-  // phase's own extent are left unwritten, never read).
+  // (planes of the source's extent, phase_stride apart), every element of
+  // each written once: the input's, or a zero in the margins and past a
+  // phase's own extent.
   void split_plane(const Geometry& g, const Source& source, const float* from, float* to) const {
     const Dims& in = g.input_size();
-    const Dims& n = source.size;
+    const Dims& e = source.extent;
+    const Dims& m = source.margin;
     const std::int64_t sx = split_[2];
-    for (std::int64_t z = 0; z < in[0]; ++z)
-      for (std::int64_t y = 0; y < in[1]; ++y) {
-        // Input row (z, y) is row (z / sz, y / sy) of the phases (z mod sz, y mod sy, bx) for every bx.
-        const float* row = from + (z * in[1] + y) * in[2];
-        float* into = to + (z % split_[0] * split_[1] + y % split_[1]) * sx * source.phase_stride +
-                      (z / split_[0] * n[1] + y / split_[1]) * n[2];
-        if (sx == 2) {
-          Isa::split_row(row, in[2], into, into + source.phase_stride);
-          continue;
-        }
-        for (std::int64_t bx = 0; bx < sx; ++bx) {
-          const std::int64_t columns = (in[2] - bx + sx - 1) / sx;
-          for (std::int64_t u = 0; u < columns; u += kLanes) {
-            const V v = Isa::load_strided(Isa::strided_lanes(0, columns - u, sx), row + bx + u * sx);
-            Isa::masked_store(into + bx * source.phase_stride + u, Isa::first_lanes(columns - u), v);
+    for (std::int64_t bz = 0; bz < split_[0]; ++bz)
+      for (std::int64_t by = 0; by < split_[1]; ++by)
+        for (std::int64_t uz = 0; uz < e[0]; ++uz)
+          for (std::int64_t uy = 0; uy < e[1]; ++uy) {
+            // Row (uz, uy) of the phases (bz, by, bx) for every bx is input row (z, y).
+            const std::int64_t z = (uz - m[0]) * split_[0] + bz, y = (uy - m[1]) * split_[1] + by;
+            float* into = to + (bz * split_[1] + by) * sx * source.phase_stride + (uz * e[1] + uy) * e[2];
+            if (uz < m[0] || uy < m[1] || z >= in[0] || y >= in[1]) {
+              for (std::int64_t bx = 0; bx < sx; ++bx) std::fill_n(into + bx * source.phase_stride, e[2], 0.0f);
+              continue;
+            }
+            for (std::int64_t bx = 0; bx < sx; ++bx) {
+              const std::int64_t columns = (in[2] - bx + sx - 1) / sx;
+              float* phase_row = into + bx * source.phase_stride;
+              for (std::int64_t j = 0; j < m[2]; ++j) phase_row[j] = 0.0f;
+              for (std::int64_t j = m[2] + columns; j < e[2]; ++j) phase_row[j] = 0.0f;
+            }
+            const float* row = from + (z * in[1] + y) * in[2];
+            if (sx == 2) {
+              Isa::split_row(row, in[2], into + m[2], into + source.phase_stride + m[2]);
+              continue;
+            }
+            for (std::int64_t bx = 0; bx < sx; ++bx) {
+              const std::int64_t columns = (in[2] - bx + sx - 1) / sx;
+              for (std::int64_t u = 0; u < columns; u += kLanes) {
+                const V v = Isa::load_strided(Isa::strided_lanes(0, columns - u, sx), row + bx + u * sx);
+                Isa::masked_store(into + bx * source.phase_stride + m[2] + u, Isa::first_lanes(columns - u), v);
+              }
+            }
           }
-        }
-      }
   }
 
   std::int64_t k_of(const PhaseTaps& p) const { return static_cast<std::int64_t>(p.tap.size()) * cin_; }
@@ -586,7 +652,7 @@ class PlaneGemmKernel final : public PreparedKernel {
   Plan vector_layout(const Geometry& g) const {
     Plan plan;
     plan.source = source_of(g);
-    const Dims& in = plan.source.size;
+    const Dims& in = plan.source.extent;
     // x residue 0 has the most columns.
     const std::int64_t columns = phase_gemm::axes_of(g, phases_[0].residue)[2].out_count;
     const std::int64_t rounded = (columns + kLanes - 1) / kLanes * kLanes;
@@ -633,7 +699,8 @@ class PlaneGemmKernel final : public PreparedKernel {
     const Item& item = plan.items[static_cast<std::size_t>(it % static_cast<std::int64_t>(plan.items.size()))];
     const std::int64_t grp = it / static_cast<std::int64_t>(plan.items.size());
     const PhaseTaps* members = &phases_[static_cast<std::size_t>(item.row_phase * x_members_)];
-    const Dims& in = plan.source.size;
+    const Dims& in = plan.source.extent;
+    const Dims& margin = plan.source.margin;
     const Dims& out = g.output_size();
     const auto axes = phase_gemm::axes_of(g, members[0].residue);
     const std::int64_t depth = axes[0].out_count, rows = axes[1].out_count;
@@ -653,9 +720,11 @@ class PlaneGemmKernel final : public PreparedKernel {
         shift[static_cast<std::size_t>(q)].push_back(taps[static_cast<std::size_t>(q)].back().shift);
       }
     }
+    // Phase planes hold zeros in their margins: every lane of every tap reads
+    // inside, in place or past the output's positions (lanes never stored).
     std::array<std::vector<std::uint32_t>, 2> masks;
     for (std::int64_t q = 0; q < x_members_; ++q) {
-      masks[static_cast<std::size_t>(q)].resize(members[q].tap.size() * kTileVectors);
+      masks[static_cast<std::size_t>(q)].assign(members[q].tap.size() * kTileVectors, plan.source.split ? kAllLanes<1> : 0);
     }
     // With a pitch of whole vectors (always unless flat), a vector is the
     // columns [16 k, 16 k + 16) of one phase row (never past the last row), and
@@ -699,10 +768,12 @@ class PlaneGemmKernel final : public PreparedKernel {
         const std::int64_t jy0 = q0 / plan.pitch, j0 = q0 % plan.pitch;
         const Dims& step = plan.source.step;
         at[static_cast<std::size_t>(p)] = src + n * plan.source.sample_stride + grp * cin_ * in_plane +
-                                          (step[0] * jz * in[1] + step[1] * jy0) * in[2] + step[2] * j0;
+                                          ((step[0] * jz + margin[0]) * in[1] + step[1] * jy0 + margin[1]) * in[2] +
+                                          step[2] * j0 + margin[2];
         for (std::int64_t q = 0; q < x_members_; ++q) {
           const PhaseTaps& member = members[q];
           const std::int64_t columns = columns_of[static_cast<std::size_t>(q)];
+          if (plan.source.split) continue;
           if (whole_vectors) {
             const std::int64_t row = jy0, k = j0 / kLanes;
             for (std::size_t e = 0; e < member.tap.size(); ++e) {

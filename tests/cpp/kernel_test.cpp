@@ -222,6 +222,36 @@ TEST(Implementations, MatchTheOracleOnStridedConvolutionsReadInPlace) {
   });
 }
 
+// Strided convolutions (stride 2 or 3 in some dimension, every rank, rows of
+// 1 to 40 input positions, batch up to 3) that plane_gemm splits into phase
+// planes with zero margins and then reads without masks: tap offsets on both
+// sides of zero, dilation, asymmetric padding, phases of unequal extents,
+// partial blocks of 8 output channels; the same bits on 1 and 3 threads.
+TEST(Implementations, MatchTheOracleOnConvolutionsSplitIntoPhasePlanes) {
+  testing::ThreadCountGuard guard;
+  CaseLimits strided = plane_gemm_limits();
+  strided.kind = ConvKind::conv;
+  strided.max_batch = 3;
+  const auto names = available_implementations();
+  const bool runs_here = std::find(names.begin(), names.end(), "plane_gemm_avx512") != names.end();
+  int split = 0;
+  sweep_for_family("split", "plane_gemm_avx512", strided, 59, 50, [&](Case& c, const Pick& pick) {
+    const std::size_t x = c.size.size() - 1;
+    c.size[x] = pick(1, 40);
+    const std::size_t d = static_cast<std::size_t>(pick(0, static_cast<std::int64_t>(x)));
+    c.stride[d] = pick(2, 3);
+    if (!c.valid()) return false;
+    if (runs_here) {
+      std::mt19937_64 rng(static_cast<std::uint64_t>(pick(0, 1 << 30)));
+      const auto plane = forced("plane_gemm_avx512", c, random_operands(c, rng));
+      if (plane && plane->plan(c.input_shape()).strategy == "input split into its stride phases") ++split;
+    }
+    return true;
+  });
+  std::cout << split << " cases split into phase planes\n";
+  if (runs_here) EXPECT_GE(split, 30);
+}
+
 // Convolutions and transposed convolutions of x stride 3 to 5 with 16 or 32
 // output channels per group (1 or 2 groups), for the channels-last detour:
 // rows of 1 to 40 input positions, every rank, batch up to 3, dilation and
