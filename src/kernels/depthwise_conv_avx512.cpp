@@ -104,9 +104,10 @@ void run_band_plane(const BandPlane& p) {
     }
     for (std::int64_t oy0 = 0; oy0 < out_rows; oy0 += kBandRows) {
       const std::int64_t iy0 = oy0 * kStrideY - g.pad_begin[1];  // the input row of ty = 0 for output row oy0
-      std::uint32_t inside = 0;  // bit i: input row iy0 + i lies in the input
-      for (int i = 0; i < kInputRows; ++i)
-        if (iy0 + i >= 0 && iy0 + i < in_rows) inside |= 1u << i;
+      // Bit i: input row iy0 + i lies in the input.
+      const std::int64_t first_inside = std::clamp<std::int64_t>(-iy0, 0, kInputRows);
+      const std::int64_t end_inside = std::clamp<std::int64_t>(in_rows - iy0, first_inside, kInputRows);
+      const std::uint32_t inside = ((1u << end_inside) - 1) & ~((1u << first_inside) - 1);
       const bool all_inside = inside == (1u << kInputRows) - 1;
       for (std::int64_t j0 = 0; j0 < out_columns; j0 += kTileVectors * kLanes) {
         const std::int64_t chunk = j0 / (kTileVectors * kLanes);
@@ -118,13 +119,13 @@ void run_band_plane(const BandPlane& p) {
         }
         // One walk over the tile's input rows for one x tap and z tap. row0: where input row iy0 is read
         // (below 0 when iy0 is: only rows inside are read).
-        const auto walk = [&](const float* w, std::int64_t row0, const __mmask16 (&lanes)[kTileVectors]) {
+        const auto walk = [&](const float* w, std::int64_t row0, const __mmask16 (&lanes)[kTileVectors], auto every_row_inside) {
           __m512 weight[kKernelY];
           TCONV_UNROLL_TILE
           for (int ty = 0; ty < kKernelY; ++ty) weight[ty] = _mm512_set1_ps(w[ty * kx]);
           TCONV_UNROLL_TILE
           for (int i = 0; i < kInputRows; ++i) {
-            if (all_inside || (inside >> i & 1)) {
+            if (every_row_inside || (inside >> i & 1)) {
               __m512 x[kTileVectors];
               TCONV_UNROLL_TILE
               for (int v = 0; v < kTileVectors; ++v) x[v] = _mm512_maskz_loadu_ps(lanes[v], in + (row0 + i * pitch + v * kLanes));
@@ -150,7 +151,11 @@ void run_band_plane(const BandPlane& p) {
           for (std::int64_t z = 0; z < z_count; ++z) {
             const std::int64_t row0 = (z_rows[z] + iy0) * pitch + column_at[(chunk * kx + tx) * kTileVectors];
             const float* w = p.weight + z_taps[z] * kKernelY * kx + tx;
-            walk(w, row0, lanes);
+            if (all_inside) {
+              walk(w, row0, lanes, std::true_type{});
+            } else {
+              walk(w, row0, lanes, std::false_type{});
+            }
           }
         }
         float* out = p.out + (oz * out_rows + oy0) * out_columns + j0;
