@@ -149,6 +149,54 @@ using V = Isa::V;
 template <int kStep>
 constexpr std::uint32_t kAllLanes = kStep == 1 ? 0xffffu : 0xffffffffu;
 
+// How a micro-kernel leaves its accumulators (kEpilogue).
+template <int P, Epilogue kEpilogue>
+[[gnu::always_inline]] inline void finish_tile(const V (&acc)[kTileChannels][P], float* tile, const TileOutput& out) {
+  if constexpr (kEpilogue == Epilogue::to_tile) {
+    TCONV_UNROLL_TILE
+    for (int m = 0; m < kTileChannels; ++m) {
+      TCONV_UNROLL_TILE
+      for (int p = 0; p < P; ++p) Isa::store(tile + (m * kTileVectors + p) * kLanes, acc[m][p]);
+    }
+    return;
+  }
+  // Locals, not loads through `out`: the compiler cannot tell that the stores
+  // leave it alone and reloaded its fields after every store (unet's k2s2
+  // layer, transposed: 2.765 -> 2.583 ms on 1 thread, 8 alternating rounds on a
+  // Zen 4; the same on 2, where writing its 4 MB output sets the pace).
+  float* const dst = out.dst;
+  const std::int64_t out_plane = out.out_plane;
+  const int stored_channels = out.channels;
+  const float* const bias_of = out.bias;
+  const Placement* where[P];
+  int placed[P];
+  TCONV_UNROLL_TILE
+  for (int p = 0; p < P; ++p) {
+    where[p] = out.placements[p].data();
+    placed[p] = out.placed[p];
+  }
+  TCONV_UNROLL_TILE
+  for (int m = 0; m < kTileChannels; ++m) {
+    if (m >= stored_channels) break;
+    const V bias = Isa::set1(bias_of[m]);
+    float* channel = dst + m * out_plane;
+    TCONV_UNROLL_TILE
+    for (int p = 0; p < P; ++p) {
+      const V result = Isa::add(acc[m][p], bias);
+      if constexpr (kEpilogue == Epilogue::store) {
+        for (int i = 0; i < placed[p]; ++i) Isa::masked_store(channel + where[p][i].at, where[p][i].elements, result);
+      } else {
+        V low, high;
+        Isa::interleave(Isa::add(Isa::load(tile + (m * kTileVectors + p) * kLanes), bias), result, low, high);
+        for (int i = 0; i < placed[p]; ++i) {
+          Isa::masked_store(channel + where[p][i].at, where[p][i].elements & 0xffffu, low);
+          Isa::masked_store(channel + where[p][i].at + kLanes, where[p][i].elements >> 16, high);
+        }
+      }
+    }
+  }
+}
+
 // kStep: the source elements of neighbouring lanes are 1 or 2 apart. For 2,
 // masks[] holds the elements to read, the first 16 in its low half.
 template <int P, int kStep, Epilogue kEpilogue>
@@ -210,50 +258,42 @@ void micro_kernel(std::int64_t n_taps, std::int64_t channels, std::int64_t plane
       channel_loop(std::true_type{});
     }
   }
-  if constexpr (kEpilogue == Epilogue::to_tile) {
-    TCONV_UNROLL_TILE
-    for (int m = 0; m < kTileChannels; ++m) {
-      TCONV_UNROLL_TILE
-      for (int p = 0; p < P; ++p) Isa::store(tile + (m * kTileVectors + p) * kLanes, acc[m][p]);
-    }
-    return;
-  }
-  // Locals, not loads through `out`: the compiler cannot tell that the stores
-  // leave it alone and reloaded its fields after every store (unet's k2s2
-  // layer, transposed: 2.765 -> 2.583 ms on 1 thread, 8 alternating rounds on a
-  // Zen 4; the same on 2, where writing its 4 MB output sets the pace).
-  float* const dst = out.dst;
-  const std::int64_t out_plane = out.out_plane;
-  const int stored_channels = out.channels;
-  const float* const bias_of = out.bias;
-  const Placement* where[P];
-  int placed[P];
-  TCONV_UNROLL_TILE
-  for (int p = 0; p < P; ++p) {
-    where[p] = out.placements[p].data();
-    placed[p] = out.placed[p];
-  }
+  finish_tile<P, kEpilogue>(acc, tile, out);
+}
+
+// The same sums over a split convolution's phase planes, whose margins hold
+// every zero a tap reads: no masks, and the K = taps x channels products one
+// run over their source offsets (offsets[k] for k = e*C + c, from a lane's
+// source element for a zero offset), so that few channels per tap (dcgan_64_3
+// as a convolution: 3) do not pay a tap's set-up every 3 steps.
+template <int P>
+void split_kernel(std::int64_t k_count, const std::int64_t* offsets, const float* const* at, const float* w,
+                  const TileOutput& out) {
+  V acc[kTileChannels][P];
   TCONV_UNROLL_TILE
   for (int m = 0; m < kTileChannels; ++m) {
-    if (m >= stored_channels) break;
-    const V bias = Isa::set1(bias_of[m]);
-    float* channel = dst + m * out_plane;
     TCONV_UNROLL_TILE
-    for (int p = 0; p < P; ++p) {
-      const V result = Isa::add(acc[m][p], bias);
-      if constexpr (kEpilogue == Epilogue::store) {
-        for (int i = 0; i < placed[p]; ++i) Isa::masked_store(channel + where[p][i].at, where[p][i].elements, result);
-      } else {
-        V low, high;
-        Isa::interleave(Isa::add(Isa::load(tile + (m * kTileVectors + p) * kLanes), bias), result, low, high);
-        for (int i = 0; i < placed[p]; ++i) {
-          Isa::masked_store(channel + where[p][i].at, where[p][i].elements & 0xffffu, low);
-          Isa::masked_store(channel + where[p][i].at + kLanes, where[p][i].elements >> 16, high);
-        }
-      }
+    for (int p = 0; p < P; ++p) acc[m][p] = Isa::zero();
+  }
+  const float* from[P];
+  TCONV_UNROLL_TILE
+  for (int p = 0; p < P; ++p) from[p] = at[p];
+  for (std::int64_t k = 0; k < k_count; ++k, w += kTileChannels) {
+    V v[P];
+    TCONV_UNROLL_TILE
+    for (int p = 0; p < P; ++p) v[p] = Isa::load(from[p] + offsets[k]);
+    TCONV_UNROLL_TILE
+    for (int m = 0; m < kTileChannels; ++m) {
+      const V weight = Isa::broadcast(w + m);
+      TCONV_UNROLL_TILE
+      for (int p = 0; p < P; ++p) acc[m][p] = Isa::fmadd(v[p], weight, acc[m][p]);
     }
   }
+  finish_tile<P, Epilogue::store>(acc, nullptr, out);
 }
+
+using SplitKernel = decltype(&split_kernel<1>);
+constexpr std::array<SplitKernel, kTileVectors> kSplitKernels{&split_kernel<1>, &split_kernel<2>, &split_kernel<3>};
 
 // The same sums for one vector of a strided convolution's x-stride-2 read and
 // B blocks of output channels at once (B * M accumulators): each even-element
@@ -721,10 +761,14 @@ class PlaneGemmKernel final : public PreparedKernel {
       }
     }
     // Phase planes hold zeros in their margins: every lane of every tap reads
-    // inside, in place or past the output's positions (lanes never stored).
+    // inside, in place or past the output's positions (lanes never stored),
+    // so split_kernel needs no masks, only each product's source offset.
     std::array<std::vector<std::uint32_t>, 2> masks;
-    for (std::int64_t q = 0; q < x_members_; ++q) {
-      masks[static_cast<std::size_t>(q)].assign(members[q].tap.size() * kTileVectors, plan.source.split ? kAllLanes<1> : 0);
+    for (std::int64_t q = 0; q < x_members_; ++q) masks[static_cast<std::size_t>(q)].resize(members[q].tap.size() * kTileVectors);
+    std::vector<std::int64_t> split_offsets;
+    if (plan.source.split) {
+      for (const std::int64_t tap_shift : shift[0])
+        for (std::int64_t c = 0; c < cin_; ++c) split_offsets.push_back(tap_shift + c * in_plane);
     }
     // With a pitch of whole vectors (always unless flat), a vector is the
     // columns [16 k, 16 k + 16) of one phase row (never past the last row), and
@@ -856,6 +900,11 @@ class PlaneGemmKernel final : public PreparedKernel {
         const TileOutput out{dst + m0 * out_plane, out_plane, bias_.data() + m0,
                              static_cast<int>(std::min<std::int64_t>(kTileChannels, cout_ - block * kTileChannels)),
                              placements.data(), placed.data()};
+        if (plan.source.split) {
+          kSplitKernels[static_cast<std::size_t>(count - 1)](static_cast<std::int64_t>(split_offsets.size()), split_offsets.data(),
+                                                              at.data(), packed_.data() + weights_of(members[0], grp, block), out);
+          continue;
+        }
         for (std::int64_t q = 0; q < x_members_; ++q) {
           const PhaseTaps& member = members[q];
           kernels[static_cast<std::size_t>(q)](static_cast<std::int64_t>(member.tap.size()), cin_, in_plane, at.data(),
