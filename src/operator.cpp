@@ -1,9 +1,11 @@
 // Operators: validate, choose a kernel family once, pack weights once, run.
 #include <omp.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstdlib>
+#include <limits>
 #include <optional>
 
 #include "kernels/kernel.hpp"
@@ -20,6 +22,17 @@ using detail::PreparedKernel;
 namespace {
 
 std::atomic<int> g_threads{0};  // 0: OpenMP's default
+
+// TCONV_POISON_WORKSPACE (set, not "0") fills every run's workspace with NaNs
+// before the kernel runs: a kernel that reads scratch it did not write then
+// gives NaNs, not whatever the memory held by chance (the tests set it).
+bool poison_workspace() {
+  static const bool on = [] {
+    const char* env = std::getenv("TCONV_POISON_WORKSPACE");
+    return env != nullptr && *env != '\0' && std::string(env) != "0";
+  }();
+  return on;
+}
 
 void check_same_dtype(const char* what, DType got, DType expected) {
   if (got != expected) {
@@ -190,6 +203,9 @@ void Operator::run(const TensorView& input, const MutableTensorView& output) con
   // 64-byte aligned scratch (Tensor storage); kernels initialize what they use.
   Tensor workspace = Tensor::uninitialized(
       DType::f32, {static_cast<std::int64_t>((workspace_bytes + sizeof(float) - 1) / sizeof(float))});
+  if (poison_workspace()) {
+    std::fill_n(static_cast<float*>(workspace.data()), workspace.numel(), std::numeric_limits<float>::quiet_NaN());
+  }
   state_->kernel->run(g, contiguous_input ? contiguous_input->data() : input.data,
                       contiguous_output ? contiguous_output->data() : output.mutable_data(), workspace.data(), threads);
   if (contiguous_output) copy(contiguous_output->view(), output);

@@ -21,6 +21,14 @@
 namespace tconv {
 namespace {
 
+// Every run's workspace starts as NaNs (src/operator.cpp), so that a kernel
+// which reads scratch it did not write fails here, not only when the memory
+// it got by chance held garbage. Set before main, so before the first run
+// reads it, for every test of this executable.
+const bool kWorkspacePoisoned = setenv("TCONV_POISON_WORKSPACE", "1", 1) == 0;
+
+TEST(Implementations, RunOnPoisonedWorkspaces) { EXPECT_TRUE(kWorkspacePoisoned); }
+
 using testing::Case;
 using testing::CaseLimits;
 using testing::bits_equal;
