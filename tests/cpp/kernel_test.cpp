@@ -761,6 +761,54 @@ TEST(Operator, WorkspaceStaysSmallNotAColumnBuffer) {
   }
 }
 
+TEST(Operator, SplitAndDetourWorkspacesDoNotGrowWithTheBatch) {
+  // plane_gemm's phase planes of a split convolution and the channels-last
+  // detour's copies are held a few samples at a time, not for the whole batch.
+  ConvParams split_params;
+  split_params.stride = 2;
+  split_params.padding = 1;
+  ConvParams detour_params;
+  detour_params.stride = 4;
+  const struct {
+    std::string family;
+    Shape weight, input;
+    ConvParams params;
+    std::size_t limit;  // bytes per thread
+  } cases[] = {{"plane_gemm_avx512", {64, 3, 4, 4}, {256, 3, 64, 64}, split_params, 1u << 20},
+               {"channels_last_igemm_avx512", {32, 64, 4, 4}, {64, 64, 64, 64}, detour_params, 3u << 20}};
+  for (const auto& c : cases) {
+    const Tensor w(DType::f32, c.weight);
+    const auto op = forced(c.family, ConvKind::conv, w.view(), nullptr, c.params);
+    if (!op) continue;
+    const Plan plan = op->plan(c.input);
+    EXPECT_LE(plan.workspace_bytes, static_cast<std::size_t>(plan.threads) * c.limit) << c.family << ": " << plan.strategy;
+  }
+}
+
+// A batch the channels-last detour takes in chunks (about 1 MB a sample, 3 samples).
+TEST(Implementations, MatchTheOracleOnADetourInChunks) {
+  Case c;
+  c.kind = ConvKind::conv;
+  c.batch = 3;
+  c.in_channels = 64;
+  c.out_channels = 32;
+  c.size = {64, 64};
+  c.kernel = {4, 4};
+  c.stride = {4, 4};
+  c.padding = {1, 0};
+  c.padding_end = {2, 0};
+  c.output_padding = {0, 0};
+  c.dilation = {1, 1};
+  c.bias = true;
+  std::mt19937_64 rng(61);
+  std::map<std::string, int> ran;
+  check_every_implementation(c, random_operands(c, rng), available_implementations(), ran);
+  const auto names = available_implementations();
+  if (std::find(names.begin(), names.end(), "channels_last_igemm_avx512") != names.end()) {
+    EXPECT_EQ(ran["channels_last_igemm_avx512"], 1);
+  }
+}
+
 TEST(Operator, WritesIntoAStridedCallerBufferAndLeavesTheRestAlone) {
   std::mt19937_64 rng(47);
   for (const std::string& name : available_implementations()) {
