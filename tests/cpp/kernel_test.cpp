@@ -787,19 +787,9 @@ TEST(Operator, SplitAndDetourWorkspacesDoNotGrowWithTheBatch) {
 
 // A batch the channels-last detour takes in chunks (about 1 MB a sample, 3 samples).
 TEST(Implementations, MatchTheOracleOnADetourInChunks) {
-  Case c;
-  c.kind = ConvKind::conv;
-  c.batch = 3;
-  c.in_channels = 64;
-  c.out_channels = 32;
-  c.size = {64, 64};
-  c.kernel = {4, 4};
-  c.stride = {4, 4};
-  c.padding = {1, 0};
-  c.padding_end = {2, 0};
-  c.output_padding = {0, 0};
-  c.dilation = {1, 1};
-  c.bias = true;
+  const Case c{.kind = ConvKind::conv, .batch = 3, .in_channels = 64, .out_channels = 32, .size = {64, 64},
+               .kernel = {4, 4}, .stride = {4, 4}, .padding = {1, 0}, .padding_end = {2, 0}, .output_padding = {0, 0},
+               .dilation = {1, 1}, .bias = true};
   std::mt19937_64 rng(61);
   std::map<std::string, int> ran;
   check_every_implementation(c, random_operands(c, rng), available_implementations(), ran);
