@@ -18,17 +18,13 @@
 // (0 <= b_e < s), that is position j + a_e of the input's phase plane b_e,
 //     split[c, b, u] = src[c, s*u + b]    (u < ceil((size - b) / s), per dimension),
 // so when the output rows are short the run first splits the input into its
-// s^dims phase planes ([phase][C][depth][rows][columns] per sample, every
-// plane phase 0's size and zero margins as wide as the taps reach past it, in
-// x one margin between a row's end and the next row's start) and then runs
-// the stride-1 computation over them: tap e reads plane b_e at shift a_e, the
-// margins' zeros standing in for the input outside, so no load needs a mask
-// and the taps' channels are one run of source offsets (split_kernel;
-// dcgan_64_3 as a convolution, 1 thread, 0.542 -> 0.508 ms on a Zen 4). Each
-// thread splits the samples its work items read into a ring of its own, the
-// items a static run in sample order of at most kSplitRingBytes of phase
-// planes each, so the workspace stays L2-sized whatever the batch and nobody
-// waits at a barrier. Phase outside channel: a tap then walks the
+// s^dims phase planes ([N][phase][C][depth][rows][columns], every plane phase
+// 0's size and zero margins as wide as the taps reach past it, in x one margin
+// between a row's end and the next row's start) and then runs the stride-1
+// computation over them: tap e reads plane b_e at shift a_e, the margins'
+// zeros standing in for the input outside, so no load needs a mask (on a Zen
+// 4 a masked load costs FMA issue slots: dcgan_64_3 as a convolution, 1
+// thread, 0.542 -> 0.515 ms). Phase outside channel: a tap then walks the
 // channels of one phase, a contiguous block that the kernel's other taps of
 // the same phase read again. When the output rows fill whole vectors (x
 // stride 1 or 2) the vectors stay within rows and read the input directly
@@ -73,7 +69,6 @@
 #include <memory>
 #include <mutex>
 #include <string>
-#include <utility>
 #include <vector>
 
 #include "kernels/channels_last_detour.hpp"
@@ -91,7 +86,6 @@ constexpr int kTileChannels = 8;  // M: output channels per micro-kernel
 constexpr int kTileVectors = 3;   // P: vectors of positions per micro-kernel (M x P accumulators)
 constexpr std::int64_t kItemsPerThread = 8;
 constexpr std::int64_t kDirectProducts = 128;  // see PlaneGemmKernel::splits
-constexpr std::int64_t kSplitRingBytes = 256 << 10;  // split phase planes one work item reads, at most (see plan_for)
 constexpr int kMaxParts = kLanes;  // row pieces of one vector: one per lane when rows are one position long
 
 // A phase's taps, fixed at creation.
@@ -416,7 +410,8 @@ class PlaneGemmKernel final : public PreparedKernel {
   std::size_t workspace_bytes(const Geometry& g, int threads) const override {
     if (detours(g)) return detour().workspace_bytes(g, threads);
     if (!splits(g)) return 0;
-    return per_thread_workspace_bytes(split_slot_bytes(plan_for(g, threads)), threads);
+    const Source source = source_of(g);
+    return static_cast<std::size_t>(g.batch * source.sample_stride + overrun(source)) * sizeof(float);
   }
 
   std::string strategy(const Geometry& g, int) const override {
@@ -438,43 +433,28 @@ class PlaneGemmKernel final : public PreparedKernel {
     auto* dst = static_cast<float*>(dst_v);
     const auto items = static_cast<std::int64_t>(plan.items.size()) * groups_;
     const auto* src = static_cast<const float*>(src_v);
-    if (!plan.source.split) {
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
-      for (std::int64_t it = 0; it < items; ++it) run_item(g, plan, it, src, g.batch, dst);
-      return;
-    }
-    // Each thread splits the samples its items read into a ring of its own
-    // (sample n at place n mod ring), no barrier and no input-sized copy: its
-    // items are a static run in sample order, so a sample is split once by
-    // each thread that reads it (twice at most, where the threads' runs meet).
-    const std::int64_t ring = plan.ring;
-    const std::size_t slot_bytes = split_slot_bytes(plan);
+    auto* split = static_cast<float*>(workspace);
+    const std::int64_t planes = g.batch * g.input_channels();
+    if (plan.source.split) std::fill_n(split + g.batch * plan.source.sample_stride, overrun(plan.source), 0.0f);
 #pragma omp parallel num_threads(threads)
     {
-      auto* slot = thread_slot<float>(workspace, slot_bytes, omp_get_thread_num());
-      std::fill_n(slot + ring * plan.source.sample_stride, overrun(plan.source), 0.0f);
-      std::vector<std::int64_t> resident(static_cast<std::size_t>(ring), -1);  // per place: sample * groups + group split there
+      // Every thread takes the same branch, so the loops share out their work.
+      if (plan.source.split) {
 #pragma omp for schedule(static)
-      for (std::int64_t it = 0; it < items; ++it) {
-        const std::int64_t grp = it / static_cast<std::int64_t>(plan.items.size());
-        const auto [first, last] = samples_of(g, plan, plan.items[static_cast<std::size_t>(it) % plan.items.size()]);
-        for (std::int64_t n = first; n <= last; ++n) {
-          std::int64_t& held = resident[static_cast<std::size_t>(n % ring)];
-          if (held == n * groups_ + grp) continue;
-          float* const place = slot + n % ring * plan.source.sample_stride;
-          for (std::int64_t c = grp * cin_; c < (grp + 1) * cin_; ++c) {
-            split_plane(g, plan.source, src + (n * g.input_channels() + c) * g.big_spatial(), place + c * plan.source.channel_stride);
-          }
-          // A plane's last row reads on into the x margin that starts the
-          // plane after it, per phase another group's (or the next phase's),
-          // which may not be split here: those zeros too.
-          for (std::int64_t phase = 0; phase < split_[0] * split_[1] * split_[2]; ++phase) {
-            std::fill_n(place + phase * plan.source.phase_stride + (grp + 1) * cin_ * plan.source.channel_stride,
-                        plan.source.margin[2], 0.0f);
-          }
-          held = n * groups_ + grp;
+        for (std::int64_t plane = 0; plane < planes; ++plane) {
+          const std::int64_t n = plane / g.input_channels(), c = plane % g.input_channels();
+          split_plane(g, plan.source, src + plane * g.big_spatial(),
+                      split + n * plan.source.sample_stride + c * plan.source.channel_stride);
         }
-        run_item(g, plan, it, slot, ring, dst);
+        // Items in sample order, shared out the same static way: a thread
+        // reads the phase planes it wrote itself (but for one border sample)
+        // from its own L2, not the other core's (dcgan_64_3 as a convolution,
+        // 2 threads, Zen 4: 0.308 -> 0.281 ms, min of 10 alternating rounds).
+#pragma omp for schedule(static)
+        for (std::int64_t it = 0; it < items; ++it) run_item(g, plan, it, split, dst);
+      } else {
+#pragma omp for schedule(dynamic, 1)
+        for (std::int64_t it = 0; it < items; ++it) run_item(g, plan, it, src, dst);
       }
     }
   }
@@ -503,7 +483,6 @@ class PlaneGemmKernel final : public PreparedKernel {
     std::vector<std::int64_t> vectors;       // per row phase: vectors per (sample, depth row) plane
     std::vector<std::int64_t> tiles;         // per row phase: tiles its sequence of vectors is cut into
     std::vector<Item> items;
-    std::int64_t ring = 0;                   // split: samples a thread's ring holds, the most any item reads
   };
 
   // The share of the vector lanes that carry an output position.
@@ -630,19 +609,6 @@ class PlaneGemmKernel final : public PreparedKernel {
     return source;
   }
 
-  // The samples whose vectors an item's tiles hold.
-  std::pair<std::int64_t, std::int64_t> samples_of(const Geometry& g, const Plan& plan, const Item& item) const {
-    const auto axes = phase_gemm::axes_of(g, phases_[static_cast<std::size_t>(item.row_phase * x_members_)].residue);
-    const std::int64_t per_sample = axes[0].out_count * plan.vectors[static_cast<std::size_t>(item.row_phase)];
-    const std::int64_t sequence = g.batch * per_sample, tiles = plan.tiles[static_cast<std::size_t>(item.row_phase)];
-    if (per_sample == 0 || item.first_tile >= item.end_tile) return {0, -1};
-    const std::int64_t first = item.first_tile * sequence / tiles, end = item.end_tile * sequence / tiles;
-    return {first / per_sample, (end - 1) / per_sample};
-  }
-  static std::size_t split_slot_bytes(const Plan& plan) {
-    return static_cast<std::size_t>(plan.ring * plan.source.sample_stride + overrun(plan.source)) * sizeof(float);
-  }
-
   // Floats past the last phase plane that lanes past the output's positions
   // (never stored) may read: a vector that runs on across a flat row end or
   // past the plane's last row, and the widest tap shift past a row.
@@ -752,15 +718,7 @@ class PlaneGemmKernel final : public PreparedKernel {
     // Chunks of tiles, enough of them for every thread to have several; when
     // the tiles are too few, each also splits into ranges of channel blocks.
     const std::int64_t wanted = std::max<std::int64_t>(1, (kItemsPerThread * threads + groups_ - 1) / groups_);
-    std::int64_t chunk = std::max<std::int64_t>(1, total / wanted);
-    if (plan.source.split) {
-      // Runs of at most kSplitRingBytes of samples' phase planes, so that a
-      // thread's ring of split samples (the most one item reads) stays in L2
-      // whatever the batch.
-      const std::int64_t sample_bytes = plan.source.sample_stride * static_cast<std::int64_t>(sizeof(float));
-      const std::int64_t samples = std::max<std::int64_t>(1, kSplitRingBytes / std::max<std::int64_t>(sample_bytes, 1));
-      chunk = std::min(chunk, std::max<std::int64_t>(1, samples * total / g.batch));
-    }
+    const std::int64_t chunk = std::max<std::int64_t>(1, total / wanted);
     const std::int64_t block_ranges = std::clamp<std::int64_t>((wanted + total - 1) / std::max<std::int64_t>(total, 1), 1, blocks_);
     // Runs of tiles whose lengths differ by one at most, so that the last item
     // a thread takes is no longer than the others.
@@ -774,18 +732,10 @@ class PlaneGemmKernel final : public PreparedKernel {
         }
       }
     }
-    if (plan.source.split) {
-      plan.ring = 1;
-      for (const Item& item : plan.items) {
-        const auto [first, last] = samples_of(g, plan, item);
-        plan.ring = std::max(plan.ring, last - first + 1);
-      }
-    }
     return plan;
   }
 
-  // src: the input, or a ring of `ring` samples' phase planes (sample n at place n mod ring).
-  void run_item(const Geometry& g, const Plan& plan, std::int64_t it, const float* src, std::int64_t ring, float* dst) const {
+  void run_item(const Geometry& g, const Plan& plan, std::int64_t it, const float* src, float* dst) const {
     const Item& item = plan.items[static_cast<std::size_t>(it % static_cast<std::int64_t>(plan.items.size()))];
     const std::int64_t grp = it / static_cast<std::int64_t>(plan.items.size());
     const PhaseTaps* members = &phases_[static_cast<std::size_t>(item.row_phase * x_members_)];
@@ -861,7 +811,7 @@ class PlaneGemmKernel final : public PreparedKernel {
         // Input position of lane 0 (rows past the input's are never read: every lane there is masked).
         const std::int64_t jy0 = q0 / plan.pitch, j0 = q0 % plan.pitch;
         const Dims& step = plan.source.step;
-        at[static_cast<std::size_t>(p)] = src + n % ring * plan.source.sample_stride + grp * cin_ * in_plane +
+        at[static_cast<std::size_t>(p)] = src + n * plan.source.sample_stride + grp * cin_ * in_plane +
                                           ((step[0] * jz + margin[0]) * in[1] + step[1] * jy0 + margin[1]) * in[2] +
                                           step[2] * j0 + margin[2];
         for (std::int64_t q = 0; q < x_members_; ++q) {
