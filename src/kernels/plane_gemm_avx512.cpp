@@ -86,6 +86,7 @@ constexpr int kTileChannels = 8;  // M: output channels per micro-kernel
 constexpr int kTileVectors = 3;   // P: vectors of positions per micro-kernel (M x P accumulators)
 constexpr std::int64_t kItemsPerThread = 8;
 constexpr std::int64_t kDirectProducts = 128;  // see PlaneGemmKernel::splits
+constexpr std::int64_t kSplitBytes = 2 << 20;  // a split convolution's phase planes held at once, at most (but one sample)
 constexpr int kMaxParts = kLanes;  // row pieces of one vector: one per lane when rows are one position long
 
 // A phase's taps, fixed at creation.
@@ -411,7 +412,7 @@ class PlaneGemmKernel final : public PreparedKernel {
     if (detours(g)) return detour().workspace_bytes(g, threads);
     if (!splits(g)) return 0;
     const Source source = source_of(g);
-    return static_cast<std::size_t>(g.batch * source.sample_stride + overrun(source)) * sizeof(float);
+    return static_cast<std::size_t>(samples_per_split(g, source) * source.sample_stride + overrun(source)) * sizeof(float);
   }
 
   std::string strategy(const Geometry& g, int) const override {
@@ -429,33 +430,23 @@ class PlaneGemmKernel final : public PreparedKernel {
       detour().run(g, src_v, dst_v, workspace, threads);
       return;
     }
-    const Plan plan = plan_for(g, threads);
-    auto* dst = static_cast<float*>(dst_v);
-    const auto items = static_cast<std::int64_t>(plan.items.size()) * groups_;
     const auto* src = static_cast<const float*>(src_v);
-    auto* split = static_cast<float*>(workspace);
-    const std::int64_t planes = g.batch * g.input_channels();
-    if (plan.source.split) std::fill_n(split + g.batch * plan.source.sample_stride, overrun(plan.source), 0.0f);
-#pragma omp parallel num_threads(threads)
-    {
-      // Every thread takes the same branch, so the loops share out their work.
-      if (plan.source.split) {
-#pragma omp for schedule(static)
-        for (std::int64_t plane = 0; plane < planes; ++plane) {
-          const std::int64_t n = plane / g.input_channels(), c = plane % g.input_channels();
-          split_plane(g, plan.source, src + plane * g.big_spatial(),
-                      split + n * plan.source.sample_stride + c * plan.source.channel_stride);
-        }
-        // Items in sample order, shared out the same static way: a thread
-        // reads the phase planes it wrote itself (but for one border sample)
-        // from its own L2, not the other core's (dcgan_64_3 as a convolution,
-        // 2 threads, Zen 4: 0.308 -> 0.281 ms, min of 10 alternating rounds).
-#pragma omp for schedule(static)
-        for (std::int64_t it = 0; it < items; ++it) run_item(g, plan, it, split, dst);
-      } else {
-#pragma omp for schedule(dynamic, 1)
-        for (std::int64_t it = 0; it < items; ++it) run_item(g, plan, it, src, dst);
-      }
+    auto* dst = static_cast<float*>(dst_v);
+    if (!splits(g)) {
+      const Plan plan = plan_for(g, threads);
+      const auto items = static_cast<std::int64_t>(plan.items.size()) * groups_;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+      for (std::int64_t it = 0; it < items; ++it) run_item(g, plan, it, src, dst);
+      return;
+    }
+    // The batch in chunks of samples whose phase planes fit kSplitBytes (one
+    // sample at least), so that the workspace does not grow with the batch.
+    const std::int64_t per_split = samples_per_split(g, source_of(g));
+    for (std::int64_t n = 0; n < g.batch; n += per_split) {
+      Geometry chunk = g;
+      chunk.batch = std::min(per_split, g.batch - n);
+      run_split(chunk, src + n * g.input_channels() * g.big_spatial(), dst + n * g.output_channels() * g.small_spatial(),
+                static_cast<float*>(workspace), threads);
     }
   }
 
@@ -607,6 +598,34 @@ class PlaneGemmKernel final : public PreparedKernel {
     source.phase_stride = g.input_channels() * source.channel_stride;
     source.sample_stride = phases * source.phase_stride;
     return source;
+  }
+
+  // A split convolution's batch (or chunk of one, see run): the input into its
+  // phase planes, then the items over them.
+  void run_split(const Geometry& g, const float* src, float* dst, float* split, int threads) const {
+    const Plan plan = plan_for(g, threads);
+    const auto items = static_cast<std::int64_t>(plan.items.size()) * groups_;
+    const std::int64_t planes = g.batch * g.input_channels();
+    std::fill_n(split + g.batch * plan.source.sample_stride, overrun(plan.source), 0.0f);
+#pragma omp parallel num_threads(threads)
+    {
+#pragma omp for schedule(static)
+      for (std::int64_t plane = 0; plane < planes; ++plane) {
+        const std::int64_t n = plane / g.input_channels(), c = plane % g.input_channels();
+        split_plane(g, plan.source, src + plane * g.big_spatial(),
+                    split + n * plan.source.sample_stride + c * plan.source.channel_stride);
+      }
+      // Items in sample order, shared out the same static way: a thread
+      // reads the phase planes it wrote itself (but for one border sample)
+      // from its own L2, not the other core's (dcgan_64_3 as a convolution,
+      // 2 threads, Zen 4: 0.308 -> 0.281 ms, min of 10 alternating rounds).
+#pragma omp for schedule(static)
+      for (std::int64_t it = 0; it < items; ++it) run_item(g, plan, it, split, dst);
+    }
+  }
+  static std::int64_t samples_per_split(const Geometry& g, const Source& source) {
+    const std::int64_t sample_bytes = source.sample_stride * static_cast<std::int64_t>(sizeof(float));
+    return std::clamp<std::int64_t>(kSplitBytes / std::max<std::int64_t>(sample_bytes, 1), 1, g.batch);
   }
 
   // Floats past the last phase plane that lanes past the output's positions
