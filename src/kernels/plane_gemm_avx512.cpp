@@ -22,16 +22,19 @@
 // 0's size and zero margins as wide as the taps reach past it, in x one margin
 // between a row's end and the next row's start) and then runs the stride-1
 // computation over them: tap e reads plane b_e at shift a_e, the margins'
-// zeros standing in for the input outside, so no load needs a mask (on a Zen
-// 4 a masked load costs FMA issue slots: dcgan_64_3 as a convolution, 1
-// thread, 0.542 -> 0.515 ms). Phase outside channel: a tap then walks the
-// channels of one phase, a contiguous block that the kernel's other taps of
-// the same phase read again. When the output rows fill whole vectors (x
-// stride 1 or 2) the vectors stay within rows and read the input directly
-// instead: lane l of a tap's vector is input column x_stride * (j0 + l) + o_e,
-// two masked loads and a permute for stride 2 (measured as fast as one load
-// on a Zen 5, where the split cost vnet's 3-D k2s2 layer a fifth of its time).
-// Either way the taps and their order are unchanged, so are the bits.
+// zeros standing in for the input outside, so no load needs a mask and the
+// taps' channels are one run of source offsets (split_kernel; dcgan_64_3 as a
+// convolution, 1 thread, 0.542 -> 0.508 ms on a Zen 4). The batch goes
+// through in chunks of samples whose planes fit kSplitBytes (one sample at
+// least), so the workspace does not grow with it. Phase outside channel: a
+// tap then walks the channels of one phase, a contiguous block that the
+// kernel's other taps of the same phase read again. When the output rows fill
+// whole vectors (x stride 1 or 2) the vectors stay within rows and read the
+// input directly instead: lane l of a tap's vector is input column
+// x_stride * (j0 + l) + o_e, two masked loads and a permute for stride 2
+// (measured as fast as one load on a Zen 5, where the split cost vnet's 3-D
+// k2s2 layer a fifth of its time). Either way the taps and their order are
+// unchanged, so are the bits.
 // Positions. A phase plane's positions (jy, j) are numbered q = jy * pitch + j
 // and cut into vectors of 16. The pitch is the input's row length when the
 // phase rows are no longer: then a tap's input for position q is the input
