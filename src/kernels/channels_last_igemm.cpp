@@ -1,6 +1,5 @@
 // channels_last_igemm_avx512: the channels-last detour (channels_last_detour.hpp)
 // as a family of its own, for x strides above 2, and the detour itself.
-#include <algorithm>
 #include <memory>
 #include <string>
 
@@ -16,10 +15,6 @@ extern const KernelFamily kIgemmAvx512Family;
 namespace {
 
 constexpr std::int64_t kLanes = 16;
-// Channels-last copies of the input and output held at once, at most (but
-// for one sample that is larger): batches beyond it go through in chunks of
-// samples, so the workspace stays the size of the cores' L2, not the batch's.
-constexpr std::size_t kChunkBytes = 2 << 20;
 
 std::size_t aligned_bytes(std::int64_t floats) {
   return (static_cast<std::size_t>(floats) * sizeof(float) + 63) / 64 * 64;
@@ -36,26 +31,27 @@ class ChannelsLastDetour final : public PreparedKernel {
       : inner_(kIgemmAvx512Family.prepare(channels_last(g), DType::f32, weight, bias)) {}
 
   std::size_t workspace_bytes(const Geometry& g, int threads) const override {
-    const Geometry chunk = chunk_of(g, samples_per_chunk(g));
+    Geometry chunk = g;
+    chunk.batch = samples_per_chunk(g, sample_bytes(g));
     return aligned_bytes(chunk.batch * g.input_channels() * in_spatial(g)) +
            aligned_bytes(chunk.batch * g.output_channels() * out_spatial(g)) +
            inner_->workspace_bytes(channels_last(chunk), threads);
   }
 
   void run(const Geometry& g, const void* src, void* dst, void* workspace, int threads) const override {
-    const std::int64_t per_chunk = samples_per_chunk(g);
+    // The copies a chunk of samples at a time (kBatchChunkBytes, kernel.hpp).
+    const std::int64_t per_chunk = samples_per_chunk(g, sample_bytes(g));
     const std::int64_t in_floats = g.input_channels() * in_spatial(g), out_floats = g.output_channels() * out_spatial(g);
     auto* src_last = static_cast<float*>(workspace);
     auto* dst_last = src_last + aligned_bytes(per_chunk * in_floats) / sizeof(float);
     auto* rest = dst_last + aligned_bytes(per_chunk * out_floats) / sizeof(float);
-    for (std::int64_t n = 0; n < g.batch; n += per_chunk) {
-      const Geometry chunk = chunk_of(g, std::min(per_chunk, g.batch - n));
+    for_each_batch_chunk(g, sample_bytes(g), [&](const Geometry& chunk, std::int64_t n) {
       transpose_matrices(static_cast<const float*>(src) + n * in_floats, src_last, chunk.batch, g.input_channels(),
                          in_spatial(g), threads);
       inner_->run(channels_last(chunk), src_last, dst_last, rest, threads);
       transpose_matrices(dst_last, static_cast<float*>(dst) + n * out_floats, chunk.batch, out_spatial(g),
                          g.output_channels(), threads);
-    }
+    });
   }
 
  private:
@@ -65,13 +61,9 @@ class ChannelsLastDetour final : public PreparedKernel {
   static std::int64_t out_spatial(const Geometry& g) {
     return g.kind == ConvKind::conv ? g.small_spatial() : g.big_spatial();
   }
-  static std::int64_t samples_per_chunk(const Geometry& g) {
-    const std::size_t per_sample = (g.input_channels() * in_spatial(g) + g.output_channels() * out_spatial(g)) * sizeof(float);
-    return std::clamp<std::int64_t>(static_cast<std::int64_t>(kChunkBytes / std::max<std::size_t>(per_sample, 1)), 1, g.batch);
-  }
-  static Geometry chunk_of(Geometry g, std::int64_t samples) {
-    g.batch = samples;
-    return g;
+  // One sample's two copies.
+  static std::int64_t sample_bytes(const Geometry& g) {
+    return (g.input_channels() * in_spatial(g) + g.output_channels() * out_spatial(g)) * static_cast<std::int64_t>(sizeof(float));
   }
 
   std::unique_ptr<PreparedKernel> inner_;

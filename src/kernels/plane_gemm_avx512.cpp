@@ -25,8 +25,8 @@
 // zeros standing in for the input outside, so no load needs a mask and the
 // taps' channels are one run of source offsets (split_kernel; dcgan_64_3 as a
 // convolution, 1 thread, 0.542 -> 0.508 ms on a Zen 4). The batch goes
-// through in chunks of samples whose planes fit kSplitBytes (one sample at
-// least), so the workspace does not grow with it. Phase outside channel: a
+// through in chunks of samples whose planes fit kBatchChunkBytes (one sample
+// at least), so the workspace does not grow with it. Phase outside channel: a
 // tap then walks the channels of one phase, a contiguous block that the
 // kernel's other taps of the same phase read again. When the output rows fill
 // whole vectors (x stride 1 or 2) the vectors stay within rows and read the
@@ -89,7 +89,6 @@ constexpr int kTileChannels = 8;  // M: output channels per micro-kernel
 constexpr int kTileVectors = 3;   // P: vectors of positions per micro-kernel (M x P accumulators)
 constexpr std::int64_t kItemsPerThread = 8;
 constexpr std::int64_t kDirectProducts = 128;  // see PlaneGemmKernel::splits
-constexpr std::int64_t kSplitBytes = 2 << 20;  // a split convolution's phase planes held at once, at most (but one sample)
 constexpr int kMaxParts = kLanes;  // row pieces of one vector: one per lane when rows are one position long
 
 // A phase's taps, fixed at creation.
@@ -254,8 +253,8 @@ void micro_kernel(std::int64_t n_taps, std::int64_t channels, std::int64_t plane
         w += kTileChannels;
       }
     };
-    // Plain loads where every lane reads: the split planes' taps, and the
-    // input's inside its borders.
+    // Plain loads where every lane reads: taps inside the input's borders
+    // (split phase planes go through split_kernel).
     if (all_lanes == kAllLanes<kStep>) {
       channel_loop(std::false_type{});
     } else {
@@ -415,7 +414,8 @@ class PlaneGemmKernel final : public PreparedKernel {
     if (detours(g)) return detour().workspace_bytes(g, threads);
     if (!splits(g)) return 0;
     const Source source = source_of(g);
-    return static_cast<std::size_t>(samples_per_split(g, source) * source.sample_stride + overrun(source)) * sizeof(float);
+    return static_cast<std::size_t>(samples_per_chunk(g, sample_bytes(source)) * source.sample_stride + overrun(source)) *
+           sizeof(float);
   }
 
   std::string strategy(const Geometry& g, int) const override {
@@ -442,15 +442,11 @@ class PlaneGemmKernel final : public PreparedKernel {
       for (std::int64_t it = 0; it < items; ++it) run_item(g, plan, it, src, dst);
       return;
     }
-    // The batch in chunks of samples whose phase planes fit kSplitBytes (one
-    // sample at least), so that the workspace does not grow with the batch.
-    const std::int64_t per_split = samples_per_split(g, source_of(g));
-    for (std::int64_t n = 0; n < g.batch; n += per_split) {
-      Geometry chunk = g;
-      chunk.batch = std::min(per_split, g.batch - n);
+    // A chunk of samples at a time (kBatchChunkBytes, kernel.hpp).
+    for_each_batch_chunk(g, sample_bytes(source_of(g)), [&](const Geometry& chunk, std::int64_t n) {
       run_split(chunk, src + n * g.input_channels() * g.big_spatial(), dst + n * g.output_channels() * g.small_spatial(),
                 static_cast<float*>(workspace), threads);
-    }
+    });
   }
 
  private:
@@ -603,7 +599,7 @@ class PlaneGemmKernel final : public PreparedKernel {
     return source;
   }
 
-  // A split convolution's batch (or chunk of one, see run): the input into its
+  // A split convolution's batch (or a chunk of one): the input into its
   // phase planes, then the items over them.
   void run_split(const Geometry& g, const float* src, float* dst, float* split, int threads) const {
     const Plan plan = plan_for(g, threads);
@@ -626,9 +622,8 @@ class PlaneGemmKernel final : public PreparedKernel {
       for (std::int64_t it = 0; it < items; ++it) run_item(g, plan, it, split, dst);
     }
   }
-  static std::int64_t samples_per_split(const Geometry& g, const Source& source) {
-    const std::int64_t sample_bytes = source.sample_stride * static_cast<std::int64_t>(sizeof(float));
-    return std::clamp<std::int64_t>(kSplitBytes / std::max<std::int64_t>(sample_bytes, 1), 1, g.batch);
+  static std::int64_t sample_bytes(const Source& source) {
+    return source.sample_stride * static_cast<std::int64_t>(sizeof(float));
   }
 
   // Floats past the last phase plane that lanes past the output's positions
@@ -800,7 +795,7 @@ class PlaneGemmKernel final : public PreparedKernel {
     const bool whole_vectors = plan.pitch % kLanes == 0;
     const std::int64_t row_vectors = plan.pitch / kLanes;
     std::array<std::vector<std::uint32_t>, 2> column_masks;
-    if (whole_vectors) {
+    if (whole_vectors && !plan.source.split) {
       for (std::int64_t q = 0; q < x_members_; ++q) {
         for (const TapSource& tap : taps[static_cast<std::size_t>(q)]) {
           for (std::int64_t k = 0; k < row_vectors; ++k) {
