@@ -300,16 +300,19 @@ constexpr std::array<SplitKernel, kTileVectors> kSplitKernels{&split_kernel<1>, 
 
 // The same sums for one vector of a strided convolution's x-stride-2 read and
 // B blocks of output channels at once (B * M accumulators): each even-element
-// permute feeds B * M FMAs instead of M. On a Zen 4 (family 25), which splits
-// 512-bit permutes and FMAs into 256-bit halves on its FP pipes, vnet's k2s2
-// layer as a convolution went from 0.701 to 0.637 ms (min of 4 alternating
-// rounds). w[b] is block b's panel; out holds the B blocks' channels
-// (out.channels of them) and vector p's placements.
+// shuffle feeds B * M FMAs instead of M (vnet's k2s2 layer as a convolution,
+// 0.701 -> 0.637 ms on a Zen 4). The shuffle is an in-lane vshufps, not a
+// cross-lane vpermt2ps: on the Zen 4 a 512-bit vpermt2ps takes about 0.6 of an
+// FMA's issue slot and vshufps none (measured in a loop of 8 FMAs each). Its
+// lane 4q + t holds the position 2q + t for t < 2 and 8 + 2q + t - 2 for t >= 2
+// (positions 0, 1, 8, 9, 2, 3, 10, 11, ...), and one permute per accumulator
+// puts them back in order before the store (unet's k2s2 convolution 1%). w[b] is block b's panel; out holds the B blocks'
+// channels (out.channels of them) and vector p's placements.
+constexpr int kEvenPairs = 0x88;  // _mm512_shuffle_ps: elements 0 and 2 of each source's 128-bit lane
 template <int B>
 void wide_step2_kernel(std::int64_t n_taps, std::int64_t channels, std::int64_t plane, const float* at,
                        const std::int64_t* shift, const std::uint32_t* masks, bool skip_empty_taps,
                        const float* const* w_blocks, const TileOutput& out, int p) {
-  const __m512i even_elements = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
   V acc[B * kTileChannels];
   TCONV_UNROLL_TILE
   for (int m = 0; m < B * kTileChannels; ++m) acc[m] = Isa::zero();
@@ -326,8 +329,8 @@ void wide_step2_kernel(std::int64_t n_taps, std::int64_t channels, std::int64_t 
     const float* from = at + shift[e];
     const auto lanes = static_cast<__mmask16>(mask), upper = static_cast<__mmask16>(mask >> kLanes);
     for (std::int64_t c = 0, offset = 0; c < channels; ++c, offset += plane) {
-      const V v = _mm512_permutex2var_ps(_mm512_maskz_loadu_ps(lanes, from + offset), even_elements,
-                                         _mm512_maskz_loadu_ps(upper, from + offset + kLanes));
+      const V v = _mm512_shuffle_ps(_mm512_maskz_loadu_ps(lanes, from + offset),
+                                    _mm512_maskz_loadu_ps(upper, from + offset + kLanes), kEvenPairs);
       TCONV_UNROLL_TILE
       for (int b = 0; b < B; ++b) {
         TCONV_UNROLL_TILE
@@ -342,10 +345,12 @@ void wide_step2_kernel(std::int64_t n_taps, std::int64_t channels, std::int64_t 
   float* const dst = out.dst;
   const std::int64_t out_plane = out.out_plane;
   const float* const bias_of = out.bias;
+  // Lane k of the result is the accumulator lane that holds position k.
+  const __m512i natural_order = _mm512_setr_epi32(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
   TCONV_UNROLL_TILE
   for (int m = 0; m < B * kTileChannels; ++m) {
     if (m >= stored_channels) break;
-    const V result = Isa::add(acc[m], Isa::set1(bias_of[m]));
+    const V result = Isa::add(_mm512_maskz_permutexvar_ps(0xffff, natural_order, acc[m]), Isa::set1(bias_of[m]));
     float* channel = dst + m * out_plane;
     for (int i = 0; i < placed; ++i) Isa::masked_store(channel + where[i].at, where[i].elements, result);
   }
@@ -897,9 +902,14 @@ class PlaneGemmKernel final : public PreparedKernel {
         // Vector by vector, three blocks of channels at a time (wide_step2_kernel).
         const PhaseTaps& member = members[0];
         const std::int64_t panel = static_cast<std::int64_t>(member.tap.size()) * cin_ * kTileChannels;
+        // Runs of at most 3 blocks, their sizes differing by one at most (16 blocks: 3, 3, 3, 3, 2, 2, not
+        // 3, 3, 3, 3, 3, 1, whose single block's 8 accumulators cost unet's k2s2 convolution 11% of its time).
+        const std::int64_t item_blocks = item.end_block - item.first_block, runs = (item_blocks + 2) / 3;
         for (int p = 0; p < count; ++p) {
-          for (std::int64_t block = item.first_block; block < item.end_block; block += 3) {
-            const std::int64_t m0 = grp * cout_ + block * kTileChannels, blocks = std::min<std::int64_t>(3, item.end_block - block);
+          for (std::int64_t run = 0; run < runs; ++run) {
+            const std::int64_t block = item.first_block + run * item_blocks / runs;
+            const std::int64_t m0 = grp * cout_ + block * kTileChannels;
+            const std::int64_t blocks = item.first_block + (run + 1) * item_blocks / runs - block;
             const TileOutput out{dst + m0 * out_plane, out_plane, bias_.data() + m0,
                                  static_cast<int>(std::min<std::int64_t>(blocks * kTileChannels, cout_ - block * kTileChannels)),
                                  placements.data(), placed.data()};

@@ -213,7 +213,9 @@ TEST(Implementations, MatchTheOracleOnPlanesOfAnyRowLength) {
 // 16, 28 to 32 or 42 to 48 columns), which plane_gemm reads straight from the
 // input (x stride 1 or 2, any other stride) instead of splitting it into phase
 // planes: tap offsets on both sides of zero, dilation, asymmetric padding,
-// partial blocks of 8 output channels; the same bits on 1 and 3 threads.
+// partial blocks of 8 output channels, up to 8 blocks (x stride 2 takes them
+// in runs of at most 3 of sizes differing by one: 3 + 3 + 2, 2 + 2); the same
+// bits on 1 and 3 threads.
 TEST(Implementations, MatchTheOracleOnStridedConvolutionsReadInPlace) {
   testing::ThreadCountGuard guard;
   CaseLimits strided = plane_gemm_limits();
@@ -222,6 +224,7 @@ TEST(Implementations, MatchTheOracleOnStridedConvolutionsReadInPlace) {
     const std::size_t x = c.size.size() - 1;
     c.stride[x] = pick(1, 2);
     if (std::all_of(c.stride.begin(), c.stride.end(), [](std::int64_t s) { return s == 1; })) c.stride[x] = 2;
+    c.out_channels = c.groups * pick(8, 64);
     const std::int64_t vectors = pick(1, 3), columns = 16 * vectors - pick(0, 2 * vectors);
     // The input columns that give `columns` outputs, plus any the stride leaves unread.
     c.size[x] = (columns - 1) * c.stride[x] + c.dilation[x] * (c.kernel[x] - 1) + 1 - c.padding[x] - c.pad_end(static_cast<int>(x)) +
