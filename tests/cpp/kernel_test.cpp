@@ -130,9 +130,9 @@ TEST(Implementations, MatchTheOracleOnARandomSweep) {
     std::cout << name << ": " << ran << " cases run, " << declined << " declined\n";
     // The channels-last families decline these channels-first cases; layout_test.cpp sweeps them.
     // The plane-GEMM family wants half a vector of output channels (sweeps of its own), row-dot long kernel rows,
-    // the channels-last detour 16 output channels per group.
-    if (name.rfind("igemm_", 0) != 0 && name.rfind("plane_gemm_", 0) != 0 &&
-        name.rfind("row_dot_", 0) != 0 && name.rfind("channels_last_", 0) != 0) {
+    // row-scatter x strides of 16 to 64, the channels-last detour 16 output channels per group.
+    if (name.rfind("igemm_", 0) != 0 && name.rfind("plane_gemm_", 0) != 0 && name.rfind("row_dot_", 0) != 0 &&
+        name.rfind("row_scatter_", 0) != 0 && name.rfind("channels_last_", 0) != 0) {
       EXPECT_GT(ran, 40) << "the sweep barely reaches this family: widen it";
     }
   }
@@ -435,6 +435,52 @@ TEST(Implementations, MatchTheOracleOnLongKernelRows) {
     c.size[x] = pick(std::max<std::int64_t>(1, c.kernel[x] - pads), c.kernel[x] + 90);
     return true;
   });
+}
+
+// Transposed convolutions whose kernel rows are 1 to 3 cells of an x stride
+// of 16, 32 or 64 (fcn32's shape), x padding of whole vectors, output padding,
+// 1 to 10 input columns (partial tiles of cells, cells cut off by the padding
+// at both ends), any y and z parameters, partial blocks of output channels,
+// groups; the same bits on 1 and 3 threads, and the same bits as phase_gemm,
+// whose sum order row_scatter keeps.
+TEST(Implementations, MatchTheOracleOnHugeKernelRowsAtLargeStrides) {
+  testing::ThreadCountGuard guard;
+  CaseLimits huge;
+  huge.kind = ConvKind::conv_transpose;
+  huge.dtype = DType::f32;
+  huge.max_size = 4;
+  huge.max_kernel = 3;
+  huge.max_channels_per_group = 7;
+  huge.max_groups = 2;
+  huge.depthwise_share = 0.1;
+  huge.asymmetric_padding = true;
+  std::vector<std::pair<Case, testing::Operands>> kept;
+  std::mt19937_64 operands(67);
+  sweep_for_family("huge-row", "row_scatter_avx512", huge, 61, 40, [&](Case& c, const Pick& pick) {
+    const std::size_t x = c.size.size() - 1;
+    const std::int64_t stride = std::int64_t{16} << pick(0, 2);
+    c.stride[x] = stride;
+    c.kernel[x] = stride * pick(1, 3);
+    c.dilation[x] = 1;
+    c.padding[x] = 16 * pick(0, c.kernel[x] / 16 - 1);
+    if (!c.padding_end.empty()) c.padding_end[x] = pick(0, c.kernel[x] - 1);
+    c.output_padding[x] = pick(0, stride - 1);
+    c.size[x] = pick(1, 10);
+    if (!c.valid()) return false;
+    kept.emplace_back(c, random_operands(c, operands));
+    return true;
+  });
+  const auto names = available_implementations();
+  const auto has = [&](const char* n) { return std::find(names.begin(), names.end(), n) != names.end(); };
+  if (!has("row_scatter_avx512") || !has("phase_gemm_avx512")) return;
+  int compared = 0;
+  for (const auto& [c, o] : kept) {
+    const auto scatter = forced("row_scatter_avx512", c, o), phase = forced("phase_gemm_avx512", c, o);
+    if (!scatter || !phase) continue;  // phase_gemm leaves depthwise problems to its specialists
+    EXPECT_TRUE(bits_equal(scatter->run(o.input.view()), phase->run(o.input.view()))) << c.describe();
+    ++compared;
+  }
+  EXPECT_GE(compared, 30);
 }
 
 // Channel counts and widths that leave partial vector lanes, channel blocks and
