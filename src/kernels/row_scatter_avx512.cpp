@@ -5,8 +5,9 @@
 // lands on whole vectors of an output row, in the scatter order.
 //
 // Math. Output row (n, m, oz, oy) is cut into cells of s = stride_x columns:
-// cell j holds the columns s*j - pad_x + [0, s), whole vectors when pad_x is a
-// multiple of 16. Column s*j - pad_x + u (u < s) takes, for every kernel row
+// cell j holds the columns s*j - pad_x + [0, s), s / 16 vectors (which start
+// on any column: stores are unaligned when pad_x is not a multiple of 16, and
+// masked at the row's ends). Column s*j - pad_x + u (u < s) takes, for every kernel row
 // (tz, ty) whose input row (iz, iy) exists, every x tap tx = u + s*q
 // (q < T = kernel_x / s) and every input channel c, the product
 //     W[c, m, tz, ty, tx] * src[c, iz, iy, j - q]
@@ -311,7 +312,6 @@ std::string rejects(const Geometry& g, DType dtype, const WeightFacts& weights) 
   if (g.layout != Layout::channels_first) return "it reads channels-first tensors";
   const std::int64_t s = g.stride[2];
   if (s != 16 && s != 32 && s != 64) return "its cells are whole vectors: x stride must be 16, 32 or 64, this has " + std::to_string(s);
-  if (g.pad_begin[2] % kLanes != 0) return "its cells start on whole vectors: x padding must be a multiple of 16";
   if (g.dilation[2] != 1) return "a cell's taps are consecutive: x dilation must be 1";
   if (g.kernel[2] % s != 0) return "a kernel row must be whole cells: x kernel a multiple of the x stride";
   if (!weights.all_finite) return "it reads zeros for columns outside the input and needs finite weights";
