@@ -47,6 +47,7 @@ namespace {
 
 constexpr int kLanes = 16;
 constexpr int kMaxTileChannels = 3;
+constexpr std::int64_t kChunkCells = 240;  // of an output row at a time: whole tiles of 8, 12 and 6 cells
 
 // The tile shape for s / 16 vectors per cell: output channels and cells.
 struct TileShape {
@@ -215,8 +216,11 @@ class RowScatterKernel final : public PreparedKernel {
   // Cells of an output row: [first_cell, end_cell), cell j holding columns stride * j - pad + [0, stride).
   std::int64_t first_cell(const Geometry& g) const { return g.pad_begin[2] / stride_; }
   std::int64_t end_cell(const Geometry& g) const { return (g.big_size[2] - 1 + g.pad_begin[2]) / stride_ + 1; }
-  // Input columns a row reads, [first_cell - (T - 1), end_cell), as its padded copy holds them.
-  std::int64_t padded_width(const Geometry& g) const { return end_cell(g) - first_cell(g) + taps_per_cell_ - 1; }
+  // The input columns a chunk of cells [j0, j1) reads, [j0 - (T - 1), j1), as its padded copy holds them: at
+  // most kChunkCells cells at a time, so that the copy stays small however long the row.
+  std::int64_t padded_width(const Geometry& g) const {
+    return std::min(end_cell(g) - first_cell(g), kChunkCells) + taps_per_cell_ - 1;
+  }
 
   // A thread's lists for one output row, kept from row to row.
   struct RowScratch {
@@ -263,32 +267,43 @@ class RowScatterKernel final : public PreparedKernel {
     kernel_rows_of(g, oz, oy, taps, scratch.input_rows);
     const std::vector<std::int64_t>& input_rows = scratch.input_rows;
     const std::int64_t width = padded_width(g), in_w = g.small_size[2];
-    const std::int64_t lo = first_cell(g) - (taps_per_cell_ - 1);  // the input column of padded[0]
     const std::int64_t in_plane = g.small_spatial(), out_plane = g.big_spatial(), out_w = g.big_size[2];
     const float* src_group = src + (n * g.small_channels + grp * cin_) * in_plane;
-    for (std::size_t r = 0; r < taps.size(); ++r)
-      for (std::int64_t c = 0; c < cin_; ++c) {
-        float* to = padded + (static_cast<std::int64_t>(r) * cin_ + c) * width;
-        const float* from = src_group + c * in_plane + input_rows[r] * in_w;
-        for (std::int64_t i = 0; i < width; ++i) to[i] = lo + i >= 0 && lo + i < in_w ? from[lo + i] : 0.0f;
-      }
     row_at.resize(taps.size());
     weight_rows.resize(taps.size());
     for (std::size_t r = 0; r < taps.size(); ++r) weight_rows[r] = row_weights(taps[r]);
     float* dst_row = dst + (n * g.big_channels + grp * cout_) * out_plane + row * out_w;
-    const std::int64_t first = first_cell(g), end = end_cell(g);
+    for (std::int64_t chunk = first_cell(g); chunk < end_cell(g); chunk += kChunkCells) {
+      const std::int64_t end = std::min(chunk + kChunkCells, end_cell(g));
+      const std::int64_t lo = chunk - (taps_per_cell_ - 1);  // the input column of padded[0]
+      for (std::size_t r = 0; r < taps.size(); ++r)
+        for (std::int64_t c = 0; c < cin_; ++c) {
+          float* to = padded + (static_cast<std::int64_t>(r) * cin_ + c) * width;
+          const float* from = src_group + c * in_plane + input_rows[r] * in_w;
+          for (std::int64_t i = 0; i < end - lo; ++i) to[i] = lo + i >= 0 && lo + i < in_w ? from[lo + i] : 0.0f;
+        }
+      run_chunk(g, chunk, end, lo, padded, dst_row, grp, scratch);
+    }
+  }
+
+  // The cells [first, end) of an output row, every channel block, from the padded copy (input column lo at 0).
+  void run_chunk(const Geometry& g, std::int64_t first, std::int64_t end, std::int64_t lo, const float* padded,
+                 float* dst_row, std::int64_t grp, RowScratch& scratch) const {
+    const std::int64_t width = padded_width(g), out_plane = g.big_spatial(), out_w = g.big_size[2];
+    std::vector<const float*>& row_at = scratch.row_at;
+    const std::vector<std::int64_t>& weight_rows = scratch.weight_rows;
+    const auto rows = static_cast<std::int64_t>(row_at.size());
     for (std::int64_t block = 0; block < blocks_; ++block) {
       const std::int64_t m0 = block * shape_.channels;
       std::array<float*, kMaxTileChannels> out{};
       for (int b = 0; b < shape_.channels; ++b) out[static_cast<std::size_t>(b)] = dst_row + std::min(m0 + b, cout_ - 1) * out_plane;
       for (std::int64_t j0 = first; j0 < end; j0 += shape_.cells) {
         const int cells = static_cast<int>(std::min<std::int64_t>(shape_.cells, end - j0));
-        for (std::size_t r = 0; r < taps.size(); ++r)
-          row_at[r] = padded + static_cast<std::int64_t>(r) * cin_ * width + (j0 - lo);
+        for (std::int64_t r = 0; r < rows; ++r) row_at[static_cast<std::size_t>(r)] = padded + r * cin_ * width + (j0 - lo);
         const std::int64_t first_column = j0 * stride_ - g.pad_begin[2];
         std::array<float*, kMaxTileChannels> out_tile{};
         for (int b = 0; b < shape_.channels; ++b) out_tile[static_cast<std::size_t>(b)] = out[static_cast<std::size_t>(b)] + first_column;
-        const TileArgs args{row_at.data(), weight_rows.data(), static_cast<std::int64_t>(taps.size()), taps_per_cell_, cin_, width,
+        const TileArgs args{row_at.data(), weight_rows.data(), rows, taps_per_cell_, cin_, width,
                             packed_.data() + (grp * blocks_ + block) * block_floats(), bias_.data() + grp * cout_ + m0,
                             out_tile.data(), static_cast<int>(std::min<std::int64_t>(shape_.channels, cout_ - m0)),
                             first_column, out_w};

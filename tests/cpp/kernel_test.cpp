@@ -484,6 +484,36 @@ TEST(Implementations, MatchTheOracleOnHugeKernelRowsAtLargeStrides) {
   EXPECT_GE(compared, 30);
 }
 
+// Rows longer than row_scatter's chunk of 240 cells (a padded copy per chunk):
+// 1-D, x stride 16, 260 input columns, against the oracle and phase_gemm's bits.
+TEST(Implementations, MatchTheOracleOnRowsOfSeveralScatterChunks) {
+  testing::ThreadCountGuard guard;
+  Case c;
+  c.kind = ConvKind::conv_transpose;
+  c.dtype = DType::f32;
+  c.batch = 2;
+  c.in_channels = 3;
+  c.out_channels = 5;
+  c.size = {260};
+  c.kernel = {32};
+  c.stride = {16};
+  c.padding = {8};
+  c.output_padding = {3};
+  c.dilation = {1};
+  c.bias = true;
+  ASSERT_TRUE(c.valid());
+  std::mt19937_64 rng(71);
+  const testing::Operands o = random_operands(c, rng);
+  std::map<std::string, int> ran;
+  const auto names = available_implementations();
+  check_every_implementation(c, o, names, ran);
+  if (std::find(names.begin(), names.end(), "row_scatter_avx512") == names.end()) return;
+  EXPECT_EQ(ran["row_scatter_avx512"], 1);
+  const auto scatter = forced("row_scatter_avx512", c, o), phase = forced("phase_gemm_avx512", c, o);
+  ASSERT_TRUE(scatter && phase);
+  EXPECT_TRUE(bits_equal(scatter->run(o.input.view()), phase->run(o.input.view())));
+}
+
 // Channel counts and widths that leave partial vector lanes, channel blocks and
 // column panels, with every stride phase and dilation under stride, in both dtypes.
 TEST(Implementations, MatchTheOracleAcrossPartialTiles) {
