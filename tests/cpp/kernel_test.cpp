@@ -409,22 +409,28 @@ TEST(Implementations, MatchTheOracleOnDepthwiseBandTiles) {
   });
 }
 
+// Float32 cases of few channels (up to 7 per group, 2 groups) and small y and
+// z extents, whose x dimension the long-row sweeps then set.
+CaseLimits long_row_limits(ConvKind kind, std::int64_t max_size) {
+  CaseLimits small;
+  small.kind = kind;
+  small.dtype = DType::f32;
+  small.max_size = max_size;
+  small.max_kernel = 3;
+  small.max_channels_per_group = 7;
+  small.max_groups = 2;
+  small.depthwise_share = 0.1;
+  small.asymmetric_padding = true;
+  return small;
+}
+
 // Convolutions with long kernel rows (32 to 70 taps in x: partial tap
 // vectors), any stride and padding in x (columns read as zeros on both sides),
 // output channel counts that leave partial tiles, groups, every rank; the same
 // bits on 1 and 3 threads.
 TEST(Implementations, MatchTheOracleOnLongKernelRows) {
   testing::ThreadCountGuard guard;
-  CaseLimits small;
-  small.kind = ConvKind::conv;
-  small.dtype = DType::f32;
-  small.max_size = 5;
-  small.max_kernel = 3;
-  small.max_channels_per_group = 7;
-  small.max_groups = 2;
-  small.depthwise_share = 0.1;
-  small.asymmetric_padding = true;
-  sweep_for_family("long-row", "row_dot_avx512", small, 57, 40, [](Case& c, const Pick& pick) {
+  sweep_for_family("long-row", "row_dot_avx512", long_row_limits(ConvKind::conv, 5), 57, 40, [](Case& c, const Pick& pick) {
     const std::size_t x = c.size.size() - 1;
     c.kernel[x] = pick(32, 70);
     c.dilation[x] = 1;
@@ -439,25 +445,16 @@ TEST(Implementations, MatchTheOracleOnLongKernelRows) {
 
 // Transposed convolutions whose kernel rows are 1 to 3 cells of an x stride
 // of 16, 32 or 64 (fcn32's shape), any x padding (cells starting off the
-// vectors of 16 columns), output padding,
-// 1 to 10 input columns (partial tiles of cells, cells cut off by the padding
-// at both ends), any y and z parameters, partial blocks of output channels,
-// groups; the same bits on 1 and 3 threads, and the same bits as phase_gemm,
-// whose sum order row_scatter keeps.
+// vectors of 16 columns), output padding, 1 to 10 input columns (partial tiles
+// of cells, cells cut off by the padding at both ends), any y and z
+// parameters, partial blocks of output channels, groups; the same bits on 1
+// and 3 threads, and the same bits as phase_gemm, whose sum order row_scatter
+// keeps.
 TEST(Implementations, MatchTheOracleOnHugeKernelRowsAtLargeStrides) {
   testing::ThreadCountGuard guard;
-  CaseLimits huge;
-  huge.kind = ConvKind::conv_transpose;
-  huge.dtype = DType::f32;
-  huge.max_size = 4;
-  huge.max_kernel = 3;
-  huge.max_channels_per_group = 7;
-  huge.max_groups = 2;
-  huge.depthwise_share = 0.1;
-  huge.asymmetric_padding = true;
   std::vector<std::pair<Case, testing::Operands>> kept;
   std::mt19937_64 operands(67);
-  sweep_for_family("huge-row", "row_scatter_avx512", huge, 61, 40, [&](Case& c, const Pick& pick) {
+  sweep_for_family("huge-row", "row_scatter_avx512", long_row_limits(ConvKind::conv_transpose, 4), 61, 40, [&](Case& c, const Pick& pick) {
     const std::size_t x = c.size.size() - 1;
     const std::int64_t stride = std::int64_t{16} << pick(0, 2);
     c.stride[x] = stride;
