@@ -485,19 +485,9 @@ TEST(Implementations, MatchTheOracleOnHugeKernelRowsAtLargeStrides) {
 // 1-D, x stride 16, 260 input columns, against the oracle and phase_gemm's bits.
 TEST(Implementations, MatchTheOracleOnRowsOfSeveralScatterChunks) {
   testing::ThreadCountGuard guard;
-  Case c;
-  c.kind = ConvKind::conv_transpose;
-  c.dtype = DType::f32;
-  c.batch = 2;
-  c.in_channels = 3;
-  c.out_channels = 5;
-  c.size = {260};
-  c.kernel = {32};
-  c.stride = {16};
-  c.padding = {8};
-  c.output_padding = {3};
-  c.dilation = {1};
-  c.bias = true;
+  const Case c{.kind = ConvKind::conv_transpose, .dtype = DType::f32, .batch = 2, .in_channels = 3, .out_channels = 5,
+               .size = {260}, .kernel = {32}, .stride = {16}, .padding = {8}, .output_padding = {3}, .dilation = {1},
+               .bias = true};
   ASSERT_TRUE(c.valid());
   std::mt19937_64 rng(71);
   const testing::Operands o = random_operands(c, rng);
