@@ -31,10 +31,10 @@
 // kernel's other taps of the same phase read again. When the output rows fill
 // whole vectors (x stride 1 or 2) the vectors stay within rows and read the
 // input directly instead: lane l of a tap's vector is input column
-// x_stride * (j0 + l) + o_e, two masked loads and a permute for stride 2
-// (measured as fast as one load on a Zen 5, where the split cost vnet's 3-D
-// k2s2 layer a fifth of its time). Either way the taps and their order are
-// unchanged, so are the bits.
+// x_stride * (j0 + l) + o_e, two masked loads and a shuffle for stride 2
+// (wide_step2_kernel; measured as fast as one load on a Zen 5, where the split
+// cost vnet's 3-D k2s2 layer a fifth of its time). Either way the taps and
+// their order are unchanged, so are the bits.
 // Positions. A phase plane's positions (jy, j) are numbered q = jy * pitch + j
 // and cut into vectors of 16. The pitch is the input's row length when the
 // phase rows are no longer: then a tap's input for position q is the input
@@ -306,8 +306,9 @@ constexpr std::array<SplitKernel, kTileVectors> kSplitKernels{&split_kernel<1>, 
 // FMA's issue slot and vshufps none (measured in a loop of 8 FMAs each). Its
 // lane 4q + t holds the position 2q + t for t < 2 and 8 + 2q + t - 2 for t >= 2
 // (positions 0, 1, 8, 9, 2, 3, 10, 11, ...), and one permute per accumulator
-// puts them back in order before the store (unet's k2s2 convolution 1%). w[b] is block b's panel; out holds the B blocks'
-// channels (out.channels of them) and vector p's placements.
+// puts them back in order before the store (unet's k2s2 convolution 1%).
+// w[b] is block b's panel; out holds the B blocks' channels (out.channels of
+// them) and vector p's placements.
 constexpr int kEvenPairs = 0x88;  // _mm512_shuffle_ps: elements 0 and 2 of each source's 128-bit lane
 template <int B>
 void wide_step2_kernel(std::int64_t n_taps, std::int64_t channels, std::int64_t plane, const float* at,
