@@ -190,7 +190,7 @@ class RowScatterKernel final : public PreparedKernel {
     const std::size_t per_thread = static_cast<std::size_t>(padded_floats(g)) * sizeof(float);
     // Output rows (oz, oy) by stride phase (oz mod stride_z, oy mod stride_y), then in order: the rows of a
     // phase take the same kernel rows, whose weights then stay in L2 from one row to the next (fcn32's are
-    // 224 KB a row of its 7 MB; rows in plain order streamed them from memory for every row).
+    // 224 KB a row of its 7 MB; 1 thread 4.76 -> 4.66 ms against rows in plain order).
     std::vector<std::int64_t> order(static_cast<std::size_t>(rows));
     for (std::int64_t r = 0; r < rows; ++r) order[static_cast<std::size_t>(r)] = r;
     const auto phase_of = [&](std::int64_t r) {
