@@ -148,9 +148,7 @@ TCONV_TARGET_AVX512_BEGIN
 using Isa = simd::Avx512;
 using V = Isa::V;
 
-// Every element of a vector's load, for a step of 1 and 2.
-template <int kStep>
-constexpr std::uint32_t kAllLanes = kStep == 1 ? 0xffffu : 0xffffffffu;
+constexpr std::uint32_t kAllLanes = 0xffffu;  // every lane of a vector's load
 
 // How a micro-kernel leaves its accumulators (kEpilogue).
 template <int P, Epilogue kEpilogue>
@@ -200,13 +198,12 @@ template <int P, Epilogue kEpilogue>
   }
 }
 
-// kStep: the source elements of neighbouring lanes are 1 or 2 apart. For 2,
-// masks[] holds the elements to read, the first 16 in its low half.
-template <int P, int kStep, Epilogue kEpilogue>
+// Neighbouring lanes read neighbouring source elements (x-stride-2 reads go
+// through wide_step2_kernel).
+template <int P, Epilogue kEpilogue>
 void micro_kernel(std::int64_t n_taps, std::int64_t channels, std::int64_t plane, const float* const* at,
                   const std::int64_t* shift, const std::uint32_t* masks, bool skip_empty_taps, const float* w,
                   float* tile, const TileOutput& out) {
-  const __m512i even_elements = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
   V acc[kTileChannels][P];
   TCONV_UNROLL_TILE
   for (int m = 0; m < kTileChannels; ++m) {
@@ -215,13 +212,12 @@ void micro_kernel(std::int64_t n_taps, std::int64_t channels, std::int64_t plane
   }
   for (std::int64_t e = 0; e < n_taps; ++e) {
     const float* from[P];
-    __mmask16 lanes[P], upper[P];
-    std::uint32_t any_lane = 0, all_lanes = kAllLanes<kStep>;
+    __mmask16 lanes[P];
+    std::uint32_t any_lane = 0, all_lanes = kAllLanes;
     TCONV_UNROLL_TILE
     for (int p = 0; p < P; ++p) {
       from[p] = at[p] + shift[e];
       lanes[p] = static_cast<__mmask16>(masks[e * kTileVectors + p]);
-      upper[p] = static_cast<__mmask16>(masks[e * kTileVectors + p] >> kLanes);
       any_lane |= masks[e * kTileVectors + p];
       all_lanes &= masks[e * kTileVectors + p];
     }
@@ -233,17 +229,8 @@ void micro_kernel(std::int64_t n_taps, std::int64_t channels, std::int64_t plane
       for (std::int64_t c = 0, offset = 0; c < channels; ++c, offset += plane) {
         V v[P];
         TCONV_UNROLL_TILE
-        for (int p = 0; p < P; ++p) {
-          if constexpr (kStep == 1) {
-            v[p] = masked ? _mm512_maskz_loadu_ps(lanes[p], from[p] + offset) : _mm512_loadu_ps(from[p] + offset);
-          } else if (masked) {
-            v[p] = _mm512_permutex2var_ps(_mm512_maskz_loadu_ps(lanes[p], from[p] + offset), even_elements,
-                                          _mm512_maskz_loadu_ps(upper[p], from[p] + offset + kLanes));
-          } else {
-            v[p] = _mm512_permutex2var_ps(_mm512_loadu_ps(from[p] + offset), even_elements,
-                                          _mm512_loadu_ps(from[p] + offset + kLanes));
-          }
-        }
+        for (int p = 0; p < P; ++p)
+          v[p] = masked ? _mm512_maskz_loadu_ps(lanes[p], from[p] + offset) : _mm512_loadu_ps(from[p] + offset);
         TCONV_UNROLL_TILE
         for (int m = 0; m < kTileChannels; ++m) {
           const V weight = Isa::broadcast(w + m);
@@ -255,7 +242,7 @@ void micro_kernel(std::int64_t n_taps, std::int64_t channels, std::int64_t plane
     };
     // Plain loads where every lane reads: taps inside the input's borders
     // (split phase planes go through split_kernel).
-    if (all_lanes == kAllLanes<kStep>) {
+    if (all_lanes == kAllLanes) {
       channel_loop(std::false_type{});
     } else {
       channel_loop(std::true_type{});
@@ -360,16 +347,13 @@ void wide_step2_kernel(std::int64_t n_taps, std::int64_t channels, std::int64_t 
 using WideKernel = decltype(&wide_step2_kernel<1>);
 constexpr std::array<WideKernel, 3> kWideKernels{&wide_step2_kernel<1>, &wide_step2_kernel<2>, &wide_step2_kernel<3>};
 
-using MicroKernel = decltype(&micro_kernel<1, 1, Epilogue::store>);
-template <int kStep, Epilogue kEpilogue>
-constexpr std::array<MicroKernel, kTileVectors> kByVectors{
-    &micro_kernel<1, kStep, kEpilogue>, &micro_kernel<2, kStep, kEpilogue>, &micro_kernel<3, kStep, kEpilogue>};
-// By epilogue, step - 1 and vectors - 1 (a step of 2 only stores: only convolutions read it).
-constexpr std::array<std::array<std::array<MicroKernel, kTileVectors>, 2>, 3> kMicroKernels{{
-    {kByVectors<1, Epilogue::to_tile>, kByVectors<1, Epilogue::to_tile>},
-    {kByVectors<1, Epilogue::store>, kByVectors<2, Epilogue::store>},
-    {kByVectors<1, Epilogue::interleave_with_tile>, kByVectors<1, Epilogue::interleave_with_tile>},
-}};
+using MicroKernel = decltype(&micro_kernel<1, Epilogue::store>);
+template <Epilogue kEpilogue>
+constexpr std::array<MicroKernel, kTileVectors> kByVectors{&micro_kernel<1, kEpilogue>, &micro_kernel<2, kEpilogue>,
+                                                           &micro_kernel<3, kEpilogue>};
+// By epilogue and vectors - 1.
+constexpr std::array<std::array<MicroKernel, kTileVectors>, 3> kMicroKernels{
+    kByVectors<Epilogue::to_tile>, kByVectors<Epilogue::store>, kByVectors<Epilogue::interleave_with_tile>};
 
 // Lanes [first, end) of a vector as a mask.
 std::uint32_t lane_range(std::int64_t first, std::int64_t end) {
@@ -891,14 +875,6 @@ class PlaneGemmKernel final : public PreparedKernel {
           }
         }
       }
-      const auto kernel_for = [&](Epilogue epilogue) {
-        return kMicroKernels[static_cast<std::size_t>(epilogue)][static_cast<std::size_t>(step_x - 1)]
-                            [static_cast<std::size_t>(count - 1)];
-      };
-      // One x phase stores its own results; of two, the odd one stores both, interleaved.
-      const std::array<MicroKernel, 2> kernels =
-          x_members_ == 1 ? std::array<MicroKernel, 2>{kernel_for(Epilogue::store), nullptr}
-                          : std::array<MicroKernel, 2>{kernel_for(Epilogue::to_tile), kernel_for(Epilogue::interleave_with_tile)};
       if (step_x == 2) {
         // Vector by vector, three blocks of channels at a time (wide_step2_kernel).
         const PhaseTaps& member = members[0];
@@ -923,6 +899,13 @@ class PlaneGemmKernel final : public PreparedKernel {
         }
         continue;
       }
+      const auto kernel_for = [&](Epilogue epilogue) {
+        return kMicroKernels[static_cast<std::size_t>(epilogue)][static_cast<std::size_t>(count - 1)];
+      };
+      // One x phase stores its own results; of two, the odd one stores both, interleaved.
+      const std::array<MicroKernel, 2> kernels =
+          x_members_ == 1 ? std::array<MicroKernel, 2>{kernel_for(Epilogue::store), nullptr}
+                          : std::array<MicroKernel, 2>{kernel_for(Epilogue::to_tile), kernel_for(Epilogue::interleave_with_tile)};
       for (std::int64_t block = item.first_block; block < item.end_block; ++block) {
         const std::int64_t m0 = grp * cout_ + block * kTileChannels;
         const TileOutput out{dst + m0 * out_plane, out_plane, bias_.data() + m0,
