@@ -481,6 +481,23 @@ TEST(Implementations, MatchTheOracleOnHugeKernelRowsAtLargeStrides) {
   EXPECT_GE(compared, 30);
 }
 
+// Input rows too wide for scatter_gemm to pack all of a band's B panels at
+// once (64 channels x 300 columns: 3 rows a pack, 8 rows), against the oracle
+// and on 1 and 3 threads.
+TEST(Implementations, MatchTheOracleOnScatterGemmRowsPackedInGroups) {
+  testing::ThreadCountGuard guard;
+  const Case c{.kind = ConvKind::conv_transpose, .dtype = DType::f32, .batch = 1, .in_channels = 64, .out_channels = 3,
+               .size = {8, 300}, .kernel = {4, 4}, .stride = {2, 2}, .padding = {1, 1}, .output_padding = {0, 0},
+               .dilation = {1, 1}, .bias = true};
+  std::mt19937_64 rng(73);
+  std::map<std::string, int> ran;
+  const auto names = available_implementations();
+  check_every_implementation(c, random_operands(c, rng), names, ran);
+  if (std::find(names.begin(), names.end(), "scatter_gemm_avx512") != names.end()) {
+    EXPECT_EQ(ran["scatter_gemm_avx512"], 1);
+  }
+}
+
 // Rows longer than row_scatter's chunk of 240 cells (a padded copy per chunk):
 // 1-D, x stride 16, 260 input columns, against the oracle and phase_gemm's bits.
 TEST(Implementations, MatchTheOracleOnRowsOfSeveralScatterChunks) {
