@@ -128,7 +128,8 @@ void tile_kernel(const TileArgs& a) {
       for (int v = 0; v < kCellVectors; ++v) {
         const std::int64_t at = j * kStride + v * kLanes, column = first + at;
         // Lanes [lo, hi) of this vector are output columns.
-        const std::int64_t lo = std::clamp<std::int64_t>(-column, 0, kLanes), hi = std::clamp<std::int64_t>(columns - column, 0, kLanes);
+        const std::int64_t lo = std::clamp<std::int64_t>(-column, 0, kLanes);
+        const std::int64_t hi = std::clamp<std::int64_t>(columns - column, 0, kLanes);
         if (lo >= hi) continue;
         Isa::masked_store(out[b] + at, static_cast<std::uint32_t>(Isa::first_lanes(hi) & ~Isa::first_lanes(lo)),
                           Isa::add(acc[b][j][v], bias));
@@ -296,7 +297,8 @@ class RowScatterKernel final : public PreparedKernel {
     for (std::int64_t block = 0; block < blocks_; ++block) {
       const std::int64_t m0 = block * shape_.channels;
       std::array<float*, kMaxTileChannels> out{};
-      for (int b = 0; b < shape_.channels; ++b) out[static_cast<std::size_t>(b)] = dst_row + std::min(m0 + b, cout_ - 1) * out_plane;
+      for (int b = 0; b < shape_.channels; ++b)
+        out[static_cast<std::size_t>(b)] = dst_row + std::min(m0 + b, cout_ - 1) * out_plane;
       for (std::int64_t j0 = first; j0 < end; j0 += shape_.cells) {
         const int cells = static_cast<int>(std::min<std::int64_t>(shape_.cells, end - j0));
         for (std::int64_t r = 0; r < rows; ++r) row_at[static_cast<std::size_t>(r)] = padded + r * cin_ * width + (j0 - lo);

@@ -136,13 +136,12 @@ class ScatterGemmKernel final : public PreparedKernel {
     const std::int64_t dst_c = last ? 1 : out_plane, dst_p = last ? out_channels : 1;
     const float* in = src + n * in_channels * in_plane + grp * cin_ * src_c;
     float* out = dst + n * out_channels * out_plane + grp * cout_ * dst_c;
+    const float* bias = bias_.data() + grp * cout_;
     if (last) {
       for (std::int64_t row = first; row < end; ++row)
-        for (std::int64_t ox = 0; ox < out_w; ++ox)
-          for (std::int64_t co = 0; co < cout_; ++co) out[(row * out_w + ox) * dst_p + co] = bias_[static_cast<std::size_t>(grp * cout_ + co)];
+        for (std::int64_t ox = 0; ox < out_w; ++ox) std::copy_n(bias, cout_, out + (row * out_w + ox) * dst_p);
     } else {
-      for (std::int64_t co = 0; co < cout_; ++co)
-        std::fill_n(out + co * dst_c + first * out_w, (end - first) * out_w, bias_[static_cast<std::size_t>(grp * cout_ + co)]);
+      for (std::int64_t co = 0; co < cout_; ++co) std::fill_n(out + co * dst_c + first * out_w, (end - first) * out_w, bias[co]);
     }
     // The output row of the band that slab `slab` of input row (iz, iy) reaches, or -1.
     const auto out_row_of = [&](std::int64_t iz, std::int64_t iy, std::int64_t slab) -> std::int64_t {
