@@ -77,18 +77,23 @@ struct TileArgs {
   std::int64_t first_column, columns;
 };
 
-template <int kCellVectors, int kCells>
+// kVectors = kCells * kCellVectors consecutive vectors of an output row,
+// starting at vector kShift of the tile's first cell: vector i belongs to cell
+// (kShift + i) / kCellVectors and takes that cell's weight vector
+// (kShift + i) % kCellVectors, so a row whose padding leaves the first cell's
+// leading vectors outside the output starts there instead of computing them
+// (fcn32: 20 vectors a row instead of 22).
+template <int kCellVectors, int kShift, int kCells>
 void tile_kernel(const TileArgs& a) {
   constexpr int kChannels = tile_shape(kCellVectors).channels;
   constexpr int kStride = kCellVectors * kLanes;
-  V acc[kChannels][kCells][kCellVectors];
+  constexpr int kVectors = kCells * kCellVectors;
+  constexpr int kTouched = (kShift + kVectors - 1) / kCellVectors + 1;  // cells the tile's vectors lie in
+  V acc[kChannels][kVectors];
   TCONV_UNROLL_TILE
   for (int b = 0; b < kChannels; ++b) {
     TCONV_UNROLL_TILE
-    for (int j = 0; j < kCells; ++j) {
-      TCONV_UNROLL_TILE
-      for (int v = 0; v < kCellVectors; ++v) acc[b][j][v] = Isa::zero();
-    }
+    for (int i = 0; i < kVectors; ++i) acc[b][i] = Isa::zero();
   }
   for (std::int64_t r = 0; r < a.n_rows; ++r) {
     const float* w = a.w + a.weight_rows[r];
@@ -99,15 +104,17 @@ void tile_kernel(const TileArgs& a) {
         TCONV_UNROLL_TILE
         for (int b = 0; b < kChannels; ++b) {
           TCONV_UNROLL_TILE
-          for (int v = 0; v < kCellVectors; ++v) weight[b][v] = Isa::load(w + b * kStride + v * kLanes);
+          for (int u = 0; u < kCellVectors; ++u) weight[b][u] = Isa::load(w + b * kStride + u * kLanes);
         }
         TCONV_UNROLL_TILE
-        for (int j = 0; j < kCells; ++j) {
+        for (int j = 0; j < kTouched; ++j) {
           const V x = Isa::broadcast(row + j);
           TCONV_UNROLL_TILE
-          for (int b = 0; b < kChannels; ++b) {
+          for (int i = 0; i < kVectors; ++i) {
+            if ((kShift + i) / kCellVectors != j) continue;  // resolved at compile time
             TCONV_UNROLL_TILE
-            for (int v = 0; v < kCellVectors; ++v) acc[b][j][v] = Isa::fmadd(x, weight[b][v], acc[b][j][v]);
+            for (int b = 0; b < kChannels; ++b)
+              acc[b][i] = Isa::fmadd(x, weight[b][(kShift + i) % kCellVectors], acc[b][i]);
           }
         }
       }
@@ -123,34 +130,37 @@ void tile_kernel(const TileArgs& a) {
     if (b >= a.stored_channels) break;
     const V bias = Isa::set1(a.bias[b]);
     TCONV_UNROLL_TILE
-    for (int j = 0; j < kCells; ++j) {
-      TCONV_UNROLL_TILE
-      for (int v = 0; v < kCellVectors; ++v) {
-        const std::int64_t at = j * kStride + v * kLanes, column = first + at;
-        // Lanes [lo, hi) of this vector are output columns.
-        const std::int64_t lo = std::clamp<std::int64_t>(-column, 0, kLanes);
-        const std::int64_t hi = std::clamp<std::int64_t>(columns - column, 0, kLanes);
-        if (lo >= hi) continue;
-        Isa::masked_store(out[b] + at, static_cast<std::uint32_t>(Isa::first_lanes(hi) & ~Isa::first_lanes(lo)),
-                          Isa::add(acc[b][j][v], bias));
-      }
+    for (int i = 0; i < kVectors; ++i) {
+      const std::int64_t column = first + i * kLanes;
+      // Lanes [lo, hi) of this vector are output columns.
+      const std::int64_t lo = std::clamp<std::int64_t>(-column, 0, kLanes);
+      const std::int64_t hi = std::clamp<std::int64_t>(columns - column, 0, kLanes);
+      if (lo >= hi) continue;
+      Isa::masked_store(out[b] + i * kLanes, static_cast<std::uint32_t>(Isa::first_lanes(hi) & ~Isa::first_lanes(lo)),
+                        Isa::add(acc[b][i], bias));
     }
   }
 }
 
 using TileKernel = void (*)(const TileArgs&);
-template <int kCellVectors, std::size_t... Cells>
+template <int kCellVectors, int kShift, std::size_t... Cells>
 constexpr std::array<TileKernel, sizeof...(Cells)> tile_kernels_for(std::index_sequence<Cells...>) {
-  return {&tile_kernel<kCellVectors, static_cast<int>(Cells) + 1>...};
+  return {&tile_kernel<kCellVectors, kShift, static_cast<int>(Cells) + 1>...};
 }
-// By cells - 1, for 1, 2 and 4 vectors per cell.
-constexpr auto kTileKernels1 = tile_kernels_for<1>(std::make_index_sequence<tile_shape(1).cells>{});
-constexpr auto kTileKernels2 = tile_kernels_for<2>(std::make_index_sequence<tile_shape(2).cells>{});
-constexpr auto kTileKernels4 = tile_kernels_for<4>(std::make_index_sequence<tile_shape(4).cells>{});
+template <int kCellVectors, std::size_t... Shifts>
+constexpr auto shifted_tile_kernels(std::index_sequence<Shifts...>) {
+  constexpr auto kCells = static_cast<std::size_t>(tile_shape(kCellVectors).cells);
+  return std::array<std::array<TileKernel, kCells>, sizeof...(Shifts)>{
+      tile_kernels_for<kCellVectors, static_cast<int>(Shifts)>(std::make_index_sequence<kCells>{})...};
+}
+// By shift and cells - 1, for 1, 2 and 4 vectors per cell.
+constexpr auto kTileKernels1 = shifted_tile_kernels<1>(std::make_index_sequence<1>{});
+constexpr auto kTileKernels2 = shifted_tile_kernels<2>(std::make_index_sequence<2>{});
+constexpr auto kTileKernels4 = shifted_tile_kernels<4>(std::make_index_sequence<4>{});
 
-TileKernel tile_kernel_for(int cell_vectors, int cells) {
-  const auto at = static_cast<std::size_t>(cells - 1);
-  return cell_vectors == 1 ? kTileKernels1[at] : cell_vectors == 2 ? kTileKernels2[at] : kTileKernels4[at];
+TileKernel tile_kernel_for(int cell_vectors, int shift, int cells) {
+  const auto s = static_cast<std::size_t>(shift), at = static_cast<std::size_t>(cells - 1);
+  return cell_vectors == 1 ? kTileKernels1[s][at] : cell_vectors == 2 ? kTileKernels2[s][at] : kTileKernels4[s][at];
 }
 
 class RowScatterKernel final : public PreparedKernel {
@@ -214,13 +224,31 @@ class RowScatterKernel final : public PreparedKernel {
   // Offset of kernel row r's [q][c][kChannels][s] weights in a block.
   std::int64_t row_weights(std::int64_t r) const { return r * taps_per_cell_ * cin_ * shape_.channels * stride_; }
 
-  // Cells of an output row: [first_cell, end_cell), cell j holding columns stride * j - pad + [0, stride).
-  std::int64_t first_cell(const Geometry& g) const { return g.pad_begin[2] / stride_; }
-  std::int64_t end_cell(const Geometry& g) const { return (g.big_size[2] - 1 + g.pad_begin[2]) / stride_ + 1; }
-  // The input columns a chunk of cells [j0, j1) reads, [j0 - (T - 1), j1), as its padded copy holds them: at
-  // most kChunkCells cells at a time, so that the copy stays small however long the row.
+  // An output row's vectors: vector t lies in cell first_cell + (shift + t) / V (cell j holding the columns
+  // stride * j - pad + [0, stride)), its first column start_column + 16 t; the first `shift` vectors of the
+  // first cell lie wholly before column 0 and are left out.
+  struct RowVectors {
+    std::int64_t first_cell, shift, start_column, count;
+  };
+  RowVectors row_vectors(const Geometry& g) const {
+    RowVectors v;
+    v.first_cell = g.pad_begin[2] / stride_;
+    v.shift = g.pad_begin[2] % stride_ / kLanes;
+    v.start_column = v.first_cell * stride_ - g.pad_begin[2] + v.shift * kLanes;
+    v.count = (g.big_size[2] - v.start_column + kLanes - 1) / kLanes;
+    return v;
+  }
+  // Cells a run of `vectors` vectors (rounded up to whole tiles of cells) lies in.
+  std::int64_t cells_touched(const RowVectors& v, std::int64_t vectors) const {
+    return (vectors + cell_vectors_ - 1) / cell_vectors_ + (v.shift > 0 ? 1 : 0);
+  }
+  // Vectors of a row at a time (kChunkCells cells' worth, whole tiles), each chunk with a padded copy of the
+  // input columns its cells read, [first - (T - 1), first + touched), so that the copy stays small however
+  // long the row.
+  std::int64_t chunk_vectors() const { return kChunkCells * cell_vectors_; }
   std::int64_t padded_width(const Geometry& g) const {
-    return std::min(end_cell(g) - first_cell(g), kChunkCells) + taps_per_cell_ - 1;
+    const RowVectors v = row_vectors(g);
+    return cells_touched(v, std::min(v.count, chunk_vectors())) + taps_per_cell_ - 1;
   }
 
   // A thread's lists for one output row, kept from row to row.
@@ -274,42 +302,48 @@ class RowScatterKernel final : public PreparedKernel {
     weight_rows.resize(taps.size());
     for (std::size_t r = 0; r < taps.size(); ++r) weight_rows[r] = row_weights(taps[r]);
     float* dst_row = dst + (n * g.big_channels + grp * cout_) * out_plane + row * out_w;
-    for (std::int64_t chunk = first_cell(g); chunk < end_cell(g); chunk += kChunkCells) {
-      const std::int64_t end = std::min(chunk + kChunkCells, end_cell(g));
-      const std::int64_t lo = chunk - (taps_per_cell_ - 1);  // the input column of padded[0]
+    const RowVectors vectors = row_vectors(g);
+    for (std::int64_t v0 = 0; v0 < vectors.count; v0 += chunk_vectors()) {
+      const std::int64_t v1 = std::min(v0 + chunk_vectors(), vectors.count);
+      const std::int64_t cell = vectors.first_cell + v0 / cell_vectors_;
+      const std::int64_t lo = cell - (taps_per_cell_ - 1);  // the input column of padded[0]
+      const std::int64_t columns = cells_touched(vectors, v1 - v0) + taps_per_cell_ - 1;
       for (std::size_t r = 0; r < taps.size(); ++r)
         for (std::int64_t c = 0; c < cin_; ++c) {
           float* to = padded + (static_cast<std::int64_t>(r) * cin_ + c) * width;
           const float* from = src_group + c * in_plane + input_rows[r] * in_w;
-          for (std::int64_t i = 0; i < end - lo; ++i) to[i] = lo + i >= 0 && lo + i < in_w ? from[lo + i] : 0.0f;
+          for (std::int64_t i = 0; i < columns; ++i) to[i] = lo + i >= 0 && lo + i < in_w ? from[lo + i] : 0.0f;
         }
-      run_chunk(g, chunk, end, lo, padded, dst_row, grp, scratch);
+      run_chunk(g, vectors, v0, v1, lo, padded, dst_row, grp, scratch);
     }
   }
 
-  // The cells [first, end) of an output row, every channel block, from the padded copy (input column lo at 0).
-  void run_chunk(const Geometry& g, std::int64_t first, std::int64_t end, std::int64_t lo, const float* padded,
-                 float* dst_row, std::int64_t grp, RowScratch& scratch) const {
+  // The row's vectors [v0, v1), every channel block, from the padded copy (input column lo at 0).
+  void run_chunk(const Geometry& g, const RowVectors& vectors, std::int64_t v0, std::int64_t v1, std::int64_t lo,
+                 const float* padded, float* dst_row, std::int64_t grp, RowScratch& scratch) const {
     const std::int64_t width = padded_width(g), out_plane = g.big_spatial(), out_w = g.big_size[2];
     std::vector<const float*>& row_at = scratch.row_at;
     const std::vector<std::int64_t>& weight_rows = scratch.weight_rows;
     const auto rows = static_cast<std::int64_t>(row_at.size());
+    const std::int64_t tile_vectors = static_cast<std::int64_t>(shape_.cells) * cell_vectors_;
     for (std::int64_t block = 0; block < blocks_; ++block) {
       const std::int64_t m0 = block * shape_.channels;
       std::array<float*, kMaxTileChannels> out{};
       for (int b = 0; b < shape_.channels; ++b)
         out[static_cast<std::size_t>(b)] = dst_row + std::min(m0 + b, cout_ - 1) * out_plane;
-      for (std::int64_t j0 = first; j0 < end; j0 += shape_.cells) {
-        const int cells = static_cast<int>(std::min<std::int64_t>(shape_.cells, end - j0));
-        for (std::int64_t r = 0; r < rows; ++r) row_at[static_cast<std::size_t>(r)] = padded + r * cin_ * width + (j0 - lo);
-        const std::int64_t first_column = j0 * stride_ - g.pad_begin[2];
+      for (std::int64_t t0 = v0; t0 < v1; t0 += tile_vectors) {
+        const int cells = static_cast<int>((std::min(tile_vectors, v1 - t0) + cell_vectors_ - 1) / cell_vectors_);
+        const std::int64_t cell = vectors.first_cell + t0 / cell_vectors_;
+        for (std::int64_t r = 0; r < rows; ++r) row_at[static_cast<std::size_t>(r)] = padded + r * cin_ * width + (cell - lo);
+        const std::int64_t first_column = vectors.start_column + t0 * kLanes;
         std::array<float*, kMaxTileChannels> out_tile{};
-        for (int b = 0; b < shape_.channels; ++b) out_tile[static_cast<std::size_t>(b)] = out[static_cast<std::size_t>(b)] + first_column;
+        for (int b = 0; b < shape_.channels; ++b)
+          out_tile[static_cast<std::size_t>(b)] = out[static_cast<std::size_t>(b)] + first_column;
         const TileArgs args{row_at.data(), weight_rows.data(), rows, taps_per_cell_, cin_, width,
                             packed_.data() + (grp * blocks_ + block) * block_floats(), bias_.data() + grp * cout_ + m0,
                             out_tile.data(), static_cast<int>(std::min<std::int64_t>(shape_.channels, cout_ - m0)),
                             first_column, out_w};
-        tile_kernel_for(cell_vectors_, cells)(args);
+        tile_kernel_for(cell_vectors_, static_cast<int>(vectors.shift), cells)(args);
       }
     }
   }
