@@ -7,8 +7,8 @@
 // Math. Output row (n, m, oz, oy) is cut into cells of s = stride_x columns:
 // cell j holds the columns s*j - pad_x + [0, s), s / 16 vectors (which start
 // on any column: stores are unaligned when pad_x is not a multiple of 16, and
-// masked at the row's ends). Column s*j - pad_x + u (u < s) takes, for every kernel row
-// (tz, ty) whose input row (iz, iy) exists, every x tap tx = u + s*q
+// masked at the row's ends). Column s*j - pad_x + u (u < s) takes, for every
+// kernel row (tz, ty) whose input row (iz, iy) exists, every x tap tx = u + s*q
 // (q < T = kernel_x / s) and every input channel c, the product
 //     W[c, m, tz, ty, tx] * src[c, iz, iy, j - q]
 // (zero when j - q lies outside the input row), so vector v of cell j is
@@ -17,9 +17,11 @@
 // ascending), then c, from zero, and the bias last: the phase GEMM families'
 // k = e*C + c over a phase's taps in ascending order, so the same bits as
 // phase_gemm, plane_gemm and the channels-last igemm.
-// Tile: kCells cells x kCellVectors (= s / 16) vectors x kChannels output
-// channels, at most 24 accumulators; per (kernel row, q, c) step kCells
-// broadcasts and kCellVectors * kChannels weight loads feed all of them.
+// Tile: kCells cells' worth of vectors (kCellVectors = s / 16 a cell) x
+// kChannels output channels, at most 24 accumulators, starting at vector
+// kShift of its first cell (a row starts at its first vector that holds an
+// output column); per (kernel row, q, c) step one broadcast per cell touched
+// and kCellVectors * kChannels weight loads feed all of them.
 // Input columns outside the input are read as zeros from a padded copy of the
 // output row's input rows (per thread, in the workspace); with finite weights
 // (which the family requires) their products are zeros, and adding a zero to
@@ -47,7 +49,7 @@ namespace {
 
 constexpr int kLanes = 16;
 constexpr int kMaxTileChannels = 3;
-constexpr std::int64_t kChunkCells = 240;  // of an output row at a time: whole tiles of 8, 12 and 6 cells
+constexpr std::int64_t kChunkCells = 240;  // cells' worth of an output row at a time: whole tiles of 8, 12 and 6
 
 // The tile shape for s / 16 vectors per cell: output channels and cells.
 struct TileShape {
