@@ -367,7 +367,9 @@ std::string rejects(const Geometry& g, DType dtype, const WeightFacts& weights) 
   if (s != 16 && s != 32 && s != 64) return "its cells are whole vectors: x stride must be 16, 32 or 64, this has " + std::to_string(s);
   if (g.dilation[2] != 1) return "a cell's taps are consecutive: x dilation must be 1";
   if (g.kernel[2] % s != 0) return "a kernel row must be whole cells: x kernel a multiple of the x stride";
-  if (!weights.all_finite) return "it reads zeros for columns outside the input and needs finite weights";
+  if (!weights.all_finite) {
+    return "the weight holds NaN or infinity, which it would multiply by the zeros it reads for columns outside the input";
+  }
   return {};
 }
 

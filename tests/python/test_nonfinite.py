@@ -6,7 +6,7 @@ output equals torch's: NaN where torch has NaN, the same infinities, and the
 finite values within rounding.
 
 Every case runs in both layouts (channels-first and channels-last), so the
-channels-last families are reached too. The phase_gemm_* and igemm_* families
+channels-last families are reached too. The phase_gemm_*, igemm_* and row_scatter_* families
 multiply weights by zeros standing for positions outside the input, and 0 * Inf = NaN where PyTorch, which never forms those
 products, has a number. So they decline a transposed convolution whose weight
 is not finite: forcing them is refused with that reason, and the automatic
@@ -22,8 +22,12 @@ import torch_reference
 PREPARED = {"conv": tconv.Conv, "conv_transpose": tconv.ConvTranspose}
 
 # Problems to try for each implementation, in order, until one is accepted:
-# (input shape, weight shape, groups). Same weight shape for both operations.
-PROBLEMS = [((2, 4, 7, 6), (4, 4, 3, 3), 1), ((2, 4, 7, 6), (4, 1, 3, 3), 4)]  # dense, depthwise
+# (input shape, weight shape, groups, parameters replacing PARAMS[op]). Same weight shape for both operations.
+PROBLEMS = [
+    ((2, 4, 7, 6), (4, 4, 3, 3), 1, None),  # dense
+    ((2, 4, 7, 6), (4, 1, 3, 3), 4, None),  # depthwise
+    ((1, 3, 4, 3), (3, 2, 3, 64), 1, dict(stride=(2, 32), padding=(1, 16), output_padding=(1, 0))),  # huge x rows
+]
 # No padding for conv: with padding and a non-finite weight, PyTorch's own CPU
 # result depends on its backend (float32 through oneDNN never multiplies the
 # weight by the padding, as tconv does; float64 through im2col does, and
@@ -35,9 +39,9 @@ NONFINITE = {"nan": np.nan, "inf": np.inf, "-inf": -np.inf}
 
 def prepared_operator(op, implementation, rng, dtype, layout):
     """Operands for the first problem `implementation` accepts, and its parameters."""
-    for input_shape, weight_shape, groups in PROBLEMS:
+    for input_shape, weight_shape, groups, replaced in PROBLEMS:
         weight = rng.uniform(-1, 1, weight_shape).astype(dtype)
-        params = dict(PARAMS[op], groups=groups, layout=layout)
+        params = dict(PARAMS[op] if replaced is None else replaced, groups=groups, layout=layout)
         try:
             PREPARED[op](weight, implementation=implementation, **params)
         except (ValueError, TypeError):
@@ -47,7 +51,8 @@ def prepared_operator(op, implementation, rng, dtype, layout):
 
 
 def declines_nonfinite_weights(op, implementation, where):
-    return op == "conv_transpose" and implementation.startswith(("phase_gemm", "igemm", "channels_last_igemm")) and where == "weight"
+    families = ("phase_gemm", "igemm", "channels_last_igemm", "row_scatter")
+    return op == "conv_transpose" and implementation.startswith(families) and where == "weight"
 
 
 CASES = [
