@@ -61,8 +61,9 @@
 // a zero leaves a sum that started from +0 bit for bit as it is.
 // Packed weights (at creation): per group, phase and block of M output
 // channels, [K][M], channels past the group's zero.
-// Work items are runs of tiles with a range of channel blocks (every block
-// unless the tiles are too few to keep the threads busy).
+// Work units are single tiles with a range of channel blocks (every block
+// unless the tiles are too few to keep the threads busy), shared out by
+// UnitQueues: a contiguous range per thread, single units taken at the end.
 #include <omp.h>
 
 #include <algorithm>
@@ -80,6 +81,7 @@
 #include "kernels/kernel.hpp"
 #include "kernels/phase_gemm.hpp"
 #include "kernels/simd_avx512.hpp"
+#include "kernels/unit_queues.hpp"
 
 namespace tconv::detail::plane_gemm {
 namespace {
@@ -87,7 +89,7 @@ namespace {
 constexpr int kLanes = 16;
 constexpr int kTileChannels = 8;  // M: output channels per micro-kernel
 constexpr int kTileVectors = 3;   // P: vectors of positions per micro-kernel (M x P accumulators)
-constexpr std::int64_t kItemsPerThread = 8;
+constexpr std::int64_t kUnitsPerThread = 8;  // at least, splitting channel blocks where the tiles are fewer
 constexpr std::int64_t kDirectProducts = 128;  // see PlaneGemmKernel::splits
 constexpr int kMaxParts = kLanes;  // row pieces of one vector: one per lane when rows are one position long
 
@@ -427,9 +429,12 @@ class PlaneGemmKernel final : public PreparedKernel {
     auto* dst = static_cast<float*>(dst_v);
     if (!splits(g)) {
       const Plan plan = plan_for(g, threads);
-      const auto items = static_cast<std::int64_t>(plan.items.size()) * groups_;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
-      for (std::int64_t it = 0; it < items; ++it) run_item(g, plan, it, src, dst);
+      UnitQueues queues(plan.group_units * groups_, threads);
+#pragma omp parallel num_threads(threads)
+      {
+        std::vector<RowPhaseTaps> row_phases_taps(static_cast<std::size_t>(row_phases()));
+        queues.work(omp_get_thread_num(), [&](std::int64_t unit) { run_unit(g, plan, unit, src, dst, row_phases_taps); });
+      }
       return;
     }
     // A chunk of samples at a time (kBatchChunkBytes, kernel.hpp).
@@ -440,11 +445,6 @@ class PlaneGemmKernel final : public PreparedKernel {
   }
 
  private:
-  // A run of tiles of one row phase (the x phases of one depth and height
-  // residue), for the channel blocks [first_block, end_block).
-  struct Item {
-    std::int64_t row_phase, first_tile, end_tile, first_block, end_block;
-  };
   // What the micro-kernels read: the input itself, or its phase planes.
   struct Source {
     bool split = false;               // the phase planes
@@ -462,7 +462,24 @@ class PlaneGemmKernel final : public PreparedKernel {
     bool flat = false;                       // pitch is the source's row length: vectors run across row ends
     std::vector<std::int64_t> vectors;       // per row phase: vectors per (sample, depth row) plane
     std::vector<std::int64_t> tiles;         // per row phase: tiles its sequence of vectors is cut into
-    std::vector<Item> items;
+    // Work units: tile t of row phase rp (the x phases of one depth and
+    // height residue) for a range of channel blocks, numbered group by group,
+    // in each by t, rp and block range, so that a thread's contiguous range
+    // covers every row phase of one stretch of the output. A row phase with
+    // fewer tiles than the most leaves its last units empty.
+    std::int64_t block_ranges = 1;  // every block, unless the tiles are too few to keep the threads busy
+    std::int64_t most_tiles = 0;    // of any row phase
+    std::int64_t group_units = 0;
+  };
+  // What a thread works out for a row phase once, for all its tiles it takes.
+  struct RowPhaseTaps {
+    std::int64_t row_phase = -1;
+    std::array<std::int64_t, 2> columns_of{};
+    std::array<std::vector<TapSource>, 2> taps;
+    std::array<std::vector<std::int64_t>, 2> shift;
+    std::array<std::vector<std::uint32_t>, 2> masks;         // per tile, [e][p]
+    std::vector<std::int64_t> split_offsets;                 // split sources: per product, its source offset
+    std::array<std::vector<std::uint32_t>, 2> column_masks;  // pitch of whole vectors: [e][k]
   };
 
   // The share of the vector lanes that carry an output position.
@@ -590,10 +607,10 @@ class PlaneGemmKernel final : public PreparedKernel {
   }
 
   // A split convolution's batch (or a chunk of one): the input into its
-  // phase planes, then the items over them.
+  // phase planes, then the units over them.
   void run_split(const Geometry& g, const float* src, float* dst, float* split, int threads) const {
     const Plan plan = plan_for(g, threads);
-    const auto items = static_cast<std::int64_t>(plan.items.size()) * groups_;
+    UnitQueues queues(plan.group_units * groups_, threads);
     const std::int64_t planes = g.batch * g.input_channels();
     std::fill_n(split + g.batch * plan.source.sample_stride, overrun(plan.source), 0.0f);
 #pragma omp parallel num_threads(threads)
@@ -604,12 +621,13 @@ class PlaneGemmKernel final : public PreparedKernel {
         split_plane(g, plan.source, src + plane * g.big_spatial(),
                     split + n * plan.source.sample_stride + c * plan.source.channel_stride);
       }
-      // Items in sample order, shared out the same static way: a thread
-      // reads the phase planes it wrote itself (but for one border sample)
-      // from its own L2, not the other core's (dcgan_64_3 as a convolution,
-      // 2 threads, Zen 4: 0.308 -> 0.281 ms, min of 10 alternating rounds).
-#pragma omp for schedule(static)
-      for (std::int64_t it = 0; it < items; ++it) run_item(g, plan, it, split, dst);
+      // Units in sample order, each thread's range in the split's static
+      // order: a thread reads the phase planes it wrote itself (but for one
+      // border sample and the units it takes from the other's range) from its
+      // own L2, not the other core's (dcgan_64_3 as a convolution, 2 threads,
+      // Zen 4: 0.308 -> 0.281 ms, min of 10 alternating rounds).
+      std::vector<RowPhaseTaps> row_phases_taps(static_cast<std::size_t>(row_phases()));
+      queues.work(omp_get_thread_num(), [&](std::int64_t unit) { run_unit(g, plan, unit, split, dst, row_phases_taps); });
     }
   }
   static std::int64_t sample_bytes(const Source& source) {
@@ -695,7 +713,7 @@ class PlaneGemmKernel final : public PreparedKernel {
   }
   std::int64_t row_phases() const { return static_cast<std::int64_t>(phases_.size()) / x_members_; }
 
-  // The plan's source, pitch, vectors and tiles, without the work items.
+  // The plan's source, pitch, vectors and tiles, without the work units.
   Plan vector_layout(const Geometry& g) const {
     Plan plan;
     plan.source = source_of(g);
@@ -722,206 +740,215 @@ class PlaneGemmKernel final : public PreparedKernel {
     const std::vector<std::int64_t>& tiles = plan.tiles;
     std::int64_t total = 0;
     for (const std::int64_t n : tiles) total += n;
-    // Chunks of tiles, enough of them for every thread to have several; when
-    // the tiles are too few, each also splits into ranges of channel blocks.
-    const std::int64_t wanted = std::max<std::int64_t>(1, (kItemsPerThread * threads + groups_ - 1) / groups_);
-    const std::int64_t chunk = std::max<std::int64_t>(1, total / wanted);
-    const std::int64_t block_ranges = std::clamp<std::int64_t>((wanted + total - 1) / std::max<std::int64_t>(total, 1), 1, blocks_);
-    // Runs of tiles whose lengths differ by one at most, so that the last item
-    // a thread takes is no longer than the others.
-    for (std::int64_t rp = 0; rp < row_phases(); ++rp) {
-      const std::int64_t n = tiles[static_cast<std::size_t>(rp)];
-      const std::int64_t runs = std::max<std::int64_t>(1, (n + chunk - 1) / chunk);
-      for (std::int64_t i = 0; i < runs; ++i) {
-        for (std::int64_t r = 0; r < block_ranges; ++r) {
-          plan.items.push_back({rp, i * n / runs, (i + 1) * n / runs, r * blocks_ / block_ranges,
-                                (r + 1) * blocks_ / block_ranges});
-        }
-      }
-    }
+    // When the tiles are too few for every thread to have several, each also
+    // splits into ranges of channel blocks.
+    const std::int64_t wanted = std::max<std::int64_t>(1, (kUnitsPerThread * threads + groups_ - 1) / groups_);
+    plan.block_ranges = std::clamp<std::int64_t>((wanted + total - 1) / std::max<std::int64_t>(total, 1), 1, blocks_);
+    plan.most_tiles = *std::max_element(tiles.begin(), tiles.end());
+    plan.group_units = plan.most_tiles * row_phases() * plan.block_ranges;
     return plan;
   }
 
-  void run_item(const Geometry& g, const Plan& plan, std::int64_t it, const float* src, float* dst) const {
-    const Item& item = plan.items[static_cast<std::size_t>(it % static_cast<std::int64_t>(plan.items.size()))];
-    const std::int64_t grp = it / static_cast<std::int64_t>(plan.items.size());
-    const PhaseTaps* members = &phases_[static_cast<std::size_t>(item.row_phase * x_members_)];
-    const Dims& in = plan.source.extent;
-    const Dims& margin = plan.source.margin;
-    const Dims& out = g.output_size();
-    const auto axes = phase_gemm::axes_of(g, members[0].residue);
-    const std::int64_t depth = axes[0].out_count, rows = axes[1].out_count;
-    const std::int64_t vectors = plan.vectors[static_cast<std::size_t>(item.row_phase)];
-    const std::int64_t in_plane = plan.source.channel_stride, out_plane = out[0] * out[1] * out[2];
-    const std::int64_t sequence = g.batch * depth * vectors;
-    const std::int64_t step_x = plan.source.step[2];
-    const std::int64_t tiles = plan.tiles[static_cast<std::size_t>(item.row_phase)];
-
-    std::array<std::int64_t, 2> columns_of{};
-    std::array<std::vector<TapSource>, 2> taps;
-    std::array<std::vector<std::int64_t>, 2> shift;
-    for (std::int64_t q = 0; q < x_members_; ++q) {
-      columns_of[static_cast<std::size_t>(q)] = phase_gemm::axes_of(g, members[q].residue)[2].out_count;
+  // The taps of row phase rp as the tiles read them (a thread works them out
+  // once per run, for all its units of the row phase).
+  void set_up_row_phase(const Geometry& g, const Plan& plan, std::int64_t rp, RowPhaseTaps& rows) const {
+    rows.row_phase = rp;
+    const PhaseTaps* members = &phases_[static_cast<std::size_t>(rp * x_members_)];
+    const std::int64_t in_plane = plan.source.channel_stride;
+    for (std::int64_t q = 0; q < 2; ++q) {
+      const auto qi = static_cast<std::size_t>(q);
+      rows.taps[qi].clear();
+      rows.shift[qi].clear();
+      rows.column_masks[qi].clear();
+      if (q >= x_members_) continue;
+      rows.columns_of[qi] = phase_gemm::axes_of(g, members[q].residue)[2].out_count;
       for (const auto& o : members[q].offset) {
-        taps[static_cast<std::size_t>(q)].push_back(tap_source(g, plan.source, o));
-        shift[static_cast<std::size_t>(q)].push_back(taps[static_cast<std::size_t>(q)].back().shift);
+        rows.taps[qi].push_back(tap_source(g, plan.source, o));
+        rows.shift[qi].push_back(rows.taps[qi].back().shift);
       }
+      rows.masks[qi].resize(members[q].tap.size() * kTileVectors);
     }
     // Phase planes hold zeros in their margins: every lane of every tap reads
     // inside, in place or past the output's positions (lanes never stored),
     // so split_kernel needs no masks, only each product's source offset.
-    std::array<std::vector<std::uint32_t>, 2> masks;
-    for (std::int64_t q = 0; q < x_members_; ++q) masks[static_cast<std::size_t>(q)].resize(members[q].tap.size() * kTileVectors);
-    std::vector<std::int64_t> split_offsets;
+    rows.split_offsets.clear();
     if (plan.source.split) {
-      for (const std::int64_t tap_shift : shift[0])
-        for (std::int64_t c = 0; c < cin_; ++c) split_offsets.push_back(tap_shift + c * in_plane);
+      for (const std::int64_t tap_shift : rows.shift[0])
+        for (std::int64_t c = 0; c < cin_; ++c) rows.split_offsets.push_back(tap_shift + c * in_plane);
     }
     // With a pitch of whole vectors (always unless flat), a vector is the
     // columns [16 k, 16 k + 16) of one phase row (never past the last row), and
     // a tap's mask is its row test and a mask of k, worked out here once per tap
     // and k ([e][k]) instead of per vector (dcgan_64_3 as a convolution spent
     // 14% of its time in this function).
-    const bool whole_vectors = plan.pitch % kLanes == 0;
-    const std::int64_t row_vectors = plan.pitch / kLanes;
-    std::array<std::vector<std::uint32_t>, 2> column_masks;
-    if (whole_vectors && !plan.source.split) {
+    if (plan.pitch % kLanes == 0 && !plan.source.split) {
       for (std::int64_t q = 0; q < x_members_; ++q) {
-        for (const TapSource& tap : taps[static_cast<std::size_t>(q)]) {
-          for (std::int64_t k = 0; k < row_vectors; ++k) {
+        const auto qi = static_cast<std::size_t>(q);
+        for (const TapSource& tap : rows.taps[qi]) {
+          for (std::int64_t k = 0; k < plan.pitch / kLanes; ++k) {
             const std::int64_t lo = std::max(k * kLanes, tap.lo[2]) - k * kLanes;
-            const std::int64_t hi = std::min({(k + 1) * kLanes, columns_of[static_cast<std::size_t>(q)], tap.hi[2]}) - k * kLanes;
-            column_masks[static_cast<std::size_t>(q)].push_back(step_x == 1 ? lane_range(lo, hi) : element_range(lo, hi));
+            const std::int64_t hi = std::min({(k + 1) * kLanes, rows.columns_of[qi], tap.hi[2]}) - k * kLanes;
+            rows.column_masks[qi].push_back(plan.source.step[2] == 1 ? lane_range(lo, hi) : element_range(lo, hi));
           }
         }
       }
     }
+  }
+
+  // Unit `unit` (Plan): one tile for a range of channel blocks.
+  // `row_phases_taps`: the thread's RowPhaseTaps, one per row phase.
+  void run_unit(const Geometry& g, const Plan& plan, std::int64_t unit, const float* src, float* dst,
+                std::vector<RowPhaseTaps>& row_phases_taps) const {
+    const std::int64_t grp = unit / plan.group_units, in_group = unit % plan.group_units;
+    const std::int64_t range = in_group % plan.block_ranges, rp = in_group / plan.block_ranges % row_phases();
+    const std::int64_t t = in_group / plan.block_ranges / row_phases();
+    const std::int64_t tiles = plan.tiles[static_cast<std::size_t>(rp)];
+    if (t >= tiles) return;
+    const std::int64_t first_block = range * blocks_ / plan.block_ranges, end_block = (range + 1) * blocks_ / plan.block_ranges;
+    RowPhaseTaps& row_taps = row_phases_taps[static_cast<std::size_t>(rp)];
+    if (row_taps.row_phase != rp) set_up_row_phase(g, plan, rp, row_taps);
+    const auto& columns_of = row_taps.columns_of;
+    const auto& taps = row_taps.taps;
+    const auto& shift = row_taps.shift;
+    auto& masks = row_taps.masks;
+    const auto& split_offsets = row_taps.split_offsets;
+    const auto& column_masks = row_taps.column_masks;
+    const PhaseTaps* members = &phases_[static_cast<std::size_t>(rp * x_members_)];
+    const Dims& in = plan.source.extent;
+    const Dims& margin = plan.source.margin;
+    const Dims& out = g.output_size();
+    const auto axes = phase_gemm::axes_of(g, members[0].residue);
+    const std::int64_t depth = axes[0].out_count, rows = axes[1].out_count;
+    const std::int64_t vectors = plan.vectors[static_cast<std::size_t>(rp)];
+    const std::int64_t in_plane = plan.source.channel_stride, out_plane = out[0] * out[1] * out[2];
+    const std::int64_t sequence = g.batch * depth * vectors;
+    const std::int64_t step_x = plan.source.step[2];
+    const bool whole_vectors = plan.pitch % kLanes == 0;
+    const std::int64_t row_vectors = plan.pitch / kLanes;
     std::array<const float*, kTileVectors> at{};
     std::array<std::array<Placement, kMaxParts>, kTileVectors> placements{};
     std::array<int, kTileVectors> placed{};
     alignas(64) float tile[kTileChannels * kTileVectors * kLanes];  // the even x phase's results
 
-    for (std::int64_t t = item.first_tile; t < item.end_tile; ++t) {
-      const std::int64_t first = t * sequence / tiles;
-      const int count = static_cast<int>((t + 1) * sequence / tiles - first);
-      for (int p = 0; p < count; ++p) {
-        const std::int64_t s = first + p;
-        const std::int64_t n = s / (depth * vectors), jz = s / vectors % depth, q0 = s % vectors * kLanes;
-        // The vector's lanes, row by row.
-        std::array<Part, kMaxParts> parts;  // the first n_parts are set
-        int n_parts = 0;
-        for (std::int64_t lane = 0, row = q0 / plan.pitch, column = q0 % plan.pitch; lane < kLanes; ++row, column = 0) {
-          const std::int64_t length = std::min(kLanes - lane, plan.pitch - column);
-          if (row < rows) parts[static_cast<std::size_t>(n_parts++)] = {row, column, static_cast<int>(lane), static_cast<int>(length)};
-          lane += length;
-        }
-        // Input position of lane 0 (rows past the input's are never read: every lane there is masked).
-        const std::int64_t jy0 = q0 / plan.pitch, j0 = q0 % plan.pitch;
-        const Dims& step = plan.source.step;
-        at[static_cast<std::size_t>(p)] = src + n * plan.source.sample_stride + grp * cin_ * in_plane +
-                                          ((step[0] * jz + margin[0]) * in[1] + step[1] * jy0 + margin[1]) * in[2] +
-                                          step[2] * j0 + margin[2];
-        for (std::int64_t q = 0; q < x_members_; ++q) {
-          const PhaseTaps& member = members[q];
-          const std::int64_t columns = columns_of[static_cast<std::size_t>(q)];
-          if (plan.source.split) continue;
-          if (whole_vectors) {
-            const std::int64_t row = jy0, k = j0 / kLanes;
-            for (std::size_t e = 0; e < member.tap.size(); ++e) {
-              const TapSource& tap = taps[static_cast<std::size_t>(q)][e];
-              const bool inside = jz >= tap.lo[0] && jz < tap.hi[0] && row >= tap.lo[1] && row < tap.hi[1];
-              masks[static_cast<std::size_t>(q)][e * kTileVectors + static_cast<std::size_t>(p)] =
-                  inside ? column_masks[static_cast<std::size_t>(q)][e * static_cast<std::size_t>(row_vectors) + static_cast<std::size_t>(k)] : 0;
-            }
-            continue;
-          }
+    const std::int64_t first = t * sequence / tiles;
+    const int count = static_cast<int>((t + 1) * sequence / tiles - first);
+    for (int p = 0; p < count; ++p) {
+      const std::int64_t s = first + p;
+      const std::int64_t n = s / (depth * vectors), jz = s / vectors % depth, q0 = s % vectors * kLanes;
+      // The vector's lanes, row by row.
+      std::array<Part, kMaxParts> parts;  // the first n_parts are set
+      int n_parts = 0;
+      for (std::int64_t lane = 0, row = q0 / plan.pitch, column = q0 % plan.pitch; lane < kLanes; ++row, column = 0) {
+        const std::int64_t length = std::min(kLanes - lane, plan.pitch - column);
+        if (row < rows) parts[static_cast<std::size_t>(n_parts++)] = {row, column, static_cast<int>(lane), static_cast<int>(length)};
+        lane += length;
+      }
+      // Input position of lane 0 (rows past the input's are never read: every lane there is masked).
+      const std::int64_t jy0 = q0 / plan.pitch, j0 = q0 % plan.pitch;
+      const Dims& step = plan.source.step;
+      at[static_cast<std::size_t>(p)] = src + n * plan.source.sample_stride + grp * cin_ * in_plane +
+                                        ((step[0] * jz + margin[0]) * in[1] + step[1] * jy0 + margin[1]) * in[2] +
+                                        step[2] * j0 + margin[2];
+      for (std::int64_t q = 0; q < x_members_; ++q) {
+        const PhaseTaps& member = members[q];
+        const std::int64_t columns = columns_of[static_cast<std::size_t>(q)];
+        if (plan.source.split) continue;
+        if (whole_vectors) {
+          const std::int64_t row = jy0, k = j0 / kLanes;
           for (std::size_t e = 0; e < member.tap.size(); ++e) {
             const TapSource& tap = taps[static_cast<std::size_t>(q)][e];
-            std::uint32_t lanes = 0;
-            if (jz >= tap.lo[0] && jz < tap.hi[0]) {
-              for (int i = 0; i < n_parts; ++i) {
-                const Part& part = parts[static_cast<std::size_t>(i)];
-                if (part.row < tap.lo[1] || part.row >= tap.hi[1]) continue;
-                // Columns j of the part with j < columns and lo <= j < hi.
-                const std::int64_t lo = std::max(part.column, tap.lo[2]) - part.column + part.lane;
-                const std::int64_t hi = std::min({part.column + part.count, columns, tap.hi[2]}) - part.column + part.lane;
-                // With x step 2, the elements from the first lane's to the last's.
-                lanes |= step_x == 1 ? lane_range(lo, hi) : element_range(lo, hi);
-              }
-            }
-            masks[static_cast<std::size_t>(q)][e * kTileVectors + static_cast<std::size_t>(p)] = lanes;
+            const bool inside = jz >= tap.lo[0] && jz < tap.hi[0] && row >= tap.lo[1] && row < tap.hi[1];
+            masks[static_cast<std::size_t>(q)][e * kTileVectors + static_cast<std::size_t>(p)] =
+                inside ? column_masks[static_cast<std::size_t>(q)][e * static_cast<std::size_t>(row_vectors) + static_cast<std::size_t>(k)] : 0;
           }
-        }
-        // Output element of each part's lane 0 and the elements it writes.
-        const std::int64_t oz = axes[0].out_start + jz * axes[0].out_step;
-        int& k = placed[static_cast<std::size_t>(p)];
-        k = 0;
-        for (int i = 0; i < n_parts; ++i) {
-          const Part& part = parts[static_cast<std::size_t>(i)];
-          const std::int64_t oy = axes[1].out_start + part.row * axes[1].out_step;
-          const std::int64_t row_at = n * g.output_channels() * out_plane + (oz * out[1] + oy) * out[2];
-          if (x_members_ == 1) {
-            const std::int64_t written = std::clamp<std::int64_t>(columns_of[0] - part.column, 0, part.count);
-            placements[static_cast<std::size_t>(p)][static_cast<std::size_t>(k++)] = {
-                row_at + part.column - part.lane, lane_range(part.lane, part.lane + written)};
-          } else {
-            // Element 2l + x is lane l of x phase x, output column 2 * (column + l - lane) + x.
-            const std::int64_t written = std::clamp<std::int64_t>(out[2] - 2 * part.column, 0, 2 * part.count);
-            const std::int64_t begin = 2 * part.lane, end = begin + written;
-            const std::uint64_t elements = (end >= 32 ? ~std::uint64_t{0} : (std::uint64_t{1} << end) - 1) &
-                                           ~((std::uint64_t{1} << begin) - 1);
-            placements[static_cast<std::size_t>(p)][static_cast<std::size_t>(k++)] = {
-                row_at + 2 * (part.column - part.lane), static_cast<std::uint32_t>(elements)};
-          }
-        }
-      }
-      if (step_x == 2) {
-        // Vector by vector, three blocks of channels at a time (wide_step2_kernel).
-        const PhaseTaps& member = members[0];
-        const std::int64_t panel = static_cast<std::int64_t>(member.tap.size()) * cin_ * kTileChannels;
-        // Runs of at most 3 blocks, their sizes differing by one at most (16 blocks: 3, 3, 3, 3, 2, 2, not
-        // 3, 3, 3, 3, 3, 1, whose single block's 8 accumulators cost unet's k2s2 convolution 11% of its time).
-        const std::int64_t item_blocks = item.end_block - item.first_block, runs = (item_blocks + 2) / 3;
-        for (int p = 0; p < count; ++p) {
-          for (std::int64_t run = 0; run < runs; ++run) {
-            const std::int64_t block = item.first_block + run * item_blocks / runs;
-            const std::int64_t m0 = grp * cout_ + block * kTileChannels;
-            const std::int64_t blocks = item.first_block + (run + 1) * item_blocks / runs - block;
-            const TileOutput out{dst + m0 * out_plane, out_plane, bias_.data() + m0,
-                                 static_cast<int>(std::min<std::int64_t>(blocks * kTileChannels, cout_ - block * kTileChannels)),
-                                 placements.data(), placed.data()};
-            const float* w[3];
-            for (std::int64_t b = 0; b < blocks; ++b) w[b] = packed_.data() + weights_of(member, grp, block) + b * panel;
-            kWideKernels[static_cast<std::size_t>(blocks - 1)](static_cast<std::int64_t>(member.tap.size()), cin_, in_plane,
-                                                                at[static_cast<std::size_t>(p)], shift[0].data(),
-                                                                masks[0].data() + p, skip_empty_taps_, w, out, p);
-          }
-        }
-        continue;
-      }
-      const auto kernel_for = [&](Epilogue epilogue) {
-        return kMicroKernels[static_cast<std::size_t>(epilogue)][static_cast<std::size_t>(count - 1)];
-      };
-      // One x phase stores its own results; of two, the odd one stores both, interleaved.
-      const std::array<MicroKernel, 2> kernels =
-          x_members_ == 1 ? std::array<MicroKernel, 2>{kernel_for(Epilogue::store), nullptr}
-                          : std::array<MicroKernel, 2>{kernel_for(Epilogue::to_tile), kernel_for(Epilogue::interleave_with_tile)};
-      for (std::int64_t block = item.first_block; block < item.end_block; ++block) {
-        const std::int64_t m0 = grp * cout_ + block * kTileChannels;
-        const TileOutput out{dst + m0 * out_plane, out_plane, bias_.data() + m0,
-                             static_cast<int>(std::min<std::int64_t>(kTileChannels, cout_ - block * kTileChannels)),
-                             placements.data(), placed.data()};
-        if (plan.source.split) {
-          kSplitKernels[static_cast<std::size_t>(count - 1)](static_cast<std::int64_t>(split_offsets.size()), split_offsets.data(),
-                                                              at.data(), packed_.data() + weights_of(members[0], grp, block), out);
           continue;
         }
-        for (std::int64_t q = 0; q < x_members_; ++q) {
-          const PhaseTaps& member = members[q];
-          kernels[static_cast<std::size_t>(q)](static_cast<std::int64_t>(member.tap.size()), cin_, in_plane, at.data(),
-                                               shift[static_cast<std::size_t>(q)].data(), masks[static_cast<std::size_t>(q)].data(),
-                                               skip_empty_taps_, packed_.data() + weights_of(member, grp, block), tile, out);
+        for (std::size_t e = 0; e < member.tap.size(); ++e) {
+          const TapSource& tap = taps[static_cast<std::size_t>(q)][e];
+          std::uint32_t lanes = 0;
+          if (jz >= tap.lo[0] && jz < tap.hi[0]) {
+            for (int i = 0; i < n_parts; ++i) {
+              const Part& part = parts[static_cast<std::size_t>(i)];
+              if (part.row < tap.lo[1] || part.row >= tap.hi[1]) continue;
+              // Columns j of the part with j < columns and lo <= j < hi.
+              const std::int64_t lo = std::max(part.column, tap.lo[2]) - part.column + part.lane;
+              const std::int64_t hi = std::min({part.column + part.count, columns, tap.hi[2]}) - part.column + part.lane;
+              // With x step 2, the elements from the first lane's to the last's.
+              lanes |= step_x == 1 ? lane_range(lo, hi) : element_range(lo, hi);
+            }
+          }
+          masks[static_cast<std::size_t>(q)][e * kTileVectors + static_cast<std::size_t>(p)] = lanes;
         }
+      }
+      // Output element of each part's lane 0 and the elements it writes.
+      const std::int64_t oz = axes[0].out_start + jz * axes[0].out_step;
+      int& k = placed[static_cast<std::size_t>(p)];
+      k = 0;
+      for (int i = 0; i < n_parts; ++i) {
+        const Part& part = parts[static_cast<std::size_t>(i)];
+        const std::int64_t oy = axes[1].out_start + part.row * axes[1].out_step;
+        const std::int64_t row_at = n * g.output_channels() * out_plane + (oz * out[1] + oy) * out[2];
+        if (x_members_ == 1) {
+          const std::int64_t written = std::clamp<std::int64_t>(columns_of[0] - part.column, 0, part.count);
+          placements[static_cast<std::size_t>(p)][static_cast<std::size_t>(k++)] = {
+              row_at + part.column - part.lane, lane_range(part.lane, part.lane + written)};
+        } else {
+          // Element 2l + x is lane l of x phase x, output column 2 * (column + l - lane) + x.
+          const std::int64_t written = std::clamp<std::int64_t>(out[2] - 2 * part.column, 0, 2 * part.count);
+          const std::int64_t begin = 2 * part.lane, end = begin + written;
+          const std::uint64_t elements = (end >= 32 ? ~std::uint64_t{0} : (std::uint64_t{1} << end) - 1) &
+                                         ~((std::uint64_t{1} << begin) - 1);
+          placements[static_cast<std::size_t>(p)][static_cast<std::size_t>(k++)] = {
+              row_at + 2 * (part.column - part.lane), static_cast<std::uint32_t>(elements)};
+        }
+      }
+    }
+    if (step_x == 2) {
+      // Vector by vector, three blocks of channels at a time (wide_step2_kernel).
+      const PhaseTaps& member = members[0];
+      const std::int64_t panel = static_cast<std::int64_t>(member.tap.size()) * cin_ * kTileChannels;
+      // Runs of at most 3 blocks, their sizes differing by one at most (16 blocks: 3, 3, 3, 3, 2, 2, not
+      // 3, 3, 3, 3, 3, 1, whose single block's 8 accumulators cost unet's k2s2 convolution 11% of its time).
+      const std::int64_t unit_blocks = end_block - first_block, runs = (unit_blocks + 2) / 3;
+      for (int p = 0; p < count; ++p) {
+        for (std::int64_t run = 0; run < runs; ++run) {
+          const std::int64_t block = first_block + run * unit_blocks / runs;
+          const std::int64_t m0 = grp * cout_ + block * kTileChannels;
+          const std::int64_t blocks = first_block + (run + 1) * unit_blocks / runs - block;
+          const TileOutput out{dst + m0 * out_plane, out_plane, bias_.data() + m0,
+                               static_cast<int>(std::min<std::int64_t>(blocks * kTileChannels, cout_ - block * kTileChannels)),
+                               placements.data(), placed.data()};
+          const float* w[3];
+          for (std::int64_t b = 0; b < blocks; ++b) w[b] = packed_.data() + weights_of(member, grp, block) + b * panel;
+          kWideKernels[static_cast<std::size_t>(blocks - 1)](static_cast<std::int64_t>(member.tap.size()), cin_, in_plane,
+                                                              at[static_cast<std::size_t>(p)], shift[0].data(),
+                                                              masks[0].data() + p, skip_empty_taps_, w, out, p);
+        }
+      }
+      return;
+    }
+    const auto kernel_for = [&](Epilogue epilogue) {
+      return kMicroKernels[static_cast<std::size_t>(epilogue)][static_cast<std::size_t>(count - 1)];
+    };
+    // One x phase stores its own results; of two, the odd one stores both, interleaved.
+    const std::array<MicroKernel, 2> kernels =
+        x_members_ == 1 ? std::array<MicroKernel, 2>{kernel_for(Epilogue::store), nullptr}
+                        : std::array<MicroKernel, 2>{kernel_for(Epilogue::to_tile), kernel_for(Epilogue::interleave_with_tile)};
+    for (std::int64_t block = first_block; block < end_block; ++block) {
+      const std::int64_t m0 = grp * cout_ + block * kTileChannels;
+      const TileOutput out{dst + m0 * out_plane, out_plane, bias_.data() + m0,
+                           static_cast<int>(std::min<std::int64_t>(kTileChannels, cout_ - block * kTileChannels)),
+                           placements.data(), placed.data()};
+      if (plan.source.split) {
+        kSplitKernels[static_cast<std::size_t>(count - 1)](static_cast<std::int64_t>(split_offsets.size()), split_offsets.data(),
+                                                            at.data(), packed_.data() + weights_of(members[0], grp, block), out);
+        continue;
+      }
+      for (std::int64_t q = 0; q < x_members_; ++q) {
+        const PhaseTaps& member = members[q];
+        kernels[static_cast<std::size_t>(q)](static_cast<std::int64_t>(member.tap.size()), cin_, in_plane, at.data(),
+                                             shift[static_cast<std::size_t>(q)].data(), masks[static_cast<std::size_t>(q)].data(),
+                                             skip_empty_taps_, packed_.data() + weights_of(member, grp, block), tile, out);
       }
     }
   }

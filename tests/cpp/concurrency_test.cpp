@@ -3,10 +3,12 @@
 // it under ThreadSanitizer.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <random>
 #include <thread>
 #include <vector>
 
+#include "kernels/unit_queues.hpp"
 #include "tconv/tconv.hpp"
 #include "test_support.hpp"
 
@@ -65,6 +67,34 @@ TEST(Concurrency, OneOperatorFromManyThreads) {
         }
         for (auto& thread : threads) thread.join();
         for (int t = 0; t < kThreads; ++t) EXPECT_EQ(mismatches[t], 0) << "thread " << t;
+      }
+    }
+  }
+}
+
+// Every unit is run exactly once, by its owner or by a thread that takes it
+// from the back of another's range, also when fewer threads come than the
+// queues were made for (their ranges are taken by the others).
+TEST(Concurrency, UnitQueuesRunEveryUnitOnce) {
+  for (const std::int64_t units : {0, 1, 3, 7, 64, 1001}) {
+    for (const int made_for : {1, 2, 3, 4}) {
+      for (int coming = 1; coming <= made_for; ++coming) {
+        SCOPED_TRACE(std::to_string(units) + " units, queues for " + std::to_string(made_for) + ", " + std::to_string(coming) +
+                     " threads");
+        detail::UnitQueues queues(units, made_for);
+        std::vector<std::atomic<int>> runs(static_cast<std::size_t>(units));
+        std::vector<std::thread> team;
+        for (int t = 0; t < coming; ++t) {
+          team.emplace_back([&, t] {
+            queues.work(t, [&](std::int64_t unit) {
+              ASSERT_GE(unit, 0);
+              ASSERT_LT(unit, units);
+              runs[static_cast<std::size_t>(unit)].fetch_add(1);
+            });
+          });
+        }
+        for (auto& thread : team) thread.join();
+        for (std::int64_t u = 0; u < units; ++u) EXPECT_EQ(runs[static_cast<std::size_t>(u)].load(), 1) << "unit " << u;
       }
     }
   }
