@@ -561,18 +561,27 @@ class PlaneGemmKernel final : public PreparedKernel {
   // runs of 8-10 rounds (an earlier run, with more memory bandwidth free,
   // 1.288 -> 1.341: the split writes and reads back an input-sized
   // workspace, the direct read needs none), dcgan_64_3 (256) 0.308 -> 0.325
-  // and 0.328 -> 0.327.
+  // and 0.328 -> 0.327. Also read directly, whatever the products: samples
+  // whose phase planes exceed kBatchChunkBytes, which would otherwise take a
+  // workspace of a whole sample and leave the cache before their use (Zen 4,
+  // 2 threads, min of 3 alternating rounds, split -> direct: k4s2 64 -> 64
+  // from 128 x 128, 4.2 MB of phase planes, 2.60 -> 2.40 ms; k3s2 64 -> 128
+  // from 128 x 128, batch 2, 7.43 -> 5.72).
   bool splits(const Geometry& g) const {
     if (split_ == Dims{1, 1, 1}) return false;
     const std::int64_t columns = g.output_size()[2], rounded = (columns + kLanes - 1) / kLanes * kLanes;
+    if (split_[2] > 2 || 8 * (rounded - columns) > rounded) return true;
     const std::int64_t products = g.output_per_group() * g.kernel_taps() / (split_[0] * split_[1] * split_[2]);
-    return split_[2] > 2 || 8 * (rounded - columns) > rounded || products > kDirectProducts;
+    return products > kDirectProducts && sample_bytes(source_for(g, true)) <= kBatchChunkBytes;
   }
 
-  Source source_of(const Geometry& g) const {
+  Source source_of(const Geometry& g) const { return source_for(g, splits(g)); }
+
+  // The source as the phase planes (`split`) or the input itself.
+  Source source_for(const Geometry& g, bool split) const {
     Source source;
     const Dims& in = g.input_size();
-    source.split = splits(g);
+    source.split = split;
     if (!source.split) source.step = split_;
     const Dims& parts = source.split ? split_ : Dims{1, 1, 1};
     std::int64_t phases = 1;

@@ -870,6 +870,39 @@ TEST(Operator, SplitAndDetourWorkspacesDoNotGrowWithTheBatch) {
   }
 }
 
+// A stride-2 convolution whose samples' phase planes would pass the chunk
+// budget reads its input in place (no workspace) even where a small sample,
+// with as many products per input element, is split.
+TEST(Operator, LargeSamplesOfStrideTwoConvolutionsAreReadInPlace) {
+  const Tensor w(DType::f32, {36, 33, 4, 4});  // 36 x 16 / 4 = 144 products per input element
+  ConvParams p;
+  p.stride = 2;
+  p.padding = 1;
+  const auto op = forced("plane_gemm_avx512", ConvKind::conv, w.view(), nullptr, p);
+  if (!op) GTEST_SKIP() << "plane_gemm_avx512 does not run here";
+  EXPECT_EQ(op->plan({1, 33, 32, 32}).strategy, "input split into its stride phases");
+  const Plan large = op->plan({2, 33, 128, 128});  // 2.2 MB of phase planes a sample
+  EXPECT_EQ(large.strategy, "strided input read in place");
+  EXPECT_EQ(large.workspace_bytes, 0u);
+}
+
+// The same, computed: bit for bit phase_gemm's (an oracle run on this size
+// would take seconds), on 3 threads and on 1.
+TEST(Implementations, LargeStridedSamplesReadInPlaceGivePhaseGemmsBits) {
+  const Case c{.kind = ConvKind::conv, .batch = 2, .in_channels = 33, .out_channels = 36, .size = {128, 128},
+               .kernel = {4, 4}, .stride = {2, 2}, .padding = {1, 1}, .padding_end = {1, 1}, .output_padding = {0, 0},
+               .dilation = {1, 1}, .bias = true};
+  std::mt19937_64 rng(67);
+  const testing::Operands o = random_operands(c, rng);
+  const auto plane = forced("plane_gemm_avx512", c, o), phase = forced("phase_gemm_avx512", c, o);
+  if (!plane || !phase) GTEST_SKIP() << "plane_gemm_avx512 or phase_gemm_avx512 does not run here";
+  set_num_threads(3);
+  const Tensor want = phase->run(o.input.view());
+  EXPECT_TRUE(bits_equal(plane->run(o.input.view()), want));
+  set_num_threads(1);
+  EXPECT_TRUE(bits_equal(plane->run(o.input.view()), want));
+}
+
 // Batches taken in chunks of samples: by the channels-last detour (its two
 // copies about 1 MB a sample, 3 samples) and by plane_gemm's split (3 MB of
 // phase planes a sample, 2 samples; 24 output channels keep it off the detour).
