@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <iostream>
+#include <limits>
 #include <map>
 #include <random>
 
@@ -200,6 +201,44 @@ TEST(ChannelsLast, SameBitsAsChannelsFirstTransposed) {
       ++compared;
     }
     EXPECT_GT(compared, first.rfind("phase_gemm", 0) == 0 || first == "direct" ? 100 : 10);
+  }
+}
+
+// depthwise_conv's bands that build their x taps out of the input rows
+// (square kernels of 3, 4 and 5 taps at stride 2, of 3 at stride 1) and its
+// loaded bands (5 taps at stride 1) give its channels-last bits,
+// also with a non-finite weight, where they multiply no padding zero (an
+// infinity times one would be a NaN where the channels-last path, which
+// leaves those positions out, has a number).
+TEST(ChannelsLast, DepthwiseBandsGiveTheChannelsLastBits) {
+  const std::string family = "depthwise_conv_avx512";
+  const auto names = available_implementations();
+  if (std::find(names.begin(), names.end(), family) == names.end()) GTEST_SKIP() << family << " does not run here";
+  std::mt19937_64 rng(113);
+  for (const auto& [k, stride] : {std::pair<std::int64_t, std::int64_t>{3, 1}, {5, 1}, {3, 2}, {4, 2}, {5, 2}}) {
+    for (const std::int64_t width : {9, 33, 64, 97}) {
+      for (const float special : {0.5f, std::numeric_limits<float>::infinity(), std::numeric_limits<float>::quiet_NaN()}) {
+        Case c;
+        c.kind = ConvKind::conv;
+        c.batch = 2;
+        c.in_channels = c.out_channels = c.groups = 3;
+        c.size = {width / 2 + 3, width};
+        c.kernel = {k, k};
+        c.stride = {stride, stride};
+        c.padding = {k / 2, k == 5 ? 2 : 1};
+        c.output_padding = {0, 0};
+        c.dilation = {1, 1};
+        c.bias = true;
+        SCOPED_TRACE(c.describe() + ", a weight " + std::to_string(special));
+        testing::Operands o = random_operands(c, rng);
+        // Channel 1's four kernel corners: the taps that reach past every edge.
+        for (const std::int64_t corner : {std::int64_t{0}, k - 1, (k - 1) * k, k * k - 1}) testing::set_value(o.weight, k * k + corner, special);
+        const auto a = forced(family, c.kind, o.weight.view(), o.bias_view(), c.params());
+        const auto b = forced(family, c.kind, o.weight.view(), o.bias_view(), channels_last(c.params()));
+        ASSERT_TRUE(a && b);
+        EXPECT_TRUE(bits_equal(b->run(to_channels_last(o.input, true).view()), to_channels_last(a->run(o.input.view()), true)));
+      }
+    }
   }
 }
 
