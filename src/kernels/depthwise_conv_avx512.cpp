@@ -11,7 +11,7 @@
 // masked FMA leaves out lanes outside. Common kernel rows (run_band_plane) use
 // bands of 8 output rows that load each input row's tap vectors once; the
 // common square kernels at stride 1 and 2 bands that build them in registers
-// from the input row (run_rows_band_plane: no split).
+// from the input row (run_rows_band_plane: no split, and 7 x 7 kernel rows).
 // Channels-last, src [N][D][H][W][C], dst [N][D'][H'][W'][C]: per output
 // position, vectors of 16 channels, the weights kept tap-major [taps][C].
 // Both sum each output in one order, so the two layouts give the same bits:
@@ -180,7 +180,7 @@ void run_band_plane(const BandPlane& p) {
 // ShuffledTaps: the taps built in registers from the input row itself, no
 // split and one masked load per raw vector (the masks fixed per chunk). Tap
 // tx of output column j reads column kStrideX j + tx - kPadX (tx - kPadX in
-// -2..2): the row's kStrideX x 32 columns of a chunk and 16 on each side are
+// -3..3): the row's kStrideX x 32 columns of a chunk and 16 on each side are
 // the raw vectors; a tap vector is a raw vector shifted (valignd), and for x
 // stride 2 the even or odd elements of two raw vectors shifted by an even
 // count (vshufps). On a Zen 4 4 valignd or 8 vshufps per 8 FMAs cost nothing
@@ -526,8 +526,8 @@ class DepthwiseConvKernel final : public PreparedKernel {
   }
 
   // Rows-outer bands for the square kernels whose x taps ShuffledTaps builds:
-  // 3 taps at strides 1 and 2, 4 and 5 at stride 2, with the padding that keeps
-  // or halves the size (1; 1, 2). Taken whatever the layout, so that a
+  // 3 and 7 taps at stride 1, 3, 4 and 5 at stride 2, with the padding that
+  // keeps or halves the size (1, 3; 1, 1, 2). Taken whatever the layout, so that a
   // channels-last operator knows the sum order of the channels-first one.
   using BandRunner = void (*)(const BandPlane&);
   template <int kKernel, int kStride, int kPad>
@@ -540,11 +540,12 @@ class DepthwiseConvKernel final : public PreparedKernel {
         g.kernel[0] > kMaxBandZTaps)
       return nullptr;
     const std::int64_t k = g.kernel[2], s = g.stride[2];
-    rows_padding_ = k == 5 ? 2 : 1;
+    rows_padding_ = k == 4 ? 1 : k / 2;
     if (k == 3 && s == 1) return rows_band_of<3, 1, 1>(finite);
     if (k == 3 && s == 2) return rows_band_of<3, 2, 1>(finite);
     if (k == 4 && s == 2) return rows_band_of<4, 2, 1>(finite);
     if (k == 5 && s == 2) return rows_band_of<5, 2, 2>(finite);
+    if (k == 7 && s == 1) return rows_band_of<7, 1, 3>(finite);
     return nullptr;
   }
   bool rows_outer(const Geometry& g) const { return rows_band_ != nullptr && g.pad_begin[2] == rows_padding_; }

@@ -410,8 +410,8 @@ TEST(Implementations, MatchTheOracleOnDepthwiseBandTiles) {
 }
 
 // Depthwise convolutions whose bands build their x taps from the input rows
-// themselves (square kernels of 3 taps at stride 1 or 2, of 4 and 5 at stride
-// 2, x padding 1, 1 and 2 before, anything after): rows of 1 to 150
+// themselves (square kernels of 3 and 7 taps at stride 1, of 3, 4 and 5 at
+// stride 2, x padding k / 2 before (1 for 4 taps), anything after): rows of 1 to 150
 // columns (partial chunks, the row's end inside any of their raw vectors), 1
 // to 60 rows, 2-D and 3-D; the same bits on 1 and 3 threads.
 TEST(Implementations, MatchTheOracleOnShuffledDepthwiseBands) {
@@ -420,14 +420,14 @@ TEST(Implementations, MatchTheOracleOnShuffledDepthwiseBands) {
   depthwise.min_rank = 2;
   sweep_for_family("depthwise shuffled band", "depthwise_conv_avx512", depthwise, 31, 40, [](Case& c, const Pick& pick) {
     const std::size_t x = c.size.size() - 1, y = x - 1;
-    const std::int64_t stride = pick(1, 2), k = stride == 1 ? 3 : pick(3, 5);
+    const std::int64_t stride = pick(1, 2), k = stride == 1 ? 3 + 4 * pick(0, 1) : pick(3, 5);
     for (const std::size_t d : {x, y}) {
       c.kernel[d] = k;
       c.stride[d] = stride;
       c.dilation[d] = 1;
       if (!c.padding_end.empty()) c.padding_end[d] = pick(0, k - 1);
     }
-    c.padding[x] = k == 5 ? 2 : 1;
+    c.padding[x] = k == 4 ? 1 : k / 2;
     c.padding[y] = pick(0, k - 1);
     c.size[x] = pick(1, 75 * stride);
     c.size[y] = pick(1, 60);
