@@ -70,6 +70,43 @@ struct ColumnTaps {
   std::vector<std::uint32_t> lanes;
 };
 
+// The z taps of output depth oz that read inside the input: their first
+// input rows (iz * rows) and kernel indices; returns how many.
+std::int64_t z_taps_inside(const Geometry& g, std::int64_t oz, std::int64_t (&z_rows)[kMaxBandZTaps],
+                           std::int64_t (&z_taps)[kMaxBandZTaps]) {
+  std::int64_t count = 0;
+  for (std::int64_t tz = 0; tz < g.kernel[0]; ++tz) {
+    const std::int64_t iz = oz * g.stride[0] - g.pad_begin[0] + tz * g.dilation[0];
+    if (iz < 0 || iz >= g.big_size[0]) continue;
+    z_rows[count] = iz * g.big_size[1];
+    z_taps[count++] = tz;
+  }
+  return count;
+}
+
+// Bit i: input row first + i of a band's `count` (below 32) lies among the input's `rows`.
+std::uint32_t rows_inside(std::int64_t first, std::int64_t rows, int count) {
+  const std::int64_t first_inside = std::clamp<std::int64_t>(-first, 0, count);
+  const std::int64_t end_inside = std::clamp<std::int64_t>(rows - first, first_inside, count);
+  return ((1u << end_inside) - 1) & ~((1u << first_inside) - 1);
+}
+
+// A band tile's accumulators, finished by `finish`, into its rows of the
+// output plane (out: the tile's first element; rows_left: output rows from
+// the tile's first on; columns past the plane's left out).
+template <class Finish>
+[[gnu::always_inline]] inline void store_band(float* out, std::int64_t rows_left, std::int64_t out_columns, std::int64_t j0,
+                                              const __m512 (&acc)[kBandRows][kTileVectors], Finish&& finish) {
+  TCONV_UNROLL_TILE
+  for (int r = 0; r < kBandRows; ++r) {
+    if (r >= rows_left) break;
+    TCONV_UNROLL_TILE
+    for (int v = 0; v < kTileVectors; ++v)
+      _mm512_mask_storeu_ps(out + r * out_columns + v * kLanes, simd::Avx512::first_lanes(out_columns - j0 - v * kLanes),
+                            finish(acc[r][v]));
+  }
+}
+
 // Band tiles: kBandRows output rows x kTileVectors vectors of columns of one
 // plane, for a kernel of kKernelY rows, y stride kStrideY and no y dilation.
 // A tile walks its input rows once per x tap (and z tap): each row's tap
@@ -100,19 +137,11 @@ void run_band_plane(const BandPlane& p) {
   const std::int64_t* const column_at = p.columns->at.data();  // a band reads vector v at vector 0's place + 16 v
   const std::uint32_t* const column_lanes = p.columns->lanes.data();
   for (std::int64_t oz = 0; oz < g.small_size[0]; ++oz) {
-    std::int64_t z_rows[kMaxBandZTaps], z_taps[kMaxBandZTaps], z_count = 0;  // the z taps that read inside
-    for (std::int64_t tz = 0; tz < g.kernel[0]; ++tz) {
-      const std::int64_t iz = oz * g.stride[0] - g.pad_begin[0] + tz * g.dilation[0];
-      if (iz < 0 || iz >= g.big_size[0]) continue;
-      z_rows[z_count] = iz * in_rows;
-      z_taps[z_count++] = tz;
-    }
+    std::int64_t z_rows[kMaxBandZTaps], z_taps[kMaxBandZTaps];
+    const std::int64_t z_count = z_taps_inside(g, oz, z_rows, z_taps);
     for (std::int64_t oy0 = 0; oy0 < out_rows; oy0 += kBandRows) {
       const std::int64_t iy0 = oy0 * kStrideY - g.pad_begin[1];  // the input row of ty = 0 for output row oy0
-      // Bit i: input row iy0 + i lies in the input.
-      const std::int64_t first_inside = std::clamp<std::int64_t>(-iy0, 0, kInputRows);
-      const std::int64_t end_inside = std::clamp<std::int64_t>(in_rows - iy0, first_inside, kInputRows);
-      const std::uint32_t inside = ((1u << end_inside) - 1) & ~((1u << first_inside) - 1);
+      const std::uint32_t inside = rows_inside(iy0, in_rows, kInputRows);
       const bool all_inside = inside == (1u << kInputRows) - 1;
       for (std::int64_t j0 = 0; j0 < out_columns; j0 += kTileVectors * kLanes) {
         const std::int64_t chunk = j0 / (kTileVectors * kLanes);
@@ -163,15 +192,8 @@ void run_band_plane(const BandPlane& p) {
             }
           }
         }
-        float* out = p.out + (oz * out_rows + oy0) * out_columns + j0;
-        TCONV_UNROLL_TILE
-        for (int r = 0; r < kBandRows; ++r) {
-          if (oy0 + r >= out_rows) break;
-          TCONV_UNROLL_TILE
-          for (int v = 0; v < kTileVectors; ++v)
-            _mm512_mask_storeu_ps(out + r * out_columns + v * kLanes,
-                                  simd::Avx512::first_lanes(out_columns - j0 - v * kLanes), acc[r][v]);
-        }
+        store_band(p.out + (oz * out_rows + oy0) * out_columns + j0, out_rows - oy0, out_columns, j0, acc,
+                   [](__m512 v) { return v; });
       }
     }
   }
@@ -277,19 +299,11 @@ void run_rows_band_plane(const BandPlane& p) {
     const typename Taps::Chunk columns = Taps::chunk(p, chunk);
     const std::int64_t row_offset = g.stride[2] * j0;  // the chunk's raw vector 1
     for (std::int64_t oz = 0; oz < g.small_size[0]; ++oz) {
-      std::int64_t z_rows[kMaxBandZTaps], z_taps[kMaxBandZTaps], z_count = 0;  // the z taps that read inside
-      for (std::int64_t tz = 0; tz < g.kernel[0]; ++tz) {
-        const std::int64_t iz = oz * g.stride[0] - g.pad_begin[0] + tz * g.dilation[0];
-        if (iz < 0 || iz >= g.big_size[0]) continue;
-        z_rows[z_count] = iz * in_rows;
-        z_taps[z_count++] = tz;
-      }
+      std::int64_t z_rows[kMaxBandZTaps], z_taps[kMaxBandZTaps];
+      const std::int64_t z_count = z_taps_inside(g, oz, z_rows, z_taps);
       for (std::int64_t oy0 = 0; oy0 < out_rows; oy0 += kBandRows) {
         const std::int64_t iy0 = oy0 * kStrideY - g.pad_begin[1];  // the input row of ty = 0 for output row oy0
-        // Bit i: input row iy0 + i lies in the input.
-        const std::int64_t first_inside = std::clamp<std::int64_t>(-iy0, 0, kInputRows);
-        const std::int64_t end_inside = std::clamp<std::int64_t>(in_rows - iy0, first_inside, kInputRows);
-        const std::uint32_t inside = ((1u << end_inside) - 1) & ~((1u << first_inside) - 1);
+        const std::uint32_t inside = rows_inside(iy0, in_rows, kInputRows);
         const bool all_inside = inside == (1u << kInputRows) - 1;
         __m512 acc[kBandRows][kTileVectors];
         TCONV_UNROLL_TILE
@@ -326,15 +340,8 @@ void run_rows_band_plane(const BandPlane& p) {
             walk(rows, w, std::false_type{});
           }
         }
-        float* out = p.out + (oz * out_rows + oy0) * out_columns + j0;
-        TCONV_UNROLL_TILE
-        for (int r = 0; r < kBandRows; ++r) {
-          if (oy0 + r >= out_rows) break;
-          TCONV_UNROLL_TILE
-          for (int v = 0; v < kTileVectors; ++v)
-            _mm512_mask_storeu_ps(out + r * out_columns + v * kLanes, simd::Avx512::first_lanes(out_columns - j0 - v * kLanes),
-                                  Taps::in_column_order(_mm512_add_ps(acc[r][v], bias)));
-        }
+        store_band(p.out + (oz * out_rows + oy0) * out_columns + j0, out_rows - oy0, out_columns, j0, acc,
+                   [&](__m512 v) { return Taps::in_column_order(_mm512_add_ps(v, bias)); });
       }
     }
   }
