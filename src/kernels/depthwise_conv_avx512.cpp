@@ -276,8 +276,8 @@ struct ShuffledTaps {
   }
 };
 
-// Rows-outer band tiles: the same tiles walked once over their input rows
-// (per z tap), each row's x-tap vectors built once in registers (Taps) and fed
+// Rows-outer band tiles (kRows output rows x kTileVectors vectors) walked once
+// over their input rows (per z tap), each row's x-tap vectors built once in registers (Taps) and fed
 // to every output row that reads it, so that no split pass is needed. Per
 // output the sum runs from +0 over the (z, y) source rows, each over its x
 // taps, and the bias comes last (the channels-last path then takes the same
