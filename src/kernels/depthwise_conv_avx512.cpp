@@ -243,31 +243,37 @@ struct ShuffledTaps {
     __m512i raw[kRaw];
     TCONV_UNROLL_TILE
     for (int m = 0; m < kRaw; ++m) raw[m] = _mm512_castps_si512(_mm512_maskz_loadu_ps(c.load[m], row + kLanes * (m - 1)));
-    TCONV_UNROLL_TILE
-    for (int tx = 0; tx < kKernelX; ++tx) {
-      __m512 x[kTileVectors];
-      TCONV_UNROLL_TILE
-      for (int v = 0; v < kTileVectors; ++v) x[v] = tap_vector(raw, tx - kPadX, kStrideX * v + 1);
-      fn(tx, x, c.lanes[tx]);
-    }
+    taps_from<0>(c, raw, fn);
   }
-  // Raw vector m shifted by `shift` columns (|shift| < 16).
-  [[gnu::always_inline]] static __m512i shifted(const __m512i (&raw)[kRaw], int shift, int m) {
+  // Taps kTx, kTx + 1, ... as template arguments: valignd's count is an immediate.
+  template <int kTx, class Fn>
+  [[gnu::always_inline]] static void taps_from(const Chunk& c, const __m512i (&raw)[kRaw], Fn& fn) {
+    __m512 x[kTileVectors];
+    TCONV_UNROLL_TILE
+    for (int v = 0; v < kTileVectors; ++v) x[v] = tap_vector<kTx - kPadX>(raw, kStrideX * v + 1);
+    fn(kTx, x, c.lanes[kTx]);
+    if constexpr (kTx + 1 < kKernelX) taps_from<kTx + 1>(c, raw, fn);
+  }
+  // Raw vector m shifted by kShift columns (|kShift| < 16).
+  template <int kShift>
+  [[gnu::always_inline]] static __m512i shifted(const __m512i (&raw)[kRaw], int m) {
     // The zero-masking form with every lane (as for the permute below): the
     // same instruction, without the undefined source that GCC 12 warns about.
     constexpr __mmask16 kAll = 0xffff;
-    if (shift > 0) return _mm512_maskz_alignr_epi32(kAll, raw[m + 1], raw[m], shift);
-    if (shift < 0) return _mm512_maskz_alignr_epi32(kAll, raw[m], raw[m - 1], kLanes + shift);
+    if constexpr (kShift > 0) return _mm512_maskz_alignr_epi32(kAll, raw[m + 1], raw[m], kShift);
+    if constexpr (kShift < 0) return _mm512_maskz_alignr_epi32(kAll, raw[m], raw[m - 1], kLanes + kShift);
     return raw[m];
   }
-  // Columns kStrideX l + shift of the raw columns from vector m on, in the lanes' order.
-  [[gnu::always_inline]] static __m512 tap_vector(const __m512i (&raw)[kRaw], int shift, int m) {
+  // Columns kStrideX l + kShift of the raw columns from vector m on, in the lanes' order.
+  template <int kShift>
+  [[gnu::always_inline]] static __m512 tap_vector(const __m512i (&raw)[kRaw], int m) {
     if constexpr (kStrideX == 1) {
-      return _mm512_castsi512_ps(shifted(raw, shift, m));
+      return _mm512_castsi512_ps(shifted<kShift>(raw, m));
     } else {
-      const int even = shift >= 0 ? shift / 2 * 2 : -((-shift + 1) / 2 * 2);  // shift rounded down to even
-      const __m512 a = _mm512_castsi512_ps(shifted(raw, even, m)), b = _mm512_castsi512_ps(shifted(raw, even, m + 1));
-      return shift == even ? _mm512_shuffle_ps(a, b, 0x88) : _mm512_shuffle_ps(a, b, 0xDD);
+      constexpr int kEven = kShift >= 0 ? kShift / 2 * 2 : -((-kShift + 1) / 2 * 2);  // kShift rounded down to even
+      const __m512 a = _mm512_castsi512_ps(shifted<kEven>(raw, m)), b = _mm512_castsi512_ps(shifted<kEven>(raw, m + 1));
+      if constexpr (kShift == kEven) return _mm512_shuffle_ps(a, b, 0x88);
+      return _mm512_shuffle_ps(a, b, 0xDD);
     }
   }
   static __m512 in_column_order(__m512 v) {
