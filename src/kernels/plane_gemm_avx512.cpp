@@ -471,7 +471,7 @@ class PlaneGemmKernel final : public PreparedKernel {
     std::int64_t most_tiles = 0;    // of any row phase
     std::int64_t group_units = 0;
   };
-  // What a thread works out for a row phase once, for all its tiles it takes.
+  // What a thread works out once for a row phase, for all the tiles of it that it takes.
   struct RowPhaseTaps {
     std::int64_t row_phase = -1;
     std::array<std::int64_t, 2> columns_of{};
