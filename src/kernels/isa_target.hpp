@@ -34,6 +34,26 @@
 #define TCONV_TARGET_AVX512_BEGIN TCONV_TARGET_BEGIN_("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")
 #define TCONV_TARGET_AVX2_BEGIN TCONV_TARGET_BEGIN_("avx2,fma")
 
+// A region of fully unrolled kernel code left out of the sanitizers' and
+// libFuzzer's instrumentation (scripts/hardening.sh builds with clang 14 under
+// ASan + UBSan + coverage). Why: ASan splits every lane of a masked load with a
+// variable mask into a block of its own, and clang 14's branch-probability
+// analysis is quadratic in such blocks: depthwise_conv's rows-outer bands (80
+// such loads per plane walk) did not compile in 6 minutes, and take well under
+// a second each without. What the instrumentation would check there, that no
+// active lane reads or writes outside a tensor, the family sweeps of
+// tests/cpp/kernel_test.cpp check in every build: their tensors lie against an
+// inaccessible page (PageGuardedTensor). GCC builds instrument everything (the
+// region is empty for them).
+#if defined(__clang__)
+#define TCONV_UNINSTRUMENTED_BEGIN \
+  _Pragma("clang attribute push(__attribute__((no_sanitize(\"address\", \"undefined\", \"coverage\"))), apply_to = function)")
+#define TCONV_UNINSTRUMENTED_END _Pragma("clang attribute pop")
+#else
+#define TCONV_UNINSTRUMENTED_BEGIN
+#define TCONV_UNINSTRUMENTED_END
+#endif
+
 // Put before each loop over a micro-kernel's register tile (rows, vectors). The
 // loops must unroll completely or the accumulators are kept on the stack: GCC 12
 // stops by itself at 17 rows of one vector, and a 24 x 1 tile then ran at 86

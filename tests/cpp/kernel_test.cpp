@@ -29,6 +29,19 @@ const bool kWorkspacePoisoned = setenv("TCONV_POISON_WORKSPACE", "1", 1) == 0;
 
 TEST(Implementations, RunOnPoisonedWorkspaces) { EXPECT_TRUE(kWorkspacePoisoned); }
 
+// The page guards of the family sweeps below: the element after a tensor
+// guarded after it, and the one before a tensor guarded before it, fault.
+TEST(Implementations, GuardedTensorsFaultOnTheFirstElementOutside) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  using Guard = testing::PageGuardedTensor::Guard;
+  const testing::PageGuardedTensor after(DType::f32, {3, 5}, Guard::after), before(DType::f32, {3, 5}, Guard::before);
+  const volatile float* last = static_cast<const float*>(after.view().data) + 14;
+  const volatile float* first = static_cast<const float*>(before.view().data);
+  EXPECT_EQ(last[0] + first[0], 0.0f);
+  EXPECT_DEATH((void)last[1], "");
+  EXPECT_DEATH((void)first[-1], "");
+}
+
 using testing::Case;
 using testing::CaseLimits;
 using testing::bits_equal;
@@ -48,18 +61,26 @@ std::optional<Operator> forced(const std::string& name, const Case& c, const tes
 
 // Every implementation that accepts case c against the oracle (computed once),
 // on 3 threads, and the same bits on 1; counts the runs per implementation.
+// The input and the output lie against an inaccessible page: after them on 3
+// threads, before them on 1.
 void check_every_implementation(const Case& c, const testing::Operands& o, const std::vector<std::string>& names,
                                 std::map<std::string, int>& ran) {
+  using Guard = testing::PageGuardedTensor::Guard;
   const Tensor want = oracle(c, o.input.view(), o.weight.view(), o.bias_view());
   const Tensor scale = oracle_scale(c, o.input.view(), o.weight.view(), o.bias_view());
+  const auto run_guarded = [&](const Operator& op, Guard guard) {
+    const testing::PageGuardedTensor input(o.input.view(), guard), output(c.dtype, c.output_shape(), guard);
+    op.run(input.view(), output.mutable_view());
+    return Tensor::copy_of(output.view());
+  };
   for (const std::string& name : names) {
     const auto op = forced(name, c, o);
     if (!op) continue;
     set_num_threads(3);
-    const Tensor got = op->run(o.input.view());
+    const Tensor got = run_guarded(*op, Guard::after);
     EXPECT_TRUE(close_to(got, want, scale, tolerance(c.dtype), c.dtype)) << name << ": " << c.describe();
     set_num_threads(1);
-    EXPECT_TRUE(bits_equal(op->run(o.input.view()), got)) << name << ", 1 thread: " << c.describe();
+    EXPECT_TRUE(bits_equal(run_guarded(*op, Guard::before), got)) << name << ", 1 thread: " << c.describe();
     ++ran[name];
   }
 }
@@ -409,15 +430,16 @@ TEST(Implementations, MatchTheOracleOnDepthwiseBandTiles) {
   });
 }
 
-// Depthwise convolutions of the common square kernels (3 and 7 taps at stride
-// 1, 3, 4 and 5 at stride 2, x padding k / 2 before (1 for 4 taps), anything
-// after): rows of 1 to 150 columns, 1 to 60 rows, 2-D and 3-D; the same bits
-// on 1 and 3 threads.
-TEST(Implementations, MatchTheOracleOnSquareDepthwiseKernels) {
+// Depthwise convolutions whose bands build their x taps from the input rows
+// themselves (square kernels of 3 and 7 taps at stride 1, of 3, 4 and 5 at
+// stride 2, x padding k / 2 before (1 for 4 taps), anything after): rows of 1 to 150
+// columns (partial chunks, the row's end inside any of their raw vectors), 1
+// to 60 rows, 2-D and 3-D; the same bits on 1 and 3 threads.
+TEST(Implementations, MatchTheOracleOnShuffledDepthwiseBands) {
   testing::ThreadCountGuard guard;
   CaseLimits depthwise = depthwise_conv_limits(3);
   depthwise.min_rank = 2;
-  sweep_for_family("depthwise square kernel", "depthwise_conv_avx512", depthwise, 31, 40, [](Case& c, const Pick& pick) {
+  sweep_for_family("depthwise shuffled band", "depthwise_conv_avx512", depthwise, 31, 40, [](Case& c, const Pick& pick) {
     const std::size_t x = c.size.size() - 1, y = x - 1;
     const std::int64_t stride = pick(1, 2), k = stride == 1 ? 3 + 4 * pick(0, 1) : pick(3, 5);
     for (const std::size_t d : {x, y}) {

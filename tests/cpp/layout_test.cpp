@@ -204,10 +204,12 @@ TEST(ChannelsLast, SameBitsAsChannelsFirstTransposed) {
   }
 }
 
-// depthwise_conv's band tiles give its channels-last bits on the common
-// square kernels (3, 5 and 7 taps at stride 1; 3, 4 and 5 at stride 2), also
-// with non-finite weights, where neither multiplies a padding zero (an
-// infinity times one would be a NaN where the other has a number).
+// depthwise_conv's bands that build their x taps out of the input rows
+// (square kernels of 3, 4 and 5 taps at stride 2, of 3 and 7 at stride 1) and its
+// loaded bands (5 taps at stride 1) give its channels-last bits,
+// also with a non-finite weight, where they multiply no padding zero (an
+// infinity times one would be a NaN where the channels-last path, which
+// leaves those positions out, has a number).
 TEST(ChannelsLast, DepthwiseBandsGiveTheChannelsLastBits) {
   const std::string family = "depthwise_conv_avx512";
   const auto names = available_implementations();

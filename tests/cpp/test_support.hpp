@@ -19,8 +19,12 @@
 #include <optional>
 #include <random>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <vector>
+
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "tconv/tconv.hpp"
 
@@ -385,6 +389,44 @@ inline std::optional<Error> error_of(const std::function<void()>& f) {
   ADD_FAILURE() << "threw nothing";
   return std::nullopt;
 }
+
+// A tensor whose storage lies flush against an inaccessible page, after its
+// last byte or before its first, so that a kernel reading or writing anything
+// outside it (an active SIMD lane past a row's end, say) faults here instead of
+// touching a neighbour's memory. It checks what ASan would, also where kernels
+// are compiled uninstrumented (src/kernels/isa_target.hpp) and in every build.
+// Masked-off lanes may touch the page: the CPU suppresses their faults.
+class PageGuardedTensor {
+ public:
+  enum class Guard { after, before };
+  PageGuardedTensor(DType dtype, Shape shape, Guard guard) : view_(nullptr, dtype, std::move(shape)) {
+    const std::size_t page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+    const std::size_t bytes = static_cast<std::size_t>(view_.numel()) * dtype_size(dtype);
+    mapped_bytes_ = (bytes + page - 1) / page * page + page;
+    void* mapped = mmap(nullptr, mapped_bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (mapped == MAP_FAILED) throw std::runtime_error("mmap failed");
+    mapped_ = static_cast<char*>(mapped);
+    char* const guard_page = guard == Guard::after ? mapped_ + mapped_bytes_ - page : mapped_;
+    if (mprotect(guard_page, page, PROT_NONE) != 0) throw std::runtime_error("mprotect failed");
+    view_.data = guard == Guard::after ? guard_page - bytes : guard_page + page;
+  }
+  PageGuardedTensor(const TensorView& contents, Guard guard) : PageGuardedTensor(contents.dtype, contents.shape, guard) {
+    copy(contents, mutable_view());
+  }
+  PageGuardedTensor(const PageGuardedTensor&) = delete;
+  PageGuardedTensor& operator=(const PageGuardedTensor&) = delete;
+  ~PageGuardedTensor() { munmap(mapped_, mapped_bytes_); }
+
+  const TensorView& view() const { return view_; }
+  MutableTensorView mutable_view() const {
+    return MutableTensorView(const_cast<void*>(view_.data), view_.dtype, view_.shape);
+  }
+
+ private:
+  char* mapped_ = nullptr;
+  std::size_t mapped_bytes_ = 0;
+  TensorView view_;
+};
 
 // Restores the thread count a test changes.
 class ThreadCountGuard {
