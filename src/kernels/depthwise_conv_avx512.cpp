@@ -95,14 +95,14 @@ std::uint32_t rows_inside(std::int64_t first, std::int64_t rows, int count) {
 // A band tile's accumulators, finished by `finish`, into its rows of the
 // output plane (out: the tile's first element; rows_left: output rows from
 // the tile's first on; columns past the plane's left out).
-template <int kRows, class Finish>
+template <int kRows, int kVectors, class Finish>
 [[gnu::always_inline]] inline void store_band(float* out, std::int64_t rows_left, std::int64_t out_columns, std::int64_t j0,
-                                              const __m512 (&acc)[kRows][kTileVectors], Finish&& finish) {
+                                              const __m512 (&acc)[kRows][kVectors], Finish&& finish) {
   TCONV_UNROLL_TILE
   for (int r = 0; r < kRows; ++r) {
     if (r >= rows_left) break;
     TCONV_UNROLL_TILE
-    for (int v = 0; v < kTileVectors; ++v)
+    for (int v = 0; v < kVectors; ++v)
       _mm512_mask_storeu_ps(out + r * out_columns + v * kLanes, simd::Avx512::first_lanes(out_columns - j0 - v * kLanes),
                             finish(acc[r][v]));
   }
@@ -212,24 +212,25 @@ void run_band_plane(const BandPlane& p) {
 // j = 2k + (i & 1) + 8 (i >> 1) for lane 4k + i; the accumulators keep it and
 // are put back in order once, before the store.
 TCONV_UNINSTRUMENTED_BEGIN
-template <int kStrideX, int kKernelX, int kPadX>
+template <int kStrideX, int kKernelX, int kPadX, int kVectorsPerRow>
 struct ShuffledTaps {
   static_assert(kStrideX == 1 || kStrideX == 2);
-  static constexpr int kRaw = 2 * kStrideX + 2;  // raw vector m: columns kStrideX j0 + 16 (m - 1) + [0, 16)
+  static constexpr int kVectors = kVectorsPerRow;  // of 16 output columns per tile row
+  static constexpr int kRaw = kStrideX * kVectors + 2;  // raw vector m: columns kStrideX j0 + 16 (m - 1) + [0, 16)
   struct Chunk {
     __mmask16 load[kRaw];
-    __mmask16 lanes[kKernelX][kTileVectors];  // in the lanes' column order
+    __mmask16 lanes[kKernelX][kVectors];  // in the lanes' column order
   };
-  static Chunk chunk(const BandPlane& p, std::int64_t chunk) {
+  // The chunk of output columns from j0 on.
+  static Chunk chunk(const BandPlane& p, std::int64_t j0) {
     const std::int64_t width = p.g->big_size[2], out_columns = p.g->small_size[2];
-    const std::int64_t j0 = chunk * kTileVectors * kLanes;
     Chunk c{};
     for (int m = 0; m < kRaw; ++m) {
       const std::int64_t first = kStrideX * j0 + kLanes * (m - 1);
       c.load[m] = static_cast<__mmask16>(simd::Avx512::strided_lanes(-first, width - first, 1).lanes);
     }
     for (int tx = 0; tx < kKernelX; ++tx)
-      for (int v = 0; v < kTileVectors; ++v)
+      for (int v = 0; v < kVectors; ++v)
         for (int lane = 0; lane < kLanes; ++lane) {
           const std::int64_t j = j0 + v * kLanes + column_of_lane(lane), column = kStrideX * j + tx - kPadX;
           if (j < out_columns && column >= 0 && column < width) c.lanes[tx][v] |= static_cast<__mmask16>(1u << lane);
@@ -250,9 +251,9 @@ struct ShuffledTaps {
   // Taps kTx, kTx + 1, ... as template arguments: valignd's count is an immediate.
   template <int kTx, class Fn>
   [[gnu::always_inline]] static void taps_from(const Chunk& c, const __m512i (&raw)[kRaw], Fn& fn) {
-    __m512 x[kTileVectors];
+    __m512 x[kVectors];
     TCONV_UNROLL_TILE
-    for (int v = 0; v < kTileVectors; ++v) x[v] = tap_vector<kTx - kPadX>(raw, kStrideX * v + 1);
+    for (int v = 0; v < kVectors; ++v) x[v] = tap_vector<kTx - kPadX>(raw, kStrideX * v + 1);
     fn(kTx, x, c.lanes[kTx]);
     if constexpr (kTx + 1 < kKernelX) taps_from<kTx + 1>(c, raw, fn);
   }
@@ -284,7 +285,7 @@ struct ShuffledTaps {
   }
 };
 
-// Rows-outer band tiles (kRows output rows x kTileVectors vectors) walked once
+// Rows-outer band tiles (kRows output rows x Taps::kVectors vectors) walked once
 // over their input rows (per z tap), each row's x-tap vectors built once in registers (Taps) and fed
 // to every output row that reads it, so that no split pass is needed. Per
 // output the sum runs from +0 over the (z, y) source rows, each over its x
@@ -293,13 +294,15 @@ struct ShuffledTaps {
 // kFinite: every weight finite, so that a lane outside the input (a zero in
 // its tap vector) may be multiplied: its product is a zero, which leaves a sum
 // that started from +0 bit for bit as it is. Otherwise the FMA is masked.
+// This for the output columns [j_begin, j_end) of a plane, j_begin a multiple of 16.
 template <int kKernelY, int kStrideY, class Taps, bool kFinite>
-void run_rows_band_plane(const BandPlane& p) {
+void run_rows_band_columns(const BandPlane& p, std::int64_t j_begin, std::int64_t j_end) {
   // Output rows per tile: 4 but for 3 x 3 at stride 1. With 8, GCC spills
   // (the accumulators, the raw vectors and the weights it keeps across the
   // unrolled rows pass 32 registers): depthwise_128 as a convolution, 1
   // thread, 0.084 -> 0.074 ms with 4; 3 x 3 stride 1 0.106 -> 0.113.
-  constexpr int kRows = kKernelY == 3 && kStrideY == 1 ? 8 : 4;
+  constexpr int kVectors = Taps::kVectors;
+  constexpr int kRows = kVectors == 1 || (kKernelY == 3 && kStrideY == 1) ? 8 : 4;
   constexpr int kInputRows = (kRows - 1) * kStrideY + kKernelY;
   static_assert(kInputRows < 32, "rows are flags of one word");
   // Locals, not loads through p: the compiler keeps them in registers.
@@ -308,8 +311,8 @@ void run_rows_band_plane(const BandPlane& p) {
   const std::int64_t pitch = p.row_pitch, kx = g.kernel[2], in_rows = g.big_size[1];
   const std::int64_t out_rows = g.small_size[1], out_columns = g.small_size[2];
   const __m512 bias = _mm512_set1_ps(p.bias);
-  for (std::int64_t j0 = 0, chunk = 0; j0 < out_columns; j0 += kTileVectors * kLanes, ++chunk) {
-    const typename Taps::Chunk columns = Taps::chunk(p, chunk);
+  for (std::int64_t j0 = j_begin; j0 < j_end; j0 += kVectors * kLanes) {
+    const typename Taps::Chunk columns = Taps::chunk(p, j0);
     const std::int64_t row_offset = g.stride[2] * j0;  // the chunk's raw vector 1
     for (std::int64_t oz = 0; oz < g.small_size[0]; ++oz) {
       std::int64_t z_rows[kMaxBandZTaps], z_taps[kMaxBandZTaps];
@@ -318,25 +321,25 @@ void run_rows_band_plane(const BandPlane& p) {
         const std::int64_t iy0 = oy0 * kStrideY - g.pad_begin[1];  // the input row of ty = 0 for output row oy0
         const std::uint32_t inside = rows_inside(iy0, in_rows, kInputRows);
         const bool all_inside = inside == (1u << kInputRows) - 1;
-        __m512 acc[kRows][kTileVectors];
+        __m512 acc[kRows][kVectors];
         TCONV_UNROLL_TILE
         for (int r = 0; r < kRows; ++r) {
           TCONV_UNROLL_TILE
-          for (int v = 0; v < kTileVectors; ++v) acc[r][v] = _mm512_setzero_ps();
+          for (int v = 0; v < kVectors; ++v) acc[r][v] = _mm512_setzero_ps();
         }
         // The tile's input rows for one z tap, each row's taps into every output row that reads it.
         const auto walk = [&](const float* rows, const float* w, auto every_row_inside) {
           TCONV_UNROLL_TILE
           for (int i = 0; i < kInputRows; ++i) {
             if (!every_row_inside && !(inside >> i & 1)) continue;
-            Taps::for_each_tap(columns, rows + i * pitch, [&](auto tx, const __m512 (&x)[kTileVectors], const __mmask16* lanes) {
+            Taps::for_each_tap(columns, rows + i * pitch, [&](auto tx, const __m512 (&x)[kVectors], const __mmask16* lanes) {
               TCONV_UNROLL_TILE
               for (int r = 0; r < kRows; ++r) {
                 const int ty = i - r * kStrideY;  // a constant once unrolled
                 if (ty >= 0 && ty < kKernelY) {
                   const __m512 weight = _mm512_set1_ps(w[ty * kx + tx]);
                   TCONV_UNROLL_TILE
-                  for (int v = 0; v < kTileVectors; ++v)
+                  for (int v = 0; v < kVectors; ++v)
                     acc[r][v] = kFinite ? _mm512_fmadd_ps(weight, x[v], acc[r][v])
                                         : _mm512_mask3_fmadd_ps(weight, x[v], acc[r][v], lanes[v]);
                 }
@@ -360,10 +363,23 @@ void run_rows_band_plane(const BandPlane& p) {
   }
 }
 
-// Rows of `width` floats at `from` split into their even and odd columns, row r
-// to to[r][0][pitch] and to[r][1][pitch]. Not inlined: inlined into the plane
+// A plane in tiles of 2 vectors, but for a last chunk of at most 16 columns
+// (all of depthwise_128's rows): a tile of 1 vector, half of whose work would
+// otherwise be on columns past the row.
+template <int kKernel, int kStride, int kPad, bool kFinite>
+void run_rows_band_plane(const BandPlane& p) {
+  constexpr std::int64_t kWide = 2 * kLanes;
+  const std::int64_t out_columns = p.g->small_size[2], tail = out_columns % kWide;
+  const std::int64_t wide_end = tail >= 1 && tail <= kLanes ? out_columns - tail : out_columns;
+  run_rows_band_columns<kKernel, kStride, ShuffledTaps<kStride, kKernel, kPad, 2>, kFinite>(p, 0, wide_end);
+  if (wide_end < out_columns)
+    run_rows_band_columns<kKernel, kStride, ShuffledTaps<kStride, kKernel, kPad, 1>, kFinite>(p, wide_end, out_columns);
+}
+
 TCONV_UNINSTRUMENTED_END
 
+// Rows of `width` floats at `from` split into their even and odd columns, row r
+// to to[r][0][pitch] and to[r][1][pitch]. Not inlined: inlined into the plane
 // loop it measured 8% slower on the whole plane.
 [[gnu::noinline]] void split_rows(const float* from, float* to, std::int64_t rows, std::int64_t width, std::int64_t pitch) {
   for (std::int64_t row = 0; row < rows; ++row, from += width, to += 2 * pitch) {
@@ -554,8 +570,7 @@ class DepthwiseConvKernel final : public PreparedKernel {
   using BandRunner = void (*)(const BandPlane&);
   template <int kKernel, int kStride, int kPad>
   static BandRunner rows_band_of(bool finite) {
-    using Taps = ShuffledTaps<kStride, kKernel, kPad>;
-    return finite ? run_rows_band_plane<kKernel, kStride, Taps, true> : run_rows_band_plane<kKernel, kStride, Taps, false>;
+    return finite ? run_rows_band_plane<kKernel, kStride, kPad, true> : run_rows_band_plane<kKernel, kStride, kPad, false>;
   }
   BandRunner rows_band(const Geometry& g, bool finite) {
     if (g.stride[2] != g.stride[1] || g.dilation[1] != 1 || g.dilation[2] != 1 || g.kernel[1] != g.kernel[2] ||
