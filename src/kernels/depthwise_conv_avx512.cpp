@@ -297,10 +297,11 @@ struct ShuffledTaps {
 // This for the output columns [j_begin, j_end) of a plane, j_begin a multiple of 16.
 template <int kKernelY, int kStrideY, class Taps, bool kFinite>
 void run_rows_band_columns(const BandPlane& p, std::int64_t j_begin, std::int64_t j_end) {
-  // Output rows per tile: 4 but for 3 x 3 at stride 1. With 8, GCC spills
-  // (the accumulators, the raw vectors and the weights it keeps across the
-  // unrolled rows pass 32 registers): depthwise_128 as a convolution, 1
-  // thread, 0.084 -> 0.074 ms with 4; 3 x 3 stride 1 0.106 -> 0.113.
+  // Output rows per tile: 4 for tiles of 2 vectors but for 3 x 3 at stride 1,
+  // 8 otherwise. With 8 and 2 vectors GCC spills (the accumulators, the raw
+  // vectors and the weights it keeps across the unrolled rows pass 32
+  // registers): depthwise_128 as a convolution, 1 thread, 0.084 -> 0.074 ms
+  // with 4; 3 x 3 stride 1 0.106 -> 0.113. 1-vector tiles: 8 rows 0-6% faster.
   constexpr int kVectors = Taps::kVectors;
   constexpr int kRows = kVectors == 1 || (kKernelY == 3 && kStrideY == 1) ? 8 : 4;
   constexpr int kInputRows = (kRows - 1) * kStrideY + kKernelY;
