@@ -203,7 +203,7 @@ void run_band_plane(const BandPlane& p) {
 // ShuffledTaps: the taps built in registers from the input row itself, no
 // split and one masked load per raw vector (the masks fixed per chunk). Tap
 // tx of output column j reads column kStrideX j + tx - kPadX (tx - kPadX in
-// -3..3): the row's kStrideX x 32 columns of a chunk and 16 on each side are
+// -3..3): the row's kStrideX x 16 kVectors columns of a chunk and 16 on each side are
 // the raw vectors; a tap vector is a raw vector shifted (valignd), and for x
 // stride 2 the even or odd elements of two raw vectors shifted by an even
 // count (vshufps). On a Zen 4 4 valignd or 8 vshufps per 8 FMAs cost nothing
