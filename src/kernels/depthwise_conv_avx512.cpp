@@ -365,7 +365,7 @@ void run_rows_band_columns(const BandPlane& p, std::int64_t j_begin, std::int64_
 }
 
 // A plane in tiles of 2 vectors, but for a last chunk of at most 16 columns
-// (all of depthwise_128's rows): a tile of 1 vector, half of whose work would
+// (MobileNet's 7 x 7 and 14 x 14 planes): a tile of 1 vector, half of whose work would
 // otherwise be on columns past the row.
 template <int kKernel, int kStride, int kPad, bool kFinite>
 void run_rows_band_plane(const BandPlane& p) {
