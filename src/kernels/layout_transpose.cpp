@@ -12,11 +12,12 @@ namespace {
 
 constexpr std::int64_t kBlock = 16;
 
-// One block: rows [r0, r0 + nr) and columns [c0, c0 + nc) of a [rows][columns] matrix.
-void transpose_block_portable(const float* src, float* dst, std::int64_t rows, std::int64_t columns,
+// One block: rows [r0, r0 + nr) and columns [c0, c0 + nc) of one matrix,
+// src_ld and dst_ld its row strides (TransposeShape).
+void transpose_block_portable(const float* src, float* dst, std::int64_t src_ld, std::int64_t dst_ld,
                               std::int64_t r0, std::int64_t c0, std::int64_t nr, std::int64_t nc) {
   for (std::int64_t c = 0; c < nc; ++c)
-    for (std::int64_t r = 0; r < nr; ++r) dst[(c0 + c) * rows + r0 + r] = src[(r0 + r) * columns + c0 + c];
+    for (std::int64_t r = 0; r < nr; ++r) dst[(c0 + c) * dst_ld + r0 + r] = src[(r0 + r) * src_ld + c0 + c];
 }
 
 TCONV_TARGET_AVX512_BEGIN
@@ -44,7 +45,7 @@ constexpr SwapIndices swap_indices() {
 }
 constexpr SwapIndices kSwap = swap_indices();
 
-void transpose_block_avx512(const float* src, float* dst, std::int64_t rows, std::int64_t columns,
+void transpose_block_avx512(const float* src, float* dst, std::int64_t src_ld, std::int64_t dst_ld,
                             std::int64_t r0, std::int64_t c0, std::int64_t nr, std::int64_t nc) {
   const __mmask16 in_lanes = static_cast<__mmask16>((1u << nc) - 1), out_lanes = static_cast<__mmask16>((1u << nr) - 1);
   // Fully unrolled, so that the block stays in registers; rows past the
@@ -53,7 +54,7 @@ void transpose_block_avx512(const float* src, float* dst, std::int64_t rows, std
   TCONV_UNROLL_TILE
   for (int r = 0; r < kBlock; ++r) {
     const std::int64_t row = r0 + std::min<std::int64_t>(r, nr - 1);
-    v[r] = _mm512_maskz_loadu_ps(r < nr ? in_lanes : 0, src + row * columns + c0);
+    v[r] = _mm512_maskz_loadu_ps(r < nr ? in_lanes : 0, src + row * src_ld + c0);
   }
   TCONV_UNROLL_TILE
   for (int b = 0; b < 4; ++b) {
@@ -69,7 +70,7 @@ void transpose_block_avx512(const float* src, float* dst, std::int64_t rows, std
   }
   TCONV_UNROLL_TILE
   for (int c = 0; c < kBlock; ++c) {
-    if (c < nc) _mm512_mask_storeu_ps(dst + (c0 + c) * rows + r0, out_lanes, v[c]);
+    if (c < nc) _mm512_mask_storeu_ps(dst + (c0 + c) * dst_ld + r0, out_lanes, v[c]);
   }
 }
 
@@ -78,31 +79,29 @@ TCONV_TARGET_END
 using BlockMover = void (*)(const float*, float*, std::int64_t, std::int64_t, std::int64_t, std::int64_t,
                             std::int64_t, std::int64_t);
 
-void transpose_with(BlockMover move, const float* src, float* dst, std::int64_t count, std::int64_t rows,
-                    std::int64_t columns, int threads) {
-  const std::int64_t bands = (rows + kBlock - 1) / kBlock, items = count * bands, size = rows * columns;
+void transpose_with(BlockMover move, const float* src, float* dst, const TransposeShape& t, int threads) {
+  const std::int64_t bands = (t.rows + kBlock - 1) / kBlock, items = t.count * bands;
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && items > 1)
   for (std::int64_t it = 0; it < items; ++it) {
-    const std::int64_t i = it / bands, r0 = it % bands * kBlock, nr = std::min(kBlock, rows - r0);
-    for (std::int64_t c0 = 0; c0 < columns; c0 += kBlock) {
-      move(src + i * size, dst + i * size, rows, columns, r0, c0, nr, std::min(kBlock, columns - c0));
+    const std::int64_t i = it / bands, r0 = it % bands * kBlock, nr = std::min(kBlock, t.rows - r0);
+    for (std::int64_t c0 = 0; c0 < t.columns; c0 += kBlock) {
+      move(src + i * t.src_matrix_stride, dst + i * t.dst_matrix_stride, t.src_row_stride, t.dst_row_stride, r0, c0,
+           nr, std::min(kBlock, t.columns - c0));
     }
   }
 }
 
 }  // namespace
 
-void transpose_matrices(const float* src, float* dst, std::int64_t count, std::int64_t rows, std::int64_t columns,
-                        int threads) {
-  transpose_with(cpu_has_avx512() ? &transpose_block_avx512 : &transpose_block_portable, src, dst, count, rows,
-                 columns, threads);
+void transpose_matrices(const float* src, float* dst, const TransposeShape& shape, int threads) {
+  transpose_with(cpu_has_avx512() ? &transpose_block_avx512 : &transpose_block_portable, src, dst, shape, threads);
 }
 
-void transpose_matrices_reference(const float* src, float* dst, std::int64_t count, std::int64_t rows,
-                                  std::int64_t columns) {
-  for (std::int64_t i = 0; i < count; ++i)
-    for (std::int64_t r = 0; r < rows; ++r)
-      for (std::int64_t c = 0; c < columns; ++c) dst[(i * columns + c) * rows + r] = src[(i * rows + r) * columns + c];
+void transpose_matrices_reference(const float* src, float* dst, const TransposeShape& t) {
+  for (std::int64_t i = 0; i < t.count; ++i)
+    for (std::int64_t r = 0; r < t.rows; ++r)
+      for (std::int64_t c = 0; c < t.columns; ++c)
+        dst[i * t.dst_matrix_stride + c * t.dst_row_stride + r] = src[i * t.src_matrix_stride + r * t.src_row_stride + c];
 }
 
 }  // namespace tconv::detail

@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <limits>
 #include <functional>
+#include <numeric>
 #include <map>
 #include <random>
 #include <set>
@@ -965,6 +966,57 @@ TEST(Implementations, MatchTheOracleOnBatchesInChunks) {
   for (const Case& c : cases) check_every_implementation(c, random_operands(c, rng), names, ran);
   for (const std::string family : {"channels_last_igemm_avx512", "plane_gemm_avx512"}) {
     if (std::find(names.begin(), names.end(), family) != names.end()) EXPECT_GE(ran[family], 1) << family;
+  }
+}
+
+// Samples whose channels-last copies pass the 2 MB chunk budget go through the
+// detour in slabs of output rows along the outermost dimension: every rank,
+// both directions, a first slab in the problem's frame and the others in the
+// slab frame (padding below and above the taps' reach, none, asymmetric,
+// dilation, batch 2). Each must give the bits of the channels-first family, on
+// 3 threads and on 1 (an oracle run on these sizes would take seconds), with
+// the copies held to the budget.
+TEST(Implementations, DetourSlabsOfLargeSamplesGiveTheChannelsFirstBits) {
+  const std::vector<std::int64_t> none1{0}, none2{0, 0}, none3{0, 0, 0};
+  const Case cases[] = {
+      {.kind = ConvKind::conv_transpose, .in_channels = 24, .out_channels = 16, .size = {6000}, .kernel = {16},
+       .stride = {8}, .padding = {4}, .padding_end = {4}, .output_padding = none1, .dilation = {1}, .bias = true},
+      {.kind = ConvKind::conv, .batch = 2, .in_channels = 16, .out_channels = 32, .size = {20000}, .kernel = {7},
+       .stride = {3}, .padding = {5}, .padding_end = {2}, .output_padding = none1, .dilation = {1}, .bias = true},
+      {.kind = ConvKind::conv_transpose, .in_channels = 8, .out_channels = 16, .size = {40000}, .kernel = {3},
+       .stride = {4}, .padding = {3}, .padding_end = {3}, .output_padding = {2}, .dilation = {1}, .bias = true},
+      {.kind = ConvKind::conv, .in_channels = 8, .out_channels = 16, .size = {70000}, .kernel = {4}, .stride = {4},
+       .padding = {0}, .padding_end = {0}, .output_padding = none1, .dilation = {1}, .bias = false},
+      {.kind = ConvKind::conv_transpose, .in_channels = 8, .out_channels = 16, .size = {60, 61}, .kernel = {5, 5},
+       .stride = {3, 3}, .padding = {1, 2}, .padding_end = {1, 2}, .output_padding = {1, 0}, .dilation = {1, 1},
+       .bias = true},
+      {.kind = ConvKind::conv, .in_channels = 16, .out_channels = 32, .size = {200, 203}, .kernel = {3, 3},
+       .stride = {3, 3}, .padding = {3, 1}, .padding_end = {1, 1}, .output_padding = none2, .dilation = {2, 2},
+       .bias = true},
+      {.kind = ConvKind::conv_transpose, .batch = 2, .in_channels = 4, .out_channels = 16, .size = {12, 11, 12},
+       .kernel = {3, 3, 3}, .stride = {3, 3, 3}, .padding = {0, 1, 0}, .padding_end = {0, 1, 0},
+       .output_padding = {2, 0, 1}, .dilation = {1, 1, 1}, .bias = true},
+      {.kind = ConvKind::conv, .in_channels = 8, .out_channels = 16, .size = {60, 33, 36}, .kernel = {3, 2, 3},
+       .stride = {3, 3, 3}, .padding = {2, 0, 1}, .padding_end = {0, 0, 1}, .output_padding = none3,
+       .dilation = {1, 1, 1}, .bias = true}};
+  testing::ThreadCountGuard guard;
+  std::mt19937_64 rng(71);
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.describe());
+    ASSERT_TRUE(c.valid());
+    const testing::Operands o = random_operands(c, rng);
+    const auto detour = forced("channels_last_igemm_avx512", c, o);
+    const auto direct = forced(c.kind == ConvKind::conv ? "plane_gemm_avx512" : "phase_gemm_avx512", c, o);
+    if (!detour || !direct) GTEST_SKIP() << "the AVX-512 families do not run here";
+    const Shape out = output_shape(c.kind, c.input_shape(), c.weight_shape(), c.params());
+    const auto elements = [](const Shape& s) { return std::accumulate(s.begin() + 1, s.end(), std::int64_t{1}, std::multiplies<>()); };
+    ASSERT_GT((elements(c.input_shape()) + elements(out)) * 4, std::int64_t{2} << 20) << "one sample's copies fit the budget";
+    EXPECT_LE(detour->plan(c.input_shape()).workspace_bytes, std::size_t{5} << 19);
+    set_num_threads(3);
+    const Tensor want = direct->run(o.input.view());
+    EXPECT_TRUE(bits_equal(detour->run(o.input.view()), want));
+    set_num_threads(1);
+    EXPECT_TRUE(bits_equal(detour->run(o.input.view()), want));
   }
 }
 

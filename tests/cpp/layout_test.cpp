@@ -61,24 +61,35 @@ ConvParams channels_last(ConvParams params) {
 
 // The transposing copy between the layouts against its element-by-element
 // twin: 1 to 3 matrices of 1 to 40 rows and columns (partial 16 x 16 blocks on
-// both edges), on 1 and 3 threads; every element must land where the twin puts it.
+// both edges), contiguous and as windows of bigger matrices (row and matrix
+// strides past the window's), on 1 and 3 threads; every element must land
+// where the twin puts it and every element outside the window stay as it was.
 TEST(ChannelsLast, TransposingCopyMatchesItsTwin) {
   std::mt19937_64 rng(5);
   int cases = 0;
   for (std::int64_t count = 1; count <= 3; ++count)
     for (std::int64_t rows = 1; rows <= 40; rows += 3)
-      for (std::int64_t columns = 1; columns <= 40; columns += 2) {
-        std::vector<float> src(static_cast<std::size_t>(count * rows * columns));
-        for (float& v : src) v = std::uniform_real_distribution<float>(-1, 1)(rng);
-        std::vector<float> want(src.size(), -7.0f), got(src.size(), -9.0f);
-        detail::transpose_matrices_reference(src.data(), want.data(), count, rows, columns);
-        for (int threads : {1, 3}) {
-          detail::transpose_matrices(src.data(), got.data(), count, rows, columns, threads);
-          ASSERT_EQ(got, want) << count << " x " << rows << " x " << columns << ", " << threads << " threads";
+      for (std::int64_t columns = 1; columns <= 40; columns += 2)
+        for (const std::int64_t margin : {0, 5}) {
+          detail::TransposeShape shape = detail::TransposeShape::contiguous(count, rows, columns);
+          shape.src_row_stride += margin;
+          shape.src_matrix_stride = rows * shape.src_row_stride + 2 * margin;
+          shape.dst_row_stride += 3 * margin;
+          shape.dst_matrix_stride = columns * shape.dst_row_stride + margin;
+          std::vector<float> src(static_cast<std::size_t>(count * shape.src_matrix_stride));
+          for (float& v : src) v = std::uniform_real_distribution<float>(-1, 1)(rng);
+          const auto dst_size = static_cast<std::size_t>(count * shape.dst_matrix_stride);
+          std::vector<float> want(dst_size, -7.0f);
+          detail::transpose_matrices_reference(src.data(), want.data(), shape);
+          for (int threads : {1, 3}) {
+            std::vector<float> got(dst_size, -7.0f);
+            detail::transpose_matrices(src.data(), got.data(), shape, threads);
+            ASSERT_EQ(got, want) << count << " x " << rows << " x " << columns << " margin " << margin << ", "
+                                 << threads << " threads";
+          }
+          ++cases;
         }
-        ++cases;
-      }
-  EXPECT_EQ(cases, 3 * 14 * 20);
+  EXPECT_EQ(cases, 3 * 14 * 20 * 2);
 }
 
 TEST(ChannelsLast, ShapesFollowTheLayout) {
