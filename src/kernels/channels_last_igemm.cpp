@@ -45,6 +45,11 @@ class ChannelsLastDetour final : public PreparedKernel {
     return aligned_bytes(in_floats(piece)) + aligned_bytes(out_floats(piece)) + inner;
   }
 
+  std::string strategy(const Geometry& g, int) const override {
+    const Slabs::Cut cut = cut_of(g);
+    return cut.rows == slabs_.out_rows(g) ? std::string() : "in slabs of " + std::to_string(cut.rows) + " output rows";
+  }
+
   void run(const Geometry& g, const void* src_v, void* dst_v, void* workspace, int threads) const override {
     const auto* src = static_cast<const float*>(src_v);
     auto* dst = static_cast<float*>(dst_v);

@@ -56,21 +56,12 @@ T* thread_slot(void* workspace, std::size_t bytes, int thread) {
 
 // Workspace that grows with the batch (a split convolution's phase planes,
 // the channels-last detour's copies) is held for a chunk of samples at a
-// time: as many as fit kBatchChunkBytes, one at least. fn(chunk, n) runs the
-// samples [n, n + chunk.batch) with chunk = g but for its batch.
+// time: as many as fit kBatchChunkBytes (samples_per_chunk, one at least),
+// and a sample that does not fit in slabs of it (slabs.hpp).
 constexpr std::int64_t kBatchChunkBytes = std::int64_t{2} << 20;
 inline std::int64_t samples_per_chunk(const Geometry& g, std::int64_t sample_bytes) {
   const std::int64_t fit = kBatchChunkBytes / (sample_bytes > 0 ? sample_bytes : 1);
   return fit < 1 ? 1 : fit > g.batch ? g.batch : fit;
-}
-template <class Fn>
-void for_each_batch_chunk(const Geometry& g, std::int64_t sample_bytes, Fn&& fn) {
-  const std::int64_t per_chunk = samples_per_chunk(g, sample_bytes);
-  for (std::int64_t n = 0; n < g.batch; n += per_chunk) {
-    Geometry chunk = g;
-    chunk.batch = per_chunk < g.batch - n ? per_chunk : g.batch - n;
-    fn(static_cast<const Geometry&>(chunk), n);
-  }
 }
 
 // Families that plan per stride phase and kernel tap refuse problems whose plan

@@ -78,6 +78,7 @@
 #include "kernels/channels_last_detour.hpp"
 #include "kernels/cpu_features.hpp"
 #include "kernels/isa_target.hpp"
+#include "kernels/slabs.hpp"
 #include "kernels/kernel.hpp"
 #include "kernels/phase_gemm.hpp"
 #include "kernels/simd_avx512.hpp"
@@ -375,7 +376,8 @@ class PlaneGemmKernel final : public PreparedKernel {
       : groups_(g.groups),
         cin_(g.input_per_group()),
         cout_(g.output_per_group()),
-        blocks_((g.output_per_group() + kTileChannels - 1) / kTileChannels) {
+        blocks_((g.output_per_group() + kTileChannels - 1) / kTileChannels),
+        slabs_(g) {
     const bool transposed = g.kind == ConvKind::conv_transpose;
     x_members_ = transposed ? g.stride[2] : 1;
     if (!transposed) split_ = g.stride;
@@ -405,18 +407,25 @@ class PlaneGemmKernel final : public PreparedKernel {
   std::size_t workspace_bytes(const Geometry& g, int threads) const override {
     if (detours(g)) return detour().workspace_bytes(g, threads);
     if (!splits(g)) return 0;
-    const Source source = source_of(g);
-    return static_cast<std::size_t>(samples_per_chunk(g, sample_bytes(source)) * source.sample_stride + overrun(source)) *
-           sizeof(float);
+    const Slabs::Cut cut = split_cut(g);
+    const Geometry largest = slabs_.largest(g, cut).g;
+    if (cut.rows == slabs_.out_rows(g)) return static_cast<std::size_t>(plane_floats(largest)) * sizeof(float);
+    const Geometry first = slabs_.piece(g, 1, 0, cut.rows).g;
+    return static_cast<std::size_t>(std::max(plane_floats(first), slab_kernel().plane_floats(largest))) * sizeof(float);
   }
 
-  std::string strategy(const Geometry& g, int) const override {
+  std::string strategy(const Geometry& g, int threads) const override {
     if (detours(g)) {
-      return "channels-last detour via igemm_avx512; here " + std::to_string(static_cast<int>(100 * lane_use(g))) +
-             "% of plane_gemm's lanes would hold a position and " + std::to_string(static_cast<int>(100 * inside_share(g))) +
-             "% of its products read inside the input";
+      const std::string slabs = detour().strategy(g, threads);
+      return "channels-last detour via igemm_avx512" + (slabs.empty() ? "" : " " + slabs) + "; here " +
+             std::to_string(static_cast<int>(100 * lane_use(g))) + "% of plane_gemm's lanes would hold a position and " +
+             std::to_string(static_cast<int>(100 * inside_share(g))) + "% of its products read inside the input";
     }
-    if (splits(g)) return "input split into its stride phases";
+    if (splits(g)) {
+      const Slabs::Cut cut = split_cut(g);
+      if (cut.rows == slabs_.out_rows(g)) return "input split into its stride phases";
+      return "input split into its stride phases, in slabs of " + std::to_string(cut.rows) + " output rows";
+    }
     return split_ == Dims{1, 1, 1} ? "input read in place" : "strided input read in place";
   }
 
@@ -428,7 +437,7 @@ class PlaneGemmKernel final : public PreparedKernel {
     const auto* src = static_cast<const float*>(src_v);
     auto* dst = static_cast<float*>(dst_v);
     if (!splits(g)) {
-      const Plan plan = plan_for(g, threads);
+      const Plan plan = plan_for(g, threads, false);
       UnitQueues queues(plan.group_units * groups_, threads);
 #pragma omp parallel num_threads(threads)
       {
@@ -437,11 +446,16 @@ class PlaneGemmKernel final : public PreparedKernel {
       }
       return;
     }
-    // A chunk of samples at a time (kBatchChunkBytes, kernel.hpp).
-    for_each_batch_chunk(g, sample_bytes(source_of(g)), [&](const Geometry& chunk, std::int64_t n) {
-      run_split(chunk, src + n * g.input_channels() * g.big_spatial(), dst + n * g.output_channels() * g.small_spatial(),
-                static_cast<float*>(workspace), threads);
-    });
+    // A chunk of samples at a time, or a slab of one (kBatchChunkBytes, kernel.hpp; slabs.hpp).
+    const Slabs::Cut cut = split_cut(g);
+    if (cut.rows == slabs_.out_rows(g)) {
+      slabs_.for_each(g, cut, [&](const Slabs::Piece& chunk, std::int64_t n, std::int64_t) {
+        run_split(chunk.g, whole(chunk.g), src + n * g.input_channels() * g.big_spatial(),
+                  dst + n * g.output_channels() * g.small_spatial(), static_cast<float*>(workspace), threads);
+      });
+      return;
+    }
+    run_slabs(g, cut, src, dst, static_cast<float*>(workspace), threads);
   }
 
  private:
@@ -470,7 +484,19 @@ class PlaneGemmKernel final : public PreparedKernel {
     std::int64_t block_ranges = 1;  // every block, unless the tiles are too few to keep the threads busy
     std::int64_t most_tiles = 0;    // of any row phase
     std::int64_t group_units = 0;
+    std::int64_t out_plane = 0;     // floats from one output channel to the next (and a sample's channels on)
   };
+  // Where a split's piece of the problem lies in its tensors (slabs.hpp): the
+  // input's and the output's channel strides and, in dimension d, the input
+  // row of the piece's row 0 and the input's sizes (piece rows outside them
+  // read as zeros). A whole chunk of samples is its own window.
+  struct Window {
+    std::int64_t in_plane, out_plane;
+    int d = 0;
+    std::int64_t first_row = 0;
+    Dims input;
+  };
+  static Window whole(const Geometry& g) { return {g.big_spatial(), g.small_spatial(), 0, 0, g.input_size()}; }
   // What a thread works out once for a row phase, for all the tiles of it that it takes.
   struct RowPhaseTaps {
     std::int64_t row_phase = -1;
@@ -484,7 +510,7 @@ class PlaneGemmKernel final : public PreparedKernel {
 
   // The share of the vector lanes that carry an output position.
   double lane_use(const Geometry& g) const {
-    const Plan plan = vector_layout(g);
+    const Plan plan = vector_layout(g, splits(g));
     std::int64_t lanes = 0;
     for (std::int64_t rp = 0; rp < row_phases(); ++rp) {
       const auto axes = phase_gemm::axes_of(g, phases_[static_cast<std::size_t>(rp * x_members_)].residue);
@@ -539,15 +565,16 @@ class PlaneGemmKernel final : public PreparedKernel {
   // Built from the packed weights on the first shape that takes it, so that
   // problems which never do keep one copy of the weights.
   const PreparedKernel& detour() const {
-    std::call_once(detour_once_, [&] {
-      const Geometry& g = weight_geometry_;
-      std::vector<float> weight(static_cast<std::size_t>(g.small_channels * g.big_per_group() * g.kernel_taps()));
-      for (const auto& p : phases_) {
-        phase_gemm::unpack_phase_blocks(g, packed_.data() + p.packed_at, p.tap, kTileChannels, weight.data());
-      }
-      detour_ = make_channels_last_detour(g, weight.data(), bias_.data());
-    });
+    std::call_once(detour_once_, [&] { detour_ = make_channels_last_detour(weight_geometry_, unpacked_weights().data(), bias_.data()); });
     return *detour_;
+  }
+
+  // The weights in the user's layout, from the packed ones.
+  std::vector<float> unpacked_weights() const {
+    const Geometry& g = weight_geometry_;
+    std::vector<float> weight(static_cast<std::size_t>(g.small_channels * g.big_per_group() * g.kernel_taps()));
+    for (const auto& p : phases_) phase_gemm::unpack_phase_blocks(g, packed_.data() + p.packed_at, p.tap, kTileChannels, weight.data());
+    return weight;
   }
 
   // A strided convolution reads the input directly when its output rows fill
@@ -574,8 +601,6 @@ class PlaneGemmKernel final : public PreparedKernel {
     const std::int64_t products = g.output_per_group() * g.kernel_taps() / (split_[0] * split_[1] * split_[2]);
     return products > kDirectProducts && sample_bytes(source_for(g, true)) <= kBatchChunkBytes;
   }
-
-  Source source_of(const Geometry& g) const { return source_for(g, splits(g)); }
 
   // The source as the phase planes (`split`) or the input itself.
   Source source_for(const Geometry& g, bool split) const {
@@ -615,10 +640,48 @@ class PlaneGemmKernel final : public PreparedKernel {
     return source;
   }
 
-  // A split convolution's batch (or a chunk of one): the input into its
-  // phase planes, then the units over them.
-  void run_split(const Geometry& g, const float* src, float* dst, float* split, int threads) const {
-    const Plan plan = plan_for(g, threads);
+  // Floats of a split's phase planes for g (what run_split takes).
+  std::int64_t plane_floats(const Geometry& g) const {
+    const Source source = source_for(g, true);
+    return g.batch * source.sample_stride + overrun(source);
+  }
+  Slabs::Cut split_cut(const Geometry& g) const {
+    return slabs_.cut(g, [&](const Geometry& piece) {
+      const PlaneGemmKernel& kernel = piece.pad_begin == weight_geometry_.pad_begin ? *this : slab_kernel();
+      return kernel.plane_floats(piece) * static_cast<std::int64_t>(sizeof(float));
+    });
+  }
+
+  // A sample in slabs, each split from the input rows it reads (zeros
+  // outside the input) and computed by this kernel (a first slab) or its
+  // slab-frame twin into its output rows.
+  void run_slabs(const Geometry& g, const Slabs::Cut& cut, const float* src, float* dst, float* planes,
+                 int threads) const {
+    const std::int64_t in_plane = g.big_spatial(), out_plane = g.small_spatial();
+    const std::int64_t out_row = out_plane / slabs_.out_rows(g);
+    slabs_.for_each(g, cut, [&](const Slabs::Piece& piece, std::int64_t n, std::int64_t o0) {
+      const Window window{in_plane, out_plane, slabs_.dimension(), piece.first_input_row, g.input_size()};
+      const PlaneGemmKernel& kernel = piece.slab_frame ? slab_kernel() : *this;
+      kernel.run_split(piece.g, window, src + n * g.input_channels() * in_plane,
+                       dst + n * g.output_channels() * out_plane + o0 * out_row, planes, threads);
+    });
+  }
+
+  // The kernel of the slab frame: this one, or where that moves the padding
+  // a twin, built from the packed weights on the first sample that needs it.
+  const PlaneGemmKernel& slab_kernel() const {
+    if (!slabs_.moves_padding()) return *this;
+    std::call_once(slab_twin_once_, [&] {
+      slab_twin_ = std::make_unique<PlaneGemmKernel>(slabs_.slab_frame(weight_geometry_), unpacked_weights().data(), bias_.data());
+    });
+    return *slab_twin_;
+  }
+
+  // A split convolution's batch, a chunk of one or a slab of a sample (in
+  // `window`): the input into its phase planes, then the units over them.
+  void run_split(const Geometry& g, const Window& window, const float* src, float* dst, float* split, int threads) const {
+    Plan plan = plan_for(g, threads, true);
+    plan.out_plane = window.out_plane;
     UnitQueues queues(plan.group_units * groups_, threads);
     const std::int64_t planes = g.batch * g.input_channels();
     std::fill_n(split + g.batch * plan.source.sample_stride, overrun(plan.source), 0.0f);
@@ -627,7 +690,7 @@ class PlaneGemmKernel final : public PreparedKernel {
 #pragma omp for schedule(static)
       for (std::int64_t plane = 0; plane < planes; ++plane) {
         const std::int64_t n = plane / g.input_channels(), c = plane % g.input_channels();
-        split_plane(g, plan.source, src + plane * g.big_spatial(),
+        split_plane(g, plan.source, window, src + plane * window.in_plane,
                     split + n * plan.source.sample_stride + c * plan.source.channel_stride);
       }
       // Units in sample order, each thread's range in the split's static
@@ -677,40 +740,51 @@ class PlaneGemmKernel final : public PreparedKernel {
 
   // One input channel's plane `from` into its phase planes, the first at `to`
   // (planes of the source's extent, phase_stride apart), every element of
-  // each written once: the input's, or a zero in the margins and past a
-  // phase's own extent.
-  void split_plane(const Geometry& g, const Source& source, const float* from, float* to) const {
+  // each written once: the input's, or a zero in the margins, past a phase's
+  // own extent and, for a slab, where its rows pass the input's (`window`).
+  void split_plane(const Geometry& g, const Source& source, const Window& window, const float* from, float* to) const {
     const Dims& in = g.input_size();
+    const Dims& full = window.input;
     const Dims& e = source.extent;
     const Dims& m = source.margin;
     const std::int64_t sx = split_[2];
+    Dims shift{};  // input position of the piece's position 0
+    shift[window.d] = window.first_row;
+    const bool whole_rows = shift[2] == 0 && full[2] == in[2];
     for (std::int64_t bz = 0; bz < split_[0]; ++bz)
       for (std::int64_t by = 0; by < split_[1]; ++by)
         for (std::int64_t uz = 0; uz < e[0]; ++uz)
           for (std::int64_t uy = 0; uy < e[1]; ++uy) {
             // Row (uz, uy) of the phases (bz, by, bx) for every bx is input row (z, y).
             const std::int64_t z = (uz - m[0]) * split_[0] + bz, y = (uy - m[1]) * split_[1] + by;
+            const std::int64_t input_z = z + shift[0], input_y = y + shift[1];
             float* into = to + (bz * split_[1] + by) * sx * source.phase_stride + (uz * e[1] + uy) * e[2];
-            if (uz < m[0] || uy < m[1] || z >= in[0] || y >= in[1]) {
+            if (uz < m[0] || uy < m[1] || z >= in[0] || y >= in[1] || input_z < 0 || input_z >= full[0] ||
+                input_y < 0 || input_y >= full[1]) {
               for (std::int64_t bx = 0; bx < sx; ++bx) std::fill_n(into + bx * source.phase_stride, e[2], 0.0f);
               continue;
             }
-            for (std::int64_t bx = 0; bx < sx; ++bx) {
-              const std::int64_t columns = (in[2] - bx + sx - 1) / sx;
-              float* phase_row = into + bx * source.phase_stride;
-              for (std::int64_t j = 0; j < m[2]; ++j) phase_row[j] = 0.0f;
-              for (std::int64_t j = m[2] + columns; j < e[2]; ++j) phase_row[j] = 0.0f;
-            }
-            const float* row = from + (z * in[1] + y) * in[2];
-            if (sx == 2) {
+            const float* row = from + (input_z * full[1] + input_y) * full[2];
+            if (sx == 2 && whole_rows) {
+              for (std::int64_t bx = 0; bx < sx; ++bx) {
+                float* phase_row = into + bx * source.phase_stride;
+                std::fill_n(phase_row, m[2], 0.0f);
+                std::fill(phase_row + m[2] + (in[2] - bx + 1) / 2, phase_row + e[2], 0.0f);
+              }
               Isa::split_row(row, in[2], into + m[2], into + source.phase_stride + m[2]);
               continue;
             }
             for (std::int64_t bx = 0; bx < sx; ++bx) {
-              const std::int64_t columns = (in[2] - bx + sx - 1) / sx;
-              for (std::int64_t u = 0; u < columns; u += kLanes) {
-                const V v = Isa::load_strided(Isa::strided_lanes(0, columns - u, sx), row + bx + u * sx);
-                Isa::masked_store(into + bx * source.phase_stride + m[2] + u, Isa::first_lanes(columns - u), v);
+              // Phase positions [lo, hi) of the row read the input; the rest are zeros.
+              const std::int64_t columns = (in[2] - bx + sx - 1) / sx, x0 = bx + shift[2];
+              const std::int64_t lo = std::clamp<std::int64_t>(ceil_div(-x0, sx), 0, columns);
+              const std::int64_t hi = std::clamp<std::int64_t>(ceil_div(full[2] - x0, sx), lo, columns);
+              float* phase_row = into + bx * source.phase_stride + m[2];
+              std::fill(phase_row - m[2], phase_row + lo, 0.0f);
+              std::fill(phase_row + hi, phase_row - m[2] + e[2], 0.0f);
+              for (std::int64_t u = lo; u < hi; u += kLanes) {
+                const V v = Isa::load_strided(Isa::strided_lanes(0, hi - u, sx), row + x0 + u * sx);
+                Isa::masked_store(phase_row + u, Isa::first_lanes(hi - u), v);
               }
             }
           }
@@ -723,9 +797,10 @@ class PlaneGemmKernel final : public PreparedKernel {
   std::int64_t row_phases() const { return static_cast<std::int64_t>(phases_.size()) / x_members_; }
 
   // The plan's source, pitch, vectors and tiles, without the work units.
-  Plan vector_layout(const Geometry& g) const {
+  Plan vector_layout(const Geometry& g, bool split) const {
     Plan plan;
-    plan.source = source_of(g);
+    plan.source = source_for(g, split);
+    plan.out_plane = g.output_size()[0] * g.output_size()[1] * g.output_size()[2];
     const Dims& in = plan.source.extent;
     // x residue 0 has the most columns.
     const std::int64_t columns = phase_gemm::axes_of(g, phases_[0].residue)[2].out_count;
@@ -744,8 +819,8 @@ class PlaneGemmKernel final : public PreparedKernel {
     return plan;
   }
 
-  Plan plan_for(const Geometry& g, int threads) const {
-    Plan plan = vector_layout(g);
+  Plan plan_for(const Geometry& g, int threads, bool split) const {
+    Plan plan = vector_layout(g, split);
     const std::vector<std::int64_t>& tiles = plan.tiles;
     std::int64_t total = 0;
     for (const std::int64_t n : tiles) total += n;
@@ -829,7 +904,7 @@ class PlaneGemmKernel final : public PreparedKernel {
     const auto axes = phase_gemm::axes_of(g, members[0].residue);
     const std::int64_t depth = axes[0].out_count, rows = axes[1].out_count;
     const std::int64_t vectors = plan.vectors[static_cast<std::size_t>(rp)];
-    const std::int64_t in_plane = plan.source.channel_stride, out_plane = out[0] * out[1] * out[2];
+    const std::int64_t in_plane = plan.source.channel_stride, out_plane = plan.out_plane;
     const std::int64_t sequence = g.batch * depth * vectors;
     const std::int64_t step_x = plan.source.step[2];
     const bool whole_vectors = plan.pitch % kLanes == 0;
@@ -972,6 +1047,9 @@ class PlaneGemmKernel final : public PreparedKernel {
   Geometry weight_geometry_;      // the one the weights were packed for
   mutable std::once_flag detour_once_;
   mutable std::unique_ptr<PreparedKernel> detour_;
+  Slabs slabs_;  // of samples whose phase planes pass kBatchChunkBytes
+  mutable std::once_flag slab_twin_once_;
+  mutable std::unique_ptr<PlaneGemmKernel> slab_twin_;
 };
 
 TCONV_TARGET_END

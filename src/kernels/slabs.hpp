@@ -82,6 +82,25 @@ class Slabs {
     return piece(g, cut.batch, cut.rows == out_rows(g) ? 0 : cut.rows, cut.rows);
   }
 
+  // The piece of `batch` samples from output row o0 (a multiple of s when
+  // transposed), `rows` rows.
+  Piece piece(const Geometry& g, std::int64_t batch, std::int64_t o0, std::int64_t rows) const {
+    Piece piece{g, 0, false};
+    piece.g.batch = batch;
+    Dims& in = transposed_ ? piece.g.small_size : piece.g.big_size;
+    Dims& out = transposed_ ? piece.g.big_size : piece.g.small_size;
+    out[d_] = rows;
+    if (o0 == 0) {
+      if (rows < out_rows(g)) in[d_] = std::clamp<std::int64_t>(first_input_row(0) + input_rows(rows), 1, in_rows(g));
+      return piece;
+    }
+    piece.g.pad_begin[d_] = slab_pad();
+    piece.first_input_row = first_input_row(o0);
+    piece.slab_frame = true;
+    in[d_] = input_rows(rows);
+    return piece;
+  }
+
   // fn(piece, n, o0) for each chunk of samples from n and slab from output row o0.
   template <class Fn>
   void for_each(const Geometry& g, const Cut& cut, Fn&& fn) const {
@@ -112,23 +131,6 @@ class Slabs {
     if (!transposed_) return (rows - 1) * stride_ + reach_ + 1;
     const std::int64_t last = rows - 1 + pad_;  // >= 0
     return last / stride_ + lead_ + 1;
-  }
-
-  Piece piece(const Geometry& g, std::int64_t batch, std::int64_t o0, std::int64_t rows) const {
-    Piece piece{g, 0, false};
-    piece.g.batch = batch;
-    Dims& in = transposed_ ? piece.g.small_size : piece.g.big_size;
-    Dims& out = transposed_ ? piece.g.big_size : piece.g.small_size;
-    out[d_] = rows;
-    if (o0 == 0) {
-      if (rows < out_rows(g)) in[d_] = std::clamp<std::int64_t>(first_input_row(0) + input_rows(rows), 1, in_rows(g));
-      return piece;
-    }
-    piece.g.pad_begin[d_] = slab_pad();
-    piece.first_input_row = first_input_row(o0);
-    piece.slab_frame = true;
-    in[d_] = input_rows(rows);
-    return piece;
   }
 
   int d_;

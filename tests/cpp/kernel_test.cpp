@@ -1020,6 +1020,44 @@ TEST(Implementations, DetourSlabsOfLargeSamplesGiveTheChannelsFirstBits) {
   }
 }
 
+// plane_gemm's split of samples whose phase planes pass the 2 MB chunk
+// budget: x strides above 2 and rows shorter than a vector, in slabs along the
+// outermost dimension (1-D, 2-D, 3-D, padding moved by the slab frame or not,
+// dilation, asymmetric padding, batch 2), each giving phase_gemm's bits on 3
+// threads and on 1 with the workspace held to the budget.
+TEST(Implementations, SplitSlabsOfLargeSamplesGivePhaseGemmsBits) {
+  const std::vector<std::int64_t> none1{0}, none2{0, 0}, none3{0, 0, 0};
+  const Case cases[] = {
+      {.kind = ConvKind::conv, .in_channels = 8, .out_channels = 8, .size = {400, 400}, .kernel = {4, 4},
+       .stride = {4, 4}, .padding = {1, 1}, .padding_end = {1, 2}, .output_padding = none2, .dilation = {1, 1},
+       .bias = true},
+      {.kind = ConvKind::conv, .in_channels = 16, .out_channels = 8, .size = {60000}, .kernel = {5}, .stride = {3},
+       .padding = {0}, .padding_end = {0}, .output_padding = none1, .dilation = {2}, .bias = false},
+      {.kind = ConvKind::conv, .in_channels = 8, .out_channels = 12, .size = {1200, 8, 8}, .kernel = {2, 2, 2},
+       .stride = {2, 2, 2}, .padding = {1, 0, 0}, .padding_end = {0, 0, 1}, .output_padding = none3,
+       .dilation = {1, 1, 1}, .bias = true},
+      {.kind = ConvKind::conv, .batch = 2, .in_channels = 6, .out_channels = 24, .size = {300, 301}, .kernel = {3, 3},
+       .stride = {3, 3}, .padding = {2, 2}, .padding_end = {2, 0}, .output_padding = none2, .dilation = {2, 2},
+       .bias = true}};
+  testing::ThreadCountGuard guard;
+  std::mt19937_64 rng(73);
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.describe());
+    ASSERT_TRUE(c.valid());
+    const testing::Operands o = random_operands(c, rng);
+    const auto plane = forced("plane_gemm_avx512", c, o), phase = forced("phase_gemm_avx512", c, o);
+    if (!plane || !phase) GTEST_SKIP() << "plane_gemm_avx512 or phase_gemm_avx512 does not run here";
+    const Plan plan = plane->plan(c.input_shape());
+    EXPECT_NE(plan.strategy.find("input split into its stride phases, in slabs of"), std::string::npos) << plan.strategy;
+    EXPECT_LE(plan.workspace_bytes, std::size_t{5} << 19) << plan.strategy;
+    set_num_threads(3);
+    const Tensor want = phase->run(o.input.view());
+    EXPECT_TRUE(bits_equal(plane->run(o.input.view()), want));
+    set_num_threads(1);
+    EXPECT_TRUE(bits_equal(plane->run(o.input.view()), want));
+  }
+}
+
 TEST(Operator, WritesIntoAStridedCallerBufferAndLeavesTheRestAlone) {
   std::mt19937_64 rng(47);
   for (const std::string& name : available_implementations()) {
