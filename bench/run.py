@@ -33,6 +33,9 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 import peers  # noqa: E402  (suite reading and the shared data)
 
+# Peers that choose their kernels from the CPU with no cap to set: left out of --isa avx2.
+UNCAPPED = ("xnnpack", "onnxruntime", "openvino")
+
 PIP_HINT = "python3 -m pip install onnxruntime openvino onnx  (into the pyenv python3 first on PATH)"
 
 
@@ -138,16 +141,27 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--build-dir", default=os.path.join(ROOT, "build-bench"))
     ap.add_argument("--only", help="comma-separated implementations to run (tconv always runs)")
+    ap.add_argument("--isa", choices=["native", "avx2"], default="native",
+                    help="avx2: hold tconv (TCONV_ISA), oneDNN and PyTorch (ONEDNN/DNNL_MAX_CPU_ISA, "
+                    "ATEN_CPU_CAPABILITY) to AVX2, as on a CPU without AVX-512; peers with no such cap are left out")
     ap.add_argument("--output", help="markdown copy of the table (default bench/latest.md, with --op conv "
                     "bench/latest_conv.md; '' for none)")
     args = ap.parse_args()
     if args.output is None:
-        args.output = os.path.join(HERE, "latest_conv.md" if args.op == "conv" else "latest.md")
+        args.output = os.path.join(HERE, ("latest_conv" if args.op == "conv" else "latest") +
+                                   ("_avx2" if args.isa == "avx2" else "") + ".md")
 
     cases = peers.read_suite(args.suite)
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), OMP_PROC_BIND="false")
+    if args.isa == "avx2":
+        env.update(TCONV_ISA="avx2", ONEDNN_MAX_CPU_ISA="AVX2", DNNL_MAX_CPU_ISA="AVX2", ATEN_CPU_CAPABILITY="avx2")
     bench_bin = os.path.join(args.build_dir, "bench", "tconv_bench")
     impls, missing = backends(bench_bin, env)
+    if args.isa == "avx2":
+        uncapped = [l for l, a in impls if a is not None and l in UNCAPPED]
+        impls = [(l, a) for l, a in impls if l not in UNCAPPED]
+        missing += ["%s: no way to hold it to AVX2 from outside (it picks its kernels from the CPU alone)" % l
+                    for l in uncapped]
     if args.only:
         keep = set(args.only.split(",")) | {"tconv", "tconv_nhwc"}
         impls = [(l, a) for l, a in impls if l in keep]
@@ -205,6 +219,9 @@ def main():
     lines.append("tconv benchmark, %s, %s" % (what, now))
     lines.append("CPU: %s; %d threads; float32 NCHW; %d rounds interleaved, best per case; suite %s"
                  % (cpu_model(), args.threads, args.rounds, os.path.relpath(args.suite, ROOT)))
+    if args.isa == "avx2":
+        lines.append("ISA held to AVX2 (TCONV_ISA=avx2, ONEDNN_MAX_CPU_ISA=AVX2, ATEN_CPU_CAPABILITY=avx2): this "
+                     "machine computing as a CPU without AVX-512 would")
     lines.append("FMA peak measured in this run (%s, %d threads): %.1f GFLOP/s" % (peak_isa, args.threads, peak))
     lines.append("")
     lines.append("GFLOP/s (useful work: 2*N*Cin*(Cout/g)*prod(k)*prod(suite input spatial)); '-' = peer does not run "

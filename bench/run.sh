@@ -4,7 +4,8 @@
 # interleaved, and prints the table (also written to bench/latest.md).
 #   bash bench/run.sh [--op conv_transpose|conv] [--suite FILE] [--rounds N] [--budget SEC] [--only a,b] ...
 # --op conv (every implementation) measures the convolutions the suite's transposed
-# convolutions are the gradients of; that table goes to bench/latest_conv.md.
+# convolutions are the gradients of; that table goes to bench/latest_conv.md. --isa avx2 holds
+# tconv, oneDNN and PyTorch to AVX2 (bench/latest_avx2.md, latest_conv_avx2.md).
 # Peers from PyPI (onnxruntime, openvino) are used when the python3 first on PATH
 # has them; this script never installs anything.
 set -euo pipefail
