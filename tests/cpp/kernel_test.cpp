@@ -457,6 +457,33 @@ TEST(Implementations, MatchTheOracleOnShuffledDepthwiseBands) {
   });
 }
 
+// Depthwise convolutions for depthwise_conv_avx2's rings of padded rows: 1-D
+// and 2-D, 1 to 7 kernel rows with y dilation up to 3 (rings of 1 to 19
+// slots), x stride 1 to 4 (copied lines, rows split in two, and phases split
+// element by element), x dilation, rows of 1 to 100 output columns (partial
+// tiles of 32), padding past the kernel's reach; the same bits on 1 and 3 threads.
+TEST(Implementations, MatchTheOracleOnDepthwiseConvRings) {
+  testing::ThreadCountGuard guard;
+  CaseLimits depthwise = depthwise_conv_limits(3);
+  depthwise.max_rank = 2;
+  sweep_for_family("depthwise ring", "depthwise_conv_avx2", depthwise, 37, 40, [](Case& c, const Pick& pick) {
+    const std::size_t x = c.size.size() - 1;
+    c.stride[x] = pick(1, 4);
+    c.dilation[x] = pick(1, 3);
+    c.kernel[x] = pick(1, 5);
+    c.padding[x] = pick(0, 5);
+    if (!c.padding_end.empty()) c.padding_end[x] = pick(0, 5);
+    if (x > 0) {
+      c.kernel[x - 1] = pick(1, 7);
+      c.dilation[x - 1] = pick(1, 3);
+      c.stride[x - 1] = pick(1, 3);
+      c.size[x - 1] = pick(1, 30);
+    }
+    c.size[x] = pick(1, 100 * c.stride[x]);
+    return c.valid();
+  });
+}
+
 // Float32 cases of few channels (up to 7 per group, 2 groups) and small y and
 // z extents, whose x dimension the long-row sweeps then set.
 CaseLimits long_row_limits(ConvKind kind, std::int64_t max_size) {
@@ -934,6 +961,16 @@ TEST(Operator, LargeSamplesOfStrideTwoConvolutionsAreReadInPlace) {
   EXPECT_EQ(large.workspace_bytes, 0u);
 }
 
+// `tested` gives the bits of `reference` (run on 3 threads) on 3 threads and on 1.
+void expect_the_bits_of(const Operator& reference, const Operator& tested, const TensorView& input) {
+  testing::ThreadCountGuard guard;
+  set_num_threads(3);
+  const Tensor want = reference.run(input);
+  EXPECT_TRUE(bits_equal(tested.run(input), want));
+  set_num_threads(1);
+  EXPECT_TRUE(bits_equal(tested.run(input), want));
+}
+
 // The same, computed: bit for bit phase_gemm's (an oracle run on this size
 // would take seconds), on 3 threads and on 1.
 TEST(Implementations, LargeStridedSamplesReadInPlaceGivePhaseGemmsBits) {
@@ -944,11 +981,7 @@ TEST(Implementations, LargeStridedSamplesReadInPlaceGivePhaseGemmsBits) {
   const testing::Operands o = random_operands(c, rng);
   const auto plane = forced("plane_gemm_avx512", c, o), phase = forced("phase_gemm_avx512", c, o);
   if (!plane || !phase) GTEST_SKIP() << "plane_gemm_avx512 or phase_gemm_avx512 does not run here";
-  set_num_threads(3);
-  const Tensor want = phase->run(o.input.view());
-  EXPECT_TRUE(bits_equal(plane->run(o.input.view()), want));
-  set_num_threads(1);
-  EXPECT_TRUE(bits_equal(plane->run(o.input.view()), want));
+  expect_the_bits_of(*phase, *plane, o.input.view());
 }
 
 // Batches taken in chunks of samples: by the channels-last detour (its two
@@ -1012,11 +1045,7 @@ TEST(Implementations, DetourSlabsOfLargeSamplesGiveTheChannelsFirstBits) {
     const auto elements = [](const Shape& s) { return std::accumulate(s.begin() + 1, s.end(), std::int64_t{1}, std::multiplies<>()); };
     ASSERT_GT((elements(c.input_shape()) + elements(out)) * 4, std::int64_t{2} << 20) << "one sample's copies fit the budget";
     EXPECT_LE(detour->plan(c.input_shape()).workspace_bytes, std::size_t{5} << 19);
-    set_num_threads(3);
-    const Tensor want = direct->run(o.input.view());
-    EXPECT_TRUE(bits_equal(detour->run(o.input.view()), want));
-    set_num_threads(1);
-    EXPECT_TRUE(bits_equal(detour->run(o.input.view()), want));
+    expect_the_bits_of(*direct, *detour, o.input.view());
   }
 }
 
@@ -1050,11 +1079,7 @@ TEST(Implementations, SplitSlabsOfLargeSamplesGivePhaseGemmsBits) {
     const Plan plan = plane->plan(c.input_shape());
     EXPECT_NE(plan.strategy.find("input split into its stride phases, in slabs of"), std::string::npos) << plan.strategy;
     EXPECT_LE(plan.workspace_bytes, std::size_t{5} << 19) << plan.strategy;
-    set_num_threads(3);
-    const Tensor want = phase->run(o.input.view());
-    EXPECT_TRUE(bits_equal(plane->run(o.input.view()), want));
-    set_num_threads(1);
-    EXPECT_TRUE(bits_equal(plane->run(o.input.view()), want));
+    expect_the_bits_of(*phase, *plane, o.input.view());
   }
 }
 

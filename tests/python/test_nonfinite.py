@@ -51,8 +51,11 @@ def prepared_operator(op, implementation, rng, dtype, layout):
 
 
 def declines_nonfinite_weights(op, implementation, where):
-    families = ("phase_gemm", "igemm", "channels_last_igemm", "row_scatter")
-    return op == "conv_transpose" and implementation.startswith(families) and where == "weight"
+    if where != "weight":
+        return False
+    if op == "conv":
+        return implementation == "depthwise_conv_avx2"
+    return implementation.startswith(("phase_gemm", "igemm", "channels_last_igemm", "row_scatter"))
 
 
 CASES = [
