@@ -40,7 +40,10 @@ cmake --build build-asan --target tconv_tests tconv_cli _tconv npy_fuzzer valida
 ./build-asan/tests/tconv_tests --gtest_brief=1
 
 echo "== AddressSanitizer + UBSan: Python suite"
-LD_PRELOAD=$(clang-14 -print-file-name=libclang_rt.asan-x86_64.so) ASAN_OPTIONS=detect_leaks=0 \
+# The tests that start Python interpreters of their own (test_isa_cap.py) hand
+# them the runtime the instrumented module needs, TCONV_TEST_PYTHON_PRELOAD.
+asan_runtime=$(clang-14 -print-file-name=libclang_rt.asan-x86_64.so)
+LD_PRELOAD=$asan_runtime ASAN_OPTIONS=detect_leaks=0 TCONV_TEST_PYTHON_PRELOAD=$asan_runtime \
   PYTHONPATH="$PWD/build-asan/python" TCONV_CLI="$PWD/build-asan/tconv" /usr/bin/python3 -c '
 import os, sys
 del os.environ["LD_PRELOAD"], os.environ["ASAN_OPTIONS"]  # for the subprocesses (the CLI) only

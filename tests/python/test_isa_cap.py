@@ -41,6 +41,9 @@ print(json.dumps(out))
 
 def run_capped(cap):
     env = {**os.environ, "TCONV_ISA": cap}
+    # A sanitizer build's module needs its runtime loaded first (scripts/hardening.sh says which).
+    if os.environ.get("TCONV_TEST_PYTHON_PRELOAD"):
+        env.update(LD_PRELOAD=os.environ["TCONV_TEST_PYTHON_PRELOAD"], ASAN_OPTIONS="detect_leaks=0")
     return subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True, timeout=120, env=env)
 
 
