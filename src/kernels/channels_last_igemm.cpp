@@ -1,5 +1,5 @@
-// channels_last_igemm_avx512: the channels-last detour (channels_last_detour.hpp)
-// as a family of its own, for x strides above 2, and the detour itself.
+// channels_last_igemm_avx512 and _avx2: the channels-last detour
+// (channels_last_detour.hpp) as a family of its own, and the detour itself.
 #include <algorithm>
 #include <memory>
 #include <string>
@@ -13,10 +13,17 @@
 namespace tconv::detail {
 
 extern const KernelFamily kIgemmAvx512Family;
+extern const KernelFamily kIgemmAvx2Family;
 
 namespace {
 
-constexpr std::int64_t kLanes = 16;
+// The igemm family a detour computes with, and the output channels its vectors hold.
+struct DetourIgemm {
+  const KernelFamily& family;
+  std::int64_t lanes;
+};
+const DetourIgemm kAvx512Igemm{kIgemmAvx512Family, 16};
+const DetourIgemm kAvx2Igemm{kIgemmAvx2Family, 8};
 
 std::size_t aligned_bytes(std::int64_t floats) {
   return (static_cast<std::size_t>(floats) * sizeof(float) + 63) / 64 * 64;
@@ -31,10 +38,10 @@ Geometry channels_last(Geometry g) {
 // computed by a second igemm kernel where the slab frame moves the padding.
 class ChannelsLastDetour final : public PreparedKernel {
  public:
-  ChannelsLastDetour(const Geometry& g, const float* weight, const float* bias)
-      : slabs_(g), inner_(kIgemmAvx512Family.prepare(channels_last(g), DType::f32, weight, bias)) {
+  ChannelsLastDetour(const KernelFamily& igemm, const Geometry& g, const float* weight, const float* bias)
+      : slabs_(g), inner_(igemm.prepare(channels_last(g), DType::f32, weight, bias)) {
     if (slabs_.moves_padding()) {
-      slab_inner_ = kIgemmAvx512Family.prepare(channels_last(slabs_.slab_frame(g)), DType::f32, weight, bias);
+      slab_inner_ = igemm.prepare(channels_last(slabs_.slab_frame(g)), DType::f32, weight, bias);
     }
   }
 
@@ -99,9 +106,19 @@ class ChannelsLastDetour final : public PreparedKernel {
   std::unique_ptr<PreparedKernel> slab_inner_;  // the slab frame, where it moves the padding
 };
 
-std::string rejects(const Geometry& g, DType dtype, const WeightFacts& weights) {
+std::string detour_rejects(const DetourIgemm& igemm, const Geometry& g, const WeightFacts& weights) {
+  if (g.layout != Layout::channels_first) {
+    return std::string("it takes channels-first tensors (") + igemm.family.name + " reads channels-last directly)";
+  }
+  if (g.output_per_group() % igemm.lanes != 0) {
+    return "output channels per group are not a multiple of " + std::to_string(igemm.lanes);
+  }
+  return igemm.family.rejects(channels_last(g), DType::f32, weights);
+}
+
+std::string rejects_avx512(const Geometry& g, DType dtype, const WeightFacts& weights) {
   if (dtype != DType::f32) return "it computes float32 only";
-  if (std::string why_not = channels_last_detour_rejects(g, weights); !why_not.empty()) return why_not;
+  if (std::string why_not = detour_rejects(kAvx512Igemm, g, weights); !why_not.empty()) return why_not;
   // Measured (2 threads, Zen 4, min of 4 alternating rounds, detour time / the
   // channels-first family's: phase_gemm transposed, plane_gemm as convolutions):
   //   hifigan's 1-D k16s8 512->256 layer, 100 positions:  0.87 transposed, 0.88 as a convolution
@@ -118,23 +135,47 @@ std::string rejects(const Geometry& g, DType dtype, const WeightFacts& weights) 
   return {};
 }
 
-std::unique_ptr<PreparedKernel> prepare(const Geometry& g, DType, const void* weight, const void* bias) {
+// Without AVX-512 the channels-first GEMM is phase_gemm_avx2, which packs
+// panels of the input; igemm_avx2 on channels-last copies beats it wherever
+// each input element takes part in enough products to pay for its copies.
+// Zen 4 held to AVX2, 1 thread, min of 5 alternating rounds, detour time /
+// phase_gemm_avx2's, transposed and as a convolution (products per element):
+//   dcgan_512 (1024) 0.82, 0.71;  s1_k3 (576) 0.83, 0.87;  hifigan (512, 1024) 0.74, 1.01
+//   unet (64, 128) 1.26, 1.22;  vnet (32, 64) 1.15, 1.09
+constexpr std::int64_t kAvx2DetourProducts = 128;  // at most: phase_gemm_avx2 instead
+
+std::string rejects_avx2(const Geometry& g, DType dtype, const WeightFacts& weights) {
+  if (dtype != DType::f32) return "it computes float32 only";
+  if (std::string why_not = detour_rejects(kAvx2Igemm, g, weights); !why_not.empty()) return why_not;
+  const std::int64_t products = g.output_per_group() * g.kernel_taps() / (g.stride[0] * g.stride[1] * g.stride[2]);
+  if (products <= kAvx2DetourProducts) {
+    return "each input element takes part in " + std::to_string(products) + " products, too few to pay for its copies";
+  }
+  return {};
+}
+
+std::unique_ptr<PreparedKernel> prepare_avx512(const Geometry& g, DType, const void* weight, const void* bias) {
   return make_channels_last_detour(g, static_cast<const float*>(weight), static_cast<const float*>(bias));
+}
+
+std::unique_ptr<PreparedKernel> prepare_avx2(const Geometry& g, DType, const void* weight, const void* bias) {
+  return std::make_unique<ChannelsLastDetour>(kIgemmAvx2Family, g, static_cast<const float*>(weight),
+                                              static_cast<const float*>(bias));
 }
 
 }  // namespace
 
 std::string channels_last_detour_rejects(const Geometry& g, const WeightFacts& weights) {
-  if (g.layout != Layout::channels_first) return "it takes channels-first tensors (igemm_avx512 reads channels-last directly)";
-  if (g.output_per_group() % kLanes != 0) return "output channels per group are not a multiple of 16";
-  return kIgemmAvx512Family.rejects(channels_last(g), DType::f32, weights);
+  return detour_rejects(kAvx512Igemm, g, weights);
 }
 
 std::unique_ptr<PreparedKernel> make_channels_last_detour(const Geometry& g, const float* weight, const float* bias) {
-  return std::make_unique<ChannelsLastDetour>(g, weight, bias);
+  return std::make_unique<ChannelsLastDetour>(kIgemmAvx512Family, g, weight, bias);
 }
 
 extern const KernelFamily kChannelsLastIgemmAvx512Family{"channels_last_igemm_avx512", "AVX-512 (F, VL, BW, DQ)",
-                                                         cpu_has_avx512, rejects, prepare};
+                                                         cpu_has_avx512, rejects_avx512, prepare_avx512};
+extern const KernelFamily kChannelsLastIgemmAvx2Family{"channels_last_igemm_avx2", "AVX2 + FMA", cpu_has_avx2_fma,
+                                                       rejects_avx2, prepare_avx2};
 
 }  // namespace tconv::detail

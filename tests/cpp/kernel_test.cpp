@@ -325,6 +325,42 @@ TEST(Implementations, MatchTheOracleOnTheChannelsLastDetour) {
   if (runs_here) EXPECT_EQ(compared, 60);
 }
 
+// The AVX2 detour (channels_last_igemm_avx2): both directions, every rank,
+// 8 to 32 output channels per group (1 or 2 groups), any stride, dilation and
+// asymmetric padding, batch up to 3, where each input element takes part in
+// more than 128 products (the family's rule); against the oracle, the same bits
+// on 1 and 3 threads, and phase_gemm_avx2's bits, which its header promises.
+TEST(Implementations, MatchTheOracleOnTheAvx2ChannelsLastDetour) {
+  testing::ThreadCountGuard guard;
+  CaseLimits detour = plane_gemm_limits();
+  detour.max_batch = 3;
+  detour.max_kernel = 5;
+  const std::string family = "channels_last_igemm_avx2";
+  const auto names = available_implementations();
+  const bool runs_here = std::find(names.begin(), names.end(), family) != names.end();
+  int compared = 0;
+  sweep_for_family("AVX2 channels-last detour", family, detour, 41, 40, [&](Case& c, const Pick& pick) {
+    c.out_channels = c.groups * 8 * pick(1, 4);
+    std::int64_t taps = 1, strides = 1;
+    for (std::size_t d = 0; d < c.size.size(); ++d) {
+      taps *= c.kernel[d];
+      strides *= c.stride[d];
+    }
+    if (!c.valid() || c.out_channels / c.groups * taps / strides <= 128) return false;
+    if (runs_here) {
+      std::mt19937_64 rng(static_cast<std::uint64_t>(pick(0, 1 << 30)));
+      const testing::Operands o = random_operands(c, rng);
+      const auto detoured = forced(family, c, o), direct = forced("phase_gemm_avx2", c, o);
+      if (detoured && direct) {
+        EXPECT_TRUE(bits_equal(detoured->run(o.input.view()), direct->run(o.input.view()))) << c.describe();
+        ++compared;
+      }
+    }
+    return true;
+  });
+  if (runs_here) EXPECT_EQ(compared, 40);
+}
+
 // Short planes (1 to 9 positions a dimension, every rank, batch up to 3) with
 // 16 or 32 output channels per group, the shapes on which plane_gemm takes the
 // channels-last detour (its plan says so), and now and then one it runs
