@@ -6,6 +6,7 @@
 
 #include "kernels/cpu_features.hpp"
 #include "kernels/isa_target.hpp"
+#include "kernels/simd_avx2.hpp"
 
 namespace tconv::detail {
 namespace {
@@ -76,6 +77,43 @@ void transpose_block_avx512(const float* src, float* dst, std::int64_t src_ld, s
 
 TCONV_TARGET_END
 
+TCONV_TARGET_AVX2_BEGIN
+
+// The same block as four 8 x 8 quarters, each transposed in registers: pairs
+// of rows interleaved, then pairs of pairs, then the 128-bit halves swapped.
+void transpose_quarter_avx2(const float* src, float* dst, std::int64_t src_ld, std::int64_t dst_ld, std::int64_t r0,
+                            std::int64_t c0, std::int64_t nr, std::int64_t nc) {
+  using Isa = simd::Avx2;
+  const std::uint32_t in_lanes = (1u << nc) - 1, out_lanes = (1u << nr) - 1;
+  __m256 v[8];
+  for (int r = 0; r < 8; ++r) v[r] = r < nr ? Isa::masked_load(Isa::zero(), in_lanes, src + (r0 + r) * src_ld + c0) : Isa::zero();
+  __m256 pairs[8], quads[8];
+  for (int r = 0; r < 8; r += 2) {
+    pairs[r] = _mm256_unpacklo_ps(v[r], v[r + 1]);
+    pairs[r + 1] = _mm256_unpackhi_ps(v[r], v[r + 1]);
+  }
+  for (int r = 0; r < 8; r += 4) {
+    quads[r] = _mm256_shuffle_ps(pairs[r], pairs[r + 2], 0x44);
+    quads[r + 1] = _mm256_shuffle_ps(pairs[r], pairs[r + 2], 0xEE);
+    quads[r + 2] = _mm256_shuffle_ps(pairs[r + 1], pairs[r + 3], 0x44);
+    quads[r + 3] = _mm256_shuffle_ps(pairs[r + 1], pairs[r + 3], 0xEE);
+  }
+  for (int c = 0; c < 4; ++c) {
+    if (c < nc) Isa::masked_store(dst + (c0 + c) * dst_ld + r0, out_lanes, _mm256_permute2f128_ps(quads[c], quads[c + 4], 0x20));
+    if (c + 4 < nc) Isa::masked_store(dst + (c0 + c + 4) * dst_ld + r0, out_lanes, _mm256_permute2f128_ps(quads[c], quads[c + 4], 0x31));
+  }
+}
+
+void transpose_block_avx2(const float* src, float* dst, std::int64_t src_ld, std::int64_t dst_ld, std::int64_t r0,
+                          std::int64_t c0, std::int64_t nr, std::int64_t nc) {
+  for (std::int64_t r = 0; r < nr; r += 8)
+    for (std::int64_t c = 0; c < nc; c += 8)
+      transpose_quarter_avx2(src, dst, src_ld, dst_ld, r0 + r, c0 + c, std::min<std::int64_t>(8, nr - r),
+                             std::min<std::int64_t>(8, nc - c));
+}
+
+TCONV_TARGET_END
+
 using BlockMover = void (*)(const float*, float*, std::int64_t, std::int64_t, std::int64_t, std::int64_t,
                             std::int64_t, std::int64_t);
 
@@ -94,7 +132,16 @@ void transpose_with(BlockMover move, const float* src, float* dst, const Transpo
 }  // namespace
 
 void transpose_matrices(const float* src, float* dst, const TransposeShape& shape, int threads) {
-  transpose_with(cpu_has_avx512() ? &transpose_block_avx512 : &transpose_block_portable, src, dst, shape, threads);
+  transpose_matrices_with(cpu_has_avx512() ? TransposeIsa::avx512 : cpu_has_avx2_fma() ? TransposeIsa::avx2
+                                                                                       : TransposeIsa::portable,
+                          src, dst, shape, threads);
+}
+
+void transpose_matrices_with(TransposeIsa isa, const float* src, float* dst, const TransposeShape& shape, int threads) {
+  const BlockMover move = isa == TransposeIsa::avx512 ? &transpose_block_avx512
+                          : isa == TransposeIsa::avx2 ? &transpose_block_avx2
+                                                      : &transpose_block_portable;
+  transpose_with(move, src, dst, shape, threads);
 }
 
 void transpose_matrices_reference(const float* src, float* dst, const TransposeShape& t) {

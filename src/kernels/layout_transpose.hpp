@@ -9,8 +9,8 @@
 // combined, so the result is exact in any order.
 //
 // The AVX-512 path moves 16 x 16 blocks through registers (masked at the
-// edges); other CPUs take 16 x 16 blocks element by element, which keeps both
-// sides' cache lines in use. Work is shared out by (matrix, band of 16 rows).
+// edges), the AVX2 path each block as four 8 x 8 quarters; other CPUs take
+// 16 x 16 blocks element by element, which keeps both sides' cache lines in use. Work is shared out by (matrix, band of 16 rows).
 #pragma once
 
 #include <cstdint>
@@ -28,6 +28,11 @@ struct TransposeShape {
 };
 
 void transpose_matrices(const float* src, float* dst, const TransposeShape& shape, int threads);
+
+// The same with the given ISA's block mover, which the CPU must have: the
+// tests run every path the machine can (transpose_matrices picks the best).
+enum class TransposeIsa { portable, avx2, avx512 };
+void transpose_matrices_with(TransposeIsa isa, const float* src, float* dst, const TransposeShape& shape, int threads);
 
 // The element-by-element twin, one thread: the oracle of the tests.
 void transpose_matrices_reference(const float* src, float* dst, const TransposeShape& shape);

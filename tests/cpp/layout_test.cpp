@@ -9,6 +9,7 @@
 #include <map>
 #include <random>
 
+#include "kernels/cpu_features.hpp"
 #include "kernels/layout_transpose.hpp"
 #include "test_support.hpp"
 #include "tconv/gradients.hpp"
@@ -62,9 +63,12 @@ ConvParams channels_last(ConvParams params) {
 // The transposing copy between the layouts against its element-by-element
 // twin: 1 to 3 matrices of 1 to 40 rows and columns (partial 16 x 16 blocks on
 // both edges), contiguous and as windows of bigger matrices (row and matrix
-// strides past the window's), on 1 and 3 threads; every element must land
+// strides past the window's), with every ISA's block mover the CPU runs, on 1 and 3 threads; every element must land
 // where the twin puts it and every element outside the window stay as it was.
 TEST(ChannelsLast, TransposingCopyMatchesItsTwin) {
+  std::vector<detail::TransposeIsa> isas{detail::TransposeIsa::portable};
+  if (detail::cpu_has_avx2_fma()) isas.push_back(detail::TransposeIsa::avx2);
+  if (detail::cpu_has_avx512()) isas.push_back(detail::TransposeIsa::avx512);
   std::mt19937_64 rng(5);
   int cases = 0;
   for (std::int64_t count = 1; count <= 3; ++count)
@@ -81,12 +85,13 @@ TEST(ChannelsLast, TransposingCopyMatchesItsTwin) {
           const auto dst_size = static_cast<std::size_t>(count * shape.dst_matrix_stride);
           std::vector<float> want(dst_size, -7.0f);
           detail::transpose_matrices_reference(src.data(), want.data(), shape);
-          for (int threads : {1, 3}) {
-            std::vector<float> got(dst_size, -7.0f);
-            detail::transpose_matrices(src.data(), got.data(), shape, threads);
-            ASSERT_EQ(got, want) << count << " x " << rows << " x " << columns << " margin " << margin << ", "
-                                 << threads << " threads";
-          }
+          for (const auto isa : isas)
+            for (int threads : {1, 3}) {
+              std::vector<float> got(dst_size, -7.0f);
+              detail::transpose_matrices_with(isa, src.data(), got.data(), shape, threads);
+              ASSERT_EQ(got, want) << count << " x " << rows << " x " << columns << " margin " << margin << ", ISA "
+                                   << static_cast<int>(isa) << ", " << threads << " threads";
+            }
           ++cases;
         }
   EXPECT_EQ(cases, 3 * 14 * 20 * 2);
