@@ -100,10 +100,10 @@ void fill_slot(const PlaneShape& s, const float* row, float* slot) {
         a = Isa::masked_load(Isa::zero(), inside(x0), row + x0);
         b = Isa::masked_load(Isa::zero(), inside(x0 + kLanes), row + x0 + kLanes);
       }
-      // a0 a2 b0 b2 | a4 a6 b4 b6 (evens) and a1 a3 b1 b3 | ..., then the 64-bit pairs in order.
-      const __m256 evens = _mm256_shuffle_ps(a, b, 0x88), odds = _mm256_shuffle_ps(a, b, 0xDD);
-      _mm256_storeu_ps(slot + u, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(evens), 0xD8)));
-      _mm256_storeu_ps(slot + s.phase + u, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(odds), 0xD8)));
+      __m256 evens, odds;
+      Isa::deinterleave(a, b, evens, odds);
+      Isa::store(slot + u, evens);
+      Isa::store(slot + s.phase + u, odds);
     }
     return;
   }

@@ -36,10 +36,15 @@ struct Avx2 {
   // Lane l holds p[2l] where bit l of `lanes` is set, zero elsewhere; reads only those elements.
   static V masked_load_pairs(std::uint32_t lanes, const float* p) {
     const std::uint32_t low = even_bits(lanes & ((1u << kLanes / 2) - 1)), high = even_bits(lanes >> kLanes / 2);
-    const V a = masked_load(zero(), low, p), b = masked_load(zero(), high, p + kLanes);
-    // a0 a2 b0 b2 | a4 a6 b4 b6, then the 64-bit pairs reordered: a0 a2 a4 a6 b0 b2 b4 b6.
-    const V evens = _mm256_shuffle_ps(a, b, 0x88);
-    return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(evens), 0xD8));
+    V evens, odds;
+    deinterleave(masked_load(zero(), low, p), masked_load(zero(), high, p + kLanes), evens, odds);
+    return evens;
+  }
+  // The 16 elements a, b split by parity: evens = a0 a2 ... b6, odds = a1 a3 ... b7.
+  static void deinterleave(V a, V b, V& evens, V& odds) {
+    // a0 a2 b0 b2 | a4 a6 b4 b6 (and the odd ones), then the 64-bit pairs in order.
+    evens = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0x88)), 0xD8));
+    odds = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0xDD)), 0xD8));
   }
   // Lane l holds p[l * step] where bit l of `lanes` is set, zero elsewhere (8 * step < 2^31).
   static V masked_load_strided(std::uint32_t lanes, const float* p, std::int64_t step) {

@@ -285,6 +285,17 @@ TEST(Implementations, MatchTheOracleOnConvolutionsSplitIntoPhasePlanes) {
   if (runs_here) EXPECT_GE(split, 30);
 }
 
+// Whether `family` and `twin` both took c and gave the same bits (the test
+// fails where they differ), on operands seeded from `pick`.
+int gives_the_bits_of(const Case& c, const Pick& pick, const std::string& family, const std::string& twin) {
+  std::mt19937_64 rng(static_cast<std::uint64_t>(pick(0, 1 << 30)));
+  const testing::Operands o = random_operands(c, rng);
+  const auto tested = forced(family, c, o), reference = forced(twin, c, o);
+  if (!tested || !reference) return 0;
+  EXPECT_TRUE(bits_equal(tested->run(o.input.view()), reference->run(o.input.view()))) << c.describe();
+  return 1;
+}
+
 // Convolutions and transposed convolutions of x stride 3 to 5 with 16 or 32
 // output channels per group (1 or 2 groups), for the channels-last detour:
 // rows of 1 to 40 input positions, every rank, batch up to 3, dilation and
@@ -309,16 +320,8 @@ TEST(Implementations, MatchTheOracleOnTheChannelsLastDetour) {
     }
     c.out_channels = c.groups * 16 * pick(1, 2);
     if (!c.valid()) return false;
-    if (runs_here) {
-      std::mt19937_64 rng(static_cast<std::uint64_t>(pick(0, 1 << 30)));
-      const testing::Operands o = random_operands(c, rng);
-      const auto detoured = forced(family, c, o);
-      const auto direct = forced(c.kind == ConvKind::conv ? "plane_gemm_avx512" : "phase_gemm_avx512", c, o);
-      if (detoured && direct) {
-        EXPECT_TRUE(bits_equal(detoured->run(o.input.view()), direct->run(o.input.view()))) << c.describe();
-        ++compared;
-      }
-    }
+    const char* twin = c.kind == ConvKind::conv ? "plane_gemm_avx512" : "phase_gemm_avx512";
+    if (runs_here) compared += gives_the_bits_of(c, pick, family, twin);
     return true;
   });
   std::cout << compared << " cases compared bit for bit with the channels-first family\n";
@@ -347,15 +350,7 @@ TEST(Implementations, MatchTheOracleOnTheAvx2ChannelsLastDetour) {
       strides *= c.stride[d];
     }
     if (!c.valid() || c.out_channels / c.groups * taps / strides <= 128) return false;
-    if (runs_here) {
-      std::mt19937_64 rng(static_cast<std::uint64_t>(pick(0, 1 << 30)));
-      const testing::Operands o = random_operands(c, rng);
-      const auto detoured = forced(family, c, o), direct = forced("phase_gemm_avx2", c, o);
-      if (detoured && direct) {
-        EXPECT_TRUE(bits_equal(detoured->run(o.input.view()), direct->run(o.input.view()))) << c.describe();
-        ++compared;
-      }
-    }
+    if (runs_here) compared += gives_the_bits_of(c, pick, family, "phase_gemm_avx2");
     return true;
   });
   if (runs_here) EXPECT_EQ(compared, 40);
