@@ -6,7 +6,7 @@
 // channels-first GEMM families' order, so the result has their bits. Families
 // whose vectors hold positions take it where positions leave lanes empty and
 // the output channels fill igemm's vectors exactly: channels_last_igemm_avx512
-// (x strides above 2, chosen at creation) and plane_gemm_avx512 (short phase
+// and _avx2 (chosen at creation) and plane_gemm_avx512 and _avx2 (short phase
 // planes, chosen per input shape).
 #pragma once
 
@@ -17,11 +17,16 @@
 
 namespace tconv::detail {
 
+// The igemm family the detour computes with.
+enum class DetourIsa { avx512, avx2 };
+
 // Empty when the detour can run g (float32, channels-first): output channels
-// per group a multiple of 16 and a channels-last twin that igemm_avx512 takes.
-std::string channels_last_detour_rejects(const Geometry& g, const WeightFacts& weights);
+// per group a multiple of the ISA's lanes (16, 8) and a channels-last twin that
+// its igemm family takes.
+std::string channels_last_detour_rejects(DetourIsa isa, const Geometry& g, const WeightFacts& weights);
 
 // weight and bias as a family's `prepare` takes them; bias may be null.
-std::unique_ptr<PreparedKernel> make_channels_last_detour(const Geometry& g, const float* weight, const float* bias);
+std::unique_ptr<PreparedKernel> make_channels_last_detour(DetourIsa isa, const Geometry& g, const float* weight,
+                                                          const float* bias);
 
 }  // namespace tconv::detail

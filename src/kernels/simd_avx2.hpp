@@ -54,6 +54,26 @@ struct Avx2 {
                                              _mm256_set1_epi32(static_cast<int>(step)));
     return _mm256_mask_i32gather_ps(zero(), p, index, _mm256_castsi256_ps(lane_mask(lanes)), 4);
   }
+  // A row of `width` floats split by parity: its ceil(width / 2) even columns to
+  // even[], its floor(width / 2) odd ones to odd[]; writes nothing past them.
+  static void split_row(const float* row, std::int64_t width, float* even, float* odd) {
+    V e, o;
+    std::int64_t j = 0;
+    for (; 2 * (j + kLanes) <= width; j += kLanes) {
+      deinterleave(load(row + 2 * j), load(row + 2 * j + kLanes), e, o);
+      store(even + j, e);
+      store(odd + j, o);
+    }
+    for (; 2 * j < width; j += kLanes) {
+      deinterleave(masked_load(zero(), first_lanes(width - 2 * j), row + 2 * j),
+                   masked_load(zero(), first_lanes(width - 2 * j - kLanes), row + 2 * j + kLanes), e, o);
+      masked_store(even + j, first_lanes((width + 1) / 2 - j), e);
+      masked_store(odd + j, first_lanes(width / 2 - j), o);
+    }
+  }
+  static std::uint32_t first_lanes(std::int64_t count) {
+    return count <= 0 ? 0u : count >= kLanes ? (1u << kLanes) - 1 : (1u << count) - 1;
+  }
   static V set1(float value) { return _mm256_set1_ps(value); }
   static V add(V a, V b) { return _mm256_add_ps(a, b); }
   static void store_first(float* p, V v, int count) {

@@ -296,6 +296,32 @@ int gives_the_bits_of(const Case& c, const Pick& pick, const std::string& family
   return 1;
 }
 
+// The same for plane_gemm_avx2, which splits every strided convolution of x
+// stride 1 or 2 (stride 2 or 3 in the other dimensions, at least one above 1):
+// 4 to 20 output channels per group (partial blocks of 4), rows of 1 to 40
+// input positions, every rank, batch up to 3, and its bits equal to
+// phase_gemm_avx2's.
+TEST(Implementations, MatchTheOracleOnAvx2ConvolutionsSplitIntoPhasePlanes) {
+  testing::ThreadCountGuard guard;
+  CaseLimits strided = plane_gemm_limits();
+  strided.kind = ConvKind::conv;
+  strided.min_channels_per_group = 4;
+  strided.max_batch = 3;
+  int same_bits = 0;
+  sweep_for_family("AVX2 split", "plane_gemm_avx2", strided, 89, 50, [&](Case& c, const Pick& pick) {
+    const std::size_t x = c.size.size() - 1;
+    c.size[x] = pick(1, 40);
+    for (std::size_t d = 0; d < x; ++d) c.stride[d] = pick(1, 3);
+    c.stride[x] = pick(1, 2);
+    if (std::all_of(c.stride.begin(), c.stride.end(), [](std::int64_t s) { return s == 1; })) c.stride[x] = 2;
+    if (!c.valid()) return false;
+    same_bits += gives_the_bits_of(c, pick, "plane_gemm_avx2", "phase_gemm_avx2");
+    return true;
+  });
+  const auto names = available_implementations();
+  if (std::find(names.begin(), names.end(), "plane_gemm_avx2") != names.end()) EXPECT_EQ(same_bits, 50);
+}
+
 // Convolutions and transposed convolutions of x stride 3 to 5 with 16 or 32
 // output channels per group (1 or 2 groups), for the channels-last detour:
 // rows of 1 to 40 input positions, every rank, batch up to 3, dilation and
@@ -331,7 +357,8 @@ TEST(Implementations, MatchTheOracleOnTheChannelsLastDetour) {
 // The AVX2 detour (channels_last_igemm_avx2): both directions, every rank,
 // 8 to 32 output channels per group (1 or 2 groups), any stride, dilation and
 // asymmetric padding, batch up to 3, where each input element takes part in
-// more than 128 products (the family's rule); against the oracle, the same bits
+// more than 128 products and plane_gemm_avx2 does not take the problem (the
+// family's rules); against the oracle, the same bits
 // on 1 and 3 threads, and phase_gemm_avx2's bits, which its header promises.
 TEST(Implementations, MatchTheOracleOnTheAvx2ChannelsLastDetour) {
   testing::ThreadCountGuard guard;
@@ -350,6 +377,8 @@ TEST(Implementations, MatchTheOracleOnTheAvx2ChannelsLastDetour) {
       strides *= c.stride[d];
     }
     if (!c.valid() || c.out_channels / c.groups * taps / strides <= 128) return false;
+    // Strided convolutions of x stride 1 or 2 are plane_gemm_avx2's.
+    if (c.kind == ConvKind::conv && strides > 1 && c.stride.back() <= 2) return false;
     if (runs_here) compared += gives_the_bits_of(c, pick, family, "phase_gemm_avx2");
     return true;
   });
@@ -1080,6 +1109,23 @@ TEST(Implementations, DetourSlabsOfLargeSamplesGiveTheChannelsFirstBits) {
   }
 }
 
+// Whether `family` and `twin` both run c (a sample past the 2 MB chunk
+// budget); where they do, the family must split it in slabs, hold its
+// workspace to the budget and give the twin's bits on 3 threads and on 1.
+bool split_slabs_give_the_bits_of(const Case& c, const std::string& family, const std::string& twin, std::mt19937_64& rng) {
+  SCOPED_TRACE(family + ": " + c.describe());
+  EXPECT_TRUE(c.valid());
+  const testing::Operands o = random_operands(c, rng);
+  const auto plane = forced(family, c, o), phase = forced(twin, c, o);
+  if (!plane || !phase) return false;
+  const Plan plan = plane->plan(c.input_shape());
+  EXPECT_NE(plan.strategy.find("input split into its stride phases, in slabs of"), std::string::npos) << plan.strategy;
+  EXPECT_LE(plan.workspace_bytes, std::size_t{5} << 19) << plan.strategy;
+  testing::ThreadCountGuard guard;
+  expect_the_bits_of(*phase, *plane, o.input.view());
+  return true;
+}
+
 // plane_gemm's split of samples whose phase planes pass the 2 MB chunk
 // budget: x strides above 2 and rows shorter than a vector, in slabs along the
 // outermost dimension (1-D, 2-D, 3-D, padding moved by the slab frame or not,
@@ -1099,18 +1145,35 @@ TEST(Implementations, SplitSlabsOfLargeSamplesGivePhaseGemmsBits) {
       {.kind = ConvKind::conv, .batch = 2, .in_channels = 6, .out_channels = 24, .size = {300, 301}, .kernel = {3, 3},
        .stride = {3, 3}, .padding = {2, 2}, .padding_end = {2, 0}, .output_padding = none2, .dilation = {2, 2},
        .bias = true}};
-  testing::ThreadCountGuard guard;
   std::mt19937_64 rng(73);
   for (const Case& c : cases) {
-    SCOPED_TRACE(c.describe());
-    ASSERT_TRUE(c.valid());
-    const testing::Operands o = random_operands(c, rng);
-    const auto plane = forced("plane_gemm_avx512", c, o), phase = forced("phase_gemm_avx512", c, o);
-    if (!plane || !phase) GTEST_SKIP() << "plane_gemm_avx512 or phase_gemm_avx512 does not run here";
-    const Plan plan = plane->plan(c.input_shape());
-    EXPECT_NE(plan.strategy.find("input split into its stride phases, in slabs of"), std::string::npos) << plan.strategy;
-    EXPECT_LE(plan.workspace_bytes, std::size_t{5} << 19) << plan.strategy;
-    expect_the_bits_of(*phase, *plane, o.input.view());
+    if (!split_slabs_give_the_bits_of(c, "plane_gemm_avx512", "phase_gemm_avx512", rng)) {
+      GTEST_SKIP() << "plane_gemm_avx512 or phase_gemm_avx512 does not run here";
+    }
+  }
+}
+
+// The same for plane_gemm_avx2 (x strides of 1 and 2, which it splits where
+// plane_gemm_avx512 would read them in place) against phase_gemm_avx2.
+TEST(Implementations, Avx2SplitSlabsOfLargeSamplesGivePhaseGemmsBits) {
+  const std::vector<std::int64_t> none1{0}, none2{0, 0}, none3{0, 0, 0};
+  const Case cases[] = {
+      {.kind = ConvKind::conv, .in_channels = 8, .out_channels = 8, .size = {600, 601}, .kernel = {4, 4},
+       .stride = {2, 2}, .padding = {1, 1}, .padding_end = {1, 2}, .output_padding = none2, .dilation = {1, 1},
+       .bias = true},
+      {.kind = ConvKind::conv, .batch = 2, .in_channels = 16, .out_channels = 12, .size = {50000}, .kernel = {5},
+       .stride = {2}, .padding = {3}, .padding_end = {0}, .output_padding = none1, .dilation = {2}, .bias = false},
+      {.kind = ConvKind::conv, .in_channels = 8, .out_channels = 12, .size = {1200, 8, 8}, .kernel = {2, 2, 2},
+       .stride = {2, 2, 2}, .padding = {1, 0, 0}, .padding_end = {0, 0, 1}, .output_padding = none3,
+       .dilation = {1, 1, 1}, .bias = true},
+      {.kind = ConvKind::conv, .in_channels = 6, .out_channels = 20, .size = {500, 301}, .kernel = {3, 3},
+       .stride = {3, 1}, .padding = {2, 2}, .padding_end = {2, 0}, .output_padding = none2, .dilation = {2, 2},
+       .bias = true}};
+  std::mt19937_64 rng(79);
+  for (const Case& c : cases) {
+    if (!split_slabs_give_the_bits_of(c, "plane_gemm_avx2", "phase_gemm_avx2", rng)) {
+      GTEST_SKIP() << "plane_gemm_avx2 or phase_gemm_avx2 does not run here";
+    }
   }
 }
 

@@ -70,6 +70,7 @@ ASYMMETRIC_CASES = [  # (op, input shape, weight shape, stride, begins, ends, di
     ("conv", (1, 5, 9, 20), (16, 5, 3, 4), (2, 3), (0, 2), (1, 0), 1, 1),           # (the channels-last detour)
     ("conv_transpose", (1, 3, 4, 3), (3, 2, 3, 64), (2, 32), (1, 16), (0, 5), 1, 1),  # huge rows at x stride 32
     ("conv_transpose", (1, 4, 5, 6), (4, 16, 3, 3), 1, (1, 0), (0, 2), 1, 1),     # 144 products an element (AVX2 detour)
+    ("conv", (1, 5, 9, 20), (6, 5, 3, 4), (3, 2), (0, 2), (1, 0), 1, 1),            # phase planes (plane_gemm_avx2)
 ]
 
 
