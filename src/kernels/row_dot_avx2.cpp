@@ -1,0 +1,56 @@
+// Row-dot family for AVX2 + FMA: 8 float lanes, tiles of 4 output channels x
+// 3 positions (12 of the 16 ymm registers accumulate, 3 hold the input
+// vectors, one a weight vector; row_dot_impl.inl).
+#include <immintrin.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "kernels/cpu_features.hpp"
+#include "kernels/isa_target.hpp"
+#include "kernels/kernel.hpp"
+#include "kernels/row_dot.hpp"
+#include "kernels/simd_avx2.hpp"
+
+namespace tconv::detail::row_dot {
+namespace {
+
+TCONV_TARGET_AVX2_BEGIN
+
+struct Isa : simd::Avx2 {
+  static constexpr int kTileChannels = 4;
+  static constexpr int kTilePositions = 3;
+  // Plain loads where every lane reads (all but the vectors at the input's
+  // borders and the kernel rows' ends): vmaskmovps runs at a third of a plain
+  // load's rate on a Zen 4.
+  static V load_lanes(std::uint32_t lanes, const float* p) {
+    if (lanes == first_lanes(kLanes)) return load(p);
+    if (lanes == 0) return zero();
+    return _mm256_maskload_ps(p, lane_mask(lanes));
+  }
+  // The sum of 8 partial sums, halves added pairwise.
+  static float lane_sum(const float* lanes) {
+    const V v = load(lanes);
+    __m128 quarter = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    quarter = _mm_add_ps(quarter, _mm_movehl_ps(quarter, quarter));
+    return _mm_cvtss_f32(_mm_add_ss(quarter, _mm_movehdup_ps(quarter)));
+  }
+};
+
+#include "kernels/row_dot_impl.inl"
+
+TCONV_TARGET_END
+
+}  // namespace
+}  // namespace tconv::detail::row_dot
+
+namespace tconv::detail {
+extern const KernelFamily kRowDotAvx2Family{"row_dot_avx2", "AVX2 + FMA", cpu_has_avx2_fma, row_dot::rejects,
+                                            prepare_float32<row_dot::RowDotKernel>};
+}  // namespace tconv::detail
