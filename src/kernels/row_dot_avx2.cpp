@@ -34,13 +34,6 @@ struct Isa : simd::Avx2 {
     if (lanes == 0) return zero();
     return _mm256_maskload_ps(p, lane_mask(lanes));
   }
-  // The sum of 8 partial sums, halves added pairwise.
-  static float lane_sum(const float* lanes) {
-    const V v = load(lanes);
-    __m128 quarter = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    quarter = _mm_add_ps(quarter, _mm_movehl_ps(quarter, quarter));
-    return _mm_cvtss_f32(_mm_add_ss(quarter, _mm_movehdup_ps(quarter)));
-  }
 };
 
 #include "kernels/row_dot_impl.inl"

@@ -26,15 +26,6 @@ struct Isa : simd::Avx512 {
   static constexpr int kTileChannels = 5;
   static constexpr int kTilePositions = 5;
   static V load_lanes(std::uint32_t lanes, const float* p) { return masked_load(zero(), lanes, p); }
-  // The sum of 16 partial sums, halves added pairwise.
-  static float lane_sum(const float* lanes) {
-    const V v = load(lanes);
-    // Extract, not cast, for the low half: GCC 12 warns that its cast reads an uninitialized register.
-    __m256 half = _mm256_add_ps(_mm512_extractf32x8_ps(v, 0), _mm512_extractf32x8_ps(v, 1));
-    __m128 quarter = _mm_add_ps(_mm256_castps256_ps128(half), _mm256_extractf128_ps(half, 1));
-    quarter = _mm_add_ps(quarter, _mm_movehl_ps(quarter, quarter));
-    return _mm_cvtss_f32(_mm_add_ss(quarter, _mm_movehdup_ps(quarter)));
-  }
 };
 
 #include "kernels/row_dot_impl.inl"

@@ -1,5 +1,5 @@
 // Row-dot family over an ISA traits type `Isa` (simd::Avx512 or simd::Avx2
-// plus the tile, kTileChannels x kTilePositions, load_lanes and lane_sum),
+// plus the tile, kTileChannels x kTilePositions, and load_lanes),
 // included inside a namespace of row_dot_avx512.cpp and row_dot_avx2.cpp under
 // that ISA's target region; what it takes is row_dot.hpp's.
 //
@@ -20,7 +20,7 @@
 // Input columns outside the input and taps past the kernel width are masked
 // out of the loads (read as zeros, never read from memory); kernel rows
 // outside the input are skipped. When every channel is done, each
-// accumulator's L lanes are added up (Isa::lane_sum) and the bias added.
+// accumulator's L lanes are added up (pairwise halves) and the bias added.
 // Layouts (floats):
 //   W, packed at creation: [group][block of MR output channels][c][kernel row][v][MR][L],
 //     taps past the kernel width and channels past M zero.
@@ -70,6 +70,15 @@ void tile(const TileOperands& t, float* sums, std::int64_t channel_stride) {
   }
   TCONV_UNROLL_TILE
   for (int a = 0; a < MR * NR; ++a) Isa::store(sums + (a / NR * channel_stride + a % NR) * kLanes, acc[a]);
+}
+
+// The sum of L partial sums, halves added pairwise (lane i + L/2 into lane i, and so on).
+float lane_sum(const float* lanes) {
+  std::array<float, kLanes> s;
+  std::copy_n(lanes, kLanes, s.begin());
+  for (int width = kLanes / 2; width >= 1; width /= 2)
+    for (int i = 0; i < width; ++i) s[static_cast<std::size_t>(i)] += s[static_cast<std::size_t>(i + width)];
+  return s[0];
 }
 
 using Tile = decltype(&tile<1, 1>);
@@ -245,7 +254,7 @@ class RowDotKernel final : public PreparedKernel {
     for (std::int64_t m = m0; m < m1; ++m) {
       const float bias = bias_[static_cast<std::size_t>(grp * cout_ + m)];
       for (std::int64_t p = 0; p < positions; ++p) {
-        dst_group[m * out_plane + row0 * out_w + p] = Isa::lane_sum(sums + ((m - m0) * channel_stride + p) * kLanes) + bias;
+        dst_group[m * out_plane + row0 * out_w + p] = lane_sum(sums + ((m - m0) * channel_stride + p) * kLanes) + bias;
       }
     }
   }
