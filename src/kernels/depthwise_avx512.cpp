@@ -1,31 +1,15 @@
-// Depthwise transposed convolution for AVX-512, float32: one input and one
-// output channel per group, so every channel is an independent 2-D problem
-// that is memory-bound; the kernel touches each input and output element once
-// per tap from L1 and writes each output element exactly once.
-//
-// Math (conv_geometry.hpp, per channel): out[o] = bias + sum over taps t with
-// o = i*stride - pad + t*dilation of w[t] * in[i]. Along x the output splits
-// into stride phases r = o mod stride: phase position j is output r + stride*j
-// and reads input j + offset(tx) for the taps tx of that phase, so each
-// 16-lane vector of one phase is one masked load per tap. Phases are then
-// interleaved into contiguous output rows (stride 1: stored as is; stride 2:
-// two permutes; larger strides: element stores). Lanes outside the input are
-// left out of the sum (masked FMA), so a non-finite weight never meets a
-// padding zero that PyTorch would not have multiplied.
-// Layouts: channels-first src [N*C][D][H][W], dst [N*C][D'][H'][W'], weights
-// as given [C][1][taps]; channels-last src [N][D][H][W][C], dst [N][D'][H'][W'][C],
-// where a vector holds 16 channels of one position and the weights are kept
-// tap-major [taps][C]. Both sum each output in the same order (bias, then the
-// x taps of its phase, each over the (z, y) source rows), so they give the same bits.
+// Depthwise transposed convolution for AVX-512 (F, VL, BW, DQ): 16 float lanes (depthwise_impl.inl).
 #include <immintrin.h>
 
 #include <algorithm>
 #include <array>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "kernels/cpu_features.hpp"
+#include "kernels/depthwise.hpp"
 #include "kernels/isa_target.hpp"
 #include "kernels/kernel.hpp"
 #include "kernels/simd_avx512.hpp"
@@ -33,243 +17,24 @@
 namespace tconv::detail {
 namespace {
 
-constexpr int kLanes = 16;
-constexpr int kRowVectors = 4;  // channels-first: vectors of one phase summed side by side
-
-// The x taps feeding one output phase, with their input offsets.
-struct PhaseTaps {
-  std::vector<std::int64_t> taps, offsets;
-};
-
 TCONV_TARGET_AVX512_BEGIN
 
-
-class DepthwiseKernel final : public PreparedKernel {
- public:
-  DepthwiseKernel(const Geometry& g, const float* weight, const float* bias)
-      : weight_(weight, weight + g.small_channels * g.kernel_taps()), bias_(static_cast<std::size_t>(g.big_channels), 0.0f) {
-    if (bias) std::copy(bias, bias + g.big_channels, bias_.begin());
-    const std::int64_t taps = g.kernel_taps(), channels = g.big_channels;
-    weight_by_tap_.resize(static_cast<std::size_t>(taps * channels));
-    for (std::int64_t c = 0; c < channels; ++c)
-      for (std::int64_t t = 0; t < taps; ++t) weight_by_tap_[static_cast<std::size_t>(t * channels + c)] = weight[c * taps + t];
-    for (std::int64_t r = 0; r < g.stride[2]; ++r) {
-      PhaseTaps phase;
-      for (std::int64_t t = 0; t < g.kernel[2]; ++t) {
-        const std::int64_t shifted = r + g.pad_begin[2] - t * g.dilation[2];
-        if (((shifted % g.stride[2]) + g.stride[2]) % g.stride[2] != 0) continue;
-        phase.taps.push_back(t);
-        phase.offsets.push_back(shifted / g.stride[2]);
-      }
-      x_phases_.push_back(std::move(phase));
-    }
+struct Isa : simd::Avx512 {
+  using Mask = __mmask16;
+  static Mask mask(std::uint32_t lanes) { return static_cast<Mask>(lanes); }
+  // sum + w * p[lane] for the lanes in m, sum elsewhere (nothing read there).
+  static V masked_fma(V w, Mask m, std::uint32_t, const float* p, V sum) {
+    return _mm512_mask3_fmadd_ps(w, _mm512_maskz_loadu_ps(m, p), sum, m);
   }
-
-  std::size_t workspace_bytes(const Geometry&, int) const override { return 0; }
-
-  void run(const Geometry& g, const void* src_v, void* dst_v, void*, int threads) const override {
-    const auto* src = static_cast<const float*>(src_v);
-    auto* dst = static_cast<float*>(dst_v);
-    if (g.layout == Layout::channels_last) {
-      run_channels_last(g, src, dst, threads);
-      return;
-    }
-    // The source rows of every output row, the same in every plane: worked out
-    // once (each takes integer divisions, which cost as much as the row's FMAs).
-    std::vector<SourceRow> rows;
-    std::vector<std::size_t> first_row{0};
-    for (std::int64_t oz = 0; oz < g.big_size[0]; ++oz)
-      for (std::int64_t oy = 0; oy < g.big_size[1]; ++oy) {
-        append_source_rows(g, oz, oy, rows);
-        first_row.push_back(rows.size());
-      }
-    const std::int64_t planes = g.batch * g.big_channels;
-#pragma omp parallel for schedule(static) num_threads(threads)
-    for (std::int64_t plane = 0; plane < planes; ++plane) {
-      const std::int64_t channel = plane % g.big_channels;
-      run_plane(g, src + plane * g.small_spatial(), dst + plane * g.big_spatial(),
-                weight_.data() + channel * g.kernel_taps(), bias_[static_cast<std::size_t>(channel)], rows, first_row);
-    }
-  }
-
- private:
-  // The input rows (z, y) feeding output row (oz, oy), with their kernel row index.
-  struct SourceRow {
-    std::int64_t offset, kernel_row;
-  };
-
-  // rows[first_row[i] .. first_row[i + 1]): the source rows of output row i (oz * rows + oy).
-  void run_plane(const Geometry& g, const float* in, float* out, const float* w, float bias,
-                 const std::vector<SourceRow>& rows, const std::vector<std::size_t>& first_row) const {
-    const std::int64_t out_w = g.big_size[2], stride_x = g.stride[2];
-    const std::int64_t phase_width = (out_w + stride_x - 1) / stride_x;
-    // Vectors of one phase summed side by side: each output's sum is a chain of
-    // dependent FMAs, and one vector at a time left the core waiting on it.
-    const auto row_runner = phase_width <= kLanes ? &DepthwiseKernel::run_row<1>
-                            : phase_width <= 2 * kLanes ? &DepthwiseKernel::run_row<2>
-                                                        : &DepthwiseKernel::run_row<kRowVectors>;
-    for (std::int64_t row = 0; row < g.big_size[0] * g.big_size[1]; ++row) {
-      (this->*row_runner)(g, in, w, rows.data() + first_row[static_cast<std::size_t>(row)],
-                          rows.data() + first_row[static_cast<std::size_t>(row) + 1], bias, out + row * out_w);
-    }
-  }
-
-  // One output row, kVectors vectors of every phase at a time.
-  template <int kVectors>
-  void run_row(const Geometry& g, const float* in, const float* w, const SourceRow* rows, const SourceRow* rows_end,
-               float bias, float* out_row) const {
-    const std::int64_t out_w = g.big_size[2], stride_x = g.stride[2];
-    const std::int64_t phase_width = (out_w + stride_x - 1) / stride_x;
-    for (std::int64_t j0 = 0; j0 < phase_width; j0 += kVectors * kLanes) {
-      __m512 even[kVectors] = {};  // stride 2: phase 0's sums, to interleave with phase 1's
-      for (std::int64_t r = 0; r < stride_x; ++r) {
-        __m512 sum[kVectors];
-        phase_sums<kVectors>(g, in, w, rows, rows_end, x_phases_[static_cast<std::size_t>(r)], j0, bias, sum);
-        TCONV_UNROLL_TILE
-        for (int v = 0; v < kVectors; ++v) {
-          const std::int64_t j = j0 + v * kLanes;
-          if (stride_x == 2) {
-            // Phase 0 holds the even outputs, phase 1 the odd ones.
-            if (r == 0) {
-              even[v] = sum[v];
-            } else if (2 * j < out_w) {
-              simd::Avx512::store_interleaved(out_row + 2 * j, even[v], sum[v],
-                                              static_cast<int>(std::min<std::int64_t>(out_w - 2 * j, 2 * kLanes)));
-            }
-            continue;
-          }
-          const std::int64_t valid = std::min<std::int64_t>(kLanes, (out_w - r + stride_x - 1) / stride_x - j);
-          if (valid <= 0) continue;
-          if (stride_x == 1) {
-            _mm512_mask_storeu_ps(out_row + j, simd::Avx512::first_lanes(valid), sum[v]);
-          } else {
-            alignas(64) float lanes[kLanes];
-            _mm512_store_ps(lanes, sum[v]);
-            for (std::int64_t l = 0; l < valid; ++l) out_row[r + stride_x * (j + l)] = lanes[l];
-          }
-        }
-      }
-    }
-  }
-
-  // The (z, y) source rows of output row (oz, oy), in the order the sums take them.
-  static void source_rows(const Geometry& g, std::int64_t oz, std::int64_t oy, std::vector<SourceRow>& rows) {
-    rows.clear();
-    append_source_rows(g, oz, oy, rows);
-  }
-  static void append_source_rows(const Geometry& g, std::int64_t oz, std::int64_t oy, std::vector<SourceRow>& rows) {
-    for (std::int64_t tz = 0; tz < g.kernel[0]; ++tz) {
-      const std::int64_t iz = source_index(oz, tz, 0, g);
-      if (iz < 0) continue;
-      for (std::int64_t ty = 0; ty < g.kernel[1]; ++ty) {
-        const std::int64_t iy = source_index(oy, ty, 1, g);
-        if (iy >= 0) rows.push_back({(iz * g.small_size[1] + iy) * g.small_size[2], tz * g.kernel[1] + ty});
-      }
-    }
-  }
-
-  // Channels-last: one thread per output row (n, oz, oy); per position, vectors of 16 channels.
-  void run_channels_last(const Geometry& g, const float* src, float* dst, int threads) const {
-    const std::int64_t out_rows = g.batch * g.big_size[0] * g.big_size[1];
-#pragma omp parallel num_threads(threads)
-    {
-      std::vector<SourceRow> rows;
-#pragma omp for schedule(static)
-      for (std::int64_t row = 0; row < out_rows; ++row) run_channels_last_row(g, src, dst, row, rows);
-    }
-  }
-
-  // One output row of run_channels_last. A function of its own because Clang compiles the body of an
-  // `omp parallel` region as a function outside the ISA region (see kernels/isa_target.hpp).
-  void run_channels_last_row(const Geometry& g, const float* src, float* dst, std::int64_t row,
-                             std::vector<SourceRow>& rows) const {
-    const std::int64_t channels = g.big_channels, out_w = g.big_size[2], in_w = g.small_size[2];
-    const std::int64_t n = row / (g.big_size[0] * g.big_size[1]);
-    const std::int64_t oz = row / g.big_size[1] % g.big_size[0], oy = row % g.big_size[1];
-    source_rows(g, oz, oy, rows);
-    const float* in = src + n * g.small_spatial() * channels;
-    float* out = dst + row * out_w * channels;
-    for (std::int64_t ox = 0; ox < out_w; ++ox) {
-      const PhaseTaps& phase = x_phases_[static_cast<std::size_t>(ox % g.stride[2])];
-      const std::int64_t j = ox / g.stride[2];
-      for (std::int64_t c = 0; c < channels; c += kLanes) {
-        const __mmask16 lanes = simd::Avx512::first_lanes(channels - c);
-        __m512 acc = _mm512_maskz_loadu_ps(lanes, bias_.data() + c);
-        for (std::size_t e = 0; e < phase.taps.size(); ++e) {
-          const std::int64_t ix = j + phase.offsets[e];
-          if (ix < 0 || ix >= in_w) continue;
-          for (const SourceRow& source : rows) {
-            const __m512 x = _mm512_maskz_loadu_ps(lanes, in + (source.offset + ix) * channels + c);
-            const float* w = weight_by_tap_.data() + (source.kernel_row * g.kernel[2] + phase.taps[e]) * channels + c;
-            acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(lanes, w), x, acc);
-          }
-        }
-        _mm512_mask_storeu_ps(out + ox * channels + c, lanes, acc);
-      }
-    }
-  }
-
-  // The input index that reaches output `o` through tap `t` along dimension d, or -1.
-  static std::int64_t source_index(std::int64_t o, std::int64_t t, int d, const Geometry& g) {
-    const std::int64_t shifted = o + g.pad_begin[d] - t * g.dilation[d];
-    if (shifted < 0 || shifted % g.stride[d] != 0) return -1;
-    const std::int64_t i = shifted / g.stride[d];
-    return i < g.small_size[d] ? i : -1;
-  }
-
-  // bias + sum of w * in over the phase's taps for phase positions j0 + 16 v .. j0 + 16 v + 15, into sum[v].
-  template <int kVectors>
-  static void phase_sums(const Geometry& g, const float* in, const float* w, const SourceRow* rows,
-                         const SourceRow* rows_end, const PhaseTaps& phase, std::int64_t j0, float bias,
-                         __m512 (&sum)[kVectors]) {
-    const std::int64_t in_w = g.small_size[2];
-    TCONV_UNROLL_TILE
-    for (int v = 0; v < kVectors; ++v) sum[v] = _mm512_set1_ps(bias);
-    const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    for (std::size_t e = 0; e < phase.taps.size(); ++e) {
-      // Lanes whose input column j0 + 16 v + lane + offset lies in [0, in_w).
-      __mmask16 inside[kVectors];
-      const std::int64_t first = j0 + phase.offsets[e];
-      TCONV_UNROLL_TILE
-      for (int v = 0; v < kVectors; ++v) {
-        const __m512i column = _mm512_add_epi32(lane, _mm512_set1_epi32(static_cast<int>(first + v * kLanes)));
-        inside[v] = _mm512_cmpge_epi32_mask(column, _mm512_setzero_si512()) &
-                    _mm512_cmplt_epi32_mask(column, _mm512_set1_epi32(static_cast<int>(in_w)));
-      }
-      for (const SourceRow* row = rows; row != rows_end; ++row) {
-        const __m512 wv = _mm512_set1_ps(w[row->kernel_row * g.kernel[2] + phase.taps[e]]);
-        const float* at = in + row->offset + first;
-        TCONV_UNROLL_TILE
-        for (int v = 0; v < kVectors; ++v)
-          sum[v] = _mm512_mask3_fmadd_ps(wv, _mm512_maskz_loadu_ps(inside[v], at + v * kLanes), sum[v], inside[v]);
-      }
-    }
-  }
-
-  std::vector<float> weight_;
-  std::vector<float> weight_by_tap_;  // [taps][C], for channels-last
-  std::vector<float> bias_;
-  std::vector<PhaseTaps> x_phases_;
 };
+
+#include "kernels/depthwise_impl.inl"
 
 TCONV_TARGET_END
 
-std::string rejects(const Geometry& g, DType dtype, const WeightFacts&) {
-  if (dtype != DType::f32) return "it computes float32 only";
-  if (g.kind != ConvKind::conv_transpose) return "it computes transposed convolutions only";
-  if (g.small_per_group() != 1 || g.big_per_group() != 1) return "it needs one input and one output channel per group";
-  if (g.stride[2] > kMaxPlanSteps / g.kernel[2]) {
-    return "its plan for " + std::to_string(g.stride[2]) + " width phases would take more than " +
-           std::to_string(kMaxPlanSteps) + " steps";
-  }
-  // Lane indices are 32-bit.
-  if (g.small_size[2] + g.kernel[2] * g.dilation[2] + g.big_size[2] > (std::int64_t{1} << 30)) return "rows are too long";
-  return {};
-}
-
 }  // namespace
 
-extern const KernelFamily kDepthwiseAvx512Family{"depthwise_avx512", "AVX-512 (F, VL, BW, DQ)", cpu_has_avx512,
-                                                 rejects, prepare_float32<DepthwiseKernel>};
+extern const KernelFamily kDepthwiseAvx512Family{"depthwise_avx512", "AVX-512 (F, VL, BW, DQ)", cpu_has_avx512, depthwise::rejects,
+                                          prepare_float32<DepthwiseKernel>};
 
 }  // namespace tconv::detail

@@ -466,6 +466,34 @@ TEST(Implementations, MatchTheOracleOnLargeDepthwisePlanes) {
   });
 }
 
+// Depthwise transposed convolutions for every ISA's depthwise family: rows
+// of 1 to 40 input columns (up to about 120 output columns: one, two or four
+// vectors of a phase side by side, partial vectors), x stride 1 to 3 (stride 2 interleaves two phases, larger
+// ones store element by element), dilation, padding that cuts taps off at both
+// ends, output padding, every rank; the same bits on 1 and 3 threads, and the
+// same bits across ISAs (both leave the lanes outside out of the sum and keep
+// one order).
+TEST(Implementations, MatchTheOracleOnDepthwiseTransposedRows) {
+  testing::ThreadCountGuard guard;
+  CaseLimits depthwise = depthwise_conv_limits(4);
+  depthwise.kind = ConvKind::conv_transpose;
+  const auto names = available_implementations();
+  const bool both = std::find(names.begin(), names.end(), "depthwise_avx512") != names.end() &&
+                    std::find(names.begin(), names.end(), "depthwise_avx2") != names.end();
+  int compared = 0;
+  sweep_for_families("depthwise transposed", {"depthwise_avx512", "depthwise_avx2"}, depthwise, 43, 40,
+                     [&](Case& c, const Pick& pick) {
+    const std::size_t x = c.size.size() - 1;
+    c.size[x] = pick(1, 40);
+    c.stride[x] = pick(1, 3);
+    c.output_padding[x] = std::min(pick(0, 2), std::max(c.stride[x], c.dilation[x]) - 1);
+    if (!c.valid()) return false;
+    if (both) compared += gives_the_bits_of(c, pick, "depthwise_avx2", "depthwise_avx512");
+    return true;
+  });
+  if (both) EXPECT_EQ(compared, 40);
+}
+
 // Depthwise convolutions whose kernel rows depthwise_conv walks in band tiles
 // of 8 output rows (3 or 5 kernel rows of y stride 1 or 2, 4 rows of stride 2,
 // no y dilation): 1 to 40 output rows (partial bands, input rows cut off by

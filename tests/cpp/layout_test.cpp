@@ -191,7 +191,7 @@ TEST(ChannelsLast, MatchTheOracleAcrossPartialTiles) {
 TEST(ChannelsLast, SameBitsAsChannelsFirstTransposed) {
   const std::vector<std::pair<std::string, std::string>> pairs{
       {"phase_gemm_avx512", "igemm_avx512"}, {"phase_gemm_avx2", "igemm_avx2"}, {"plane_gemm_avx512", "igemm_avx512"},
-      {"depthwise_avx512", "depthwise_avx512"},
+      {"depthwise_avx512", "depthwise_avx512"}, {"depthwise_avx2", "depthwise_avx2"},
       {"depthwise_conv_avx512", "depthwise_conv_avx512"}, {"scatter_gemm_avx512", "scatter_gemm_avx512"},
       {"scatter_gemm_avx2", "scatter_gemm_avx2"}, {"direct", "direct"}};
   const auto names = available_implementations();

@@ -47,8 +47,8 @@ def run_capped(cap):
     return subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True, timeout=120, env=env)
 
 
-AVX2_FAMILIES = {"depthwise_conv_avx2", "scatter_gemm_avx2", "row_dot_avx2", "channels_last_igemm_avx2", "plane_gemm_avx2",
-                 "phase_gemm_avx2", "igemm_avx2", "direct"}
+AVX2_FAMILIES = {"depthwise_avx2", "depthwise_conv_avx2", "scatter_gemm_avx2", "row_dot_avx2", "channels_last_igemm_avx2",
+                 "plane_gemm_avx2", "phase_gemm_avx2", "igemm_avx2", "direct"}
 
 
 @pytest.mark.parametrize("cap, allowed", [("avx2", AVX2_FAMILIES), ("portable", {"direct"})])
