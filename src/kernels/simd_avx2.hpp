@@ -76,7 +76,13 @@ struct Avx2 {
   }
   static V set1(float value) { return _mm256_set1_ps(value); }
   static V add(V a, V b) { return _mm256_add_ps(a, b); }
+  // A plain store where all 8 are written: vmaskmovps stores are microcoded on
+  // AMD's cores (depthwise_avx2's interleaved rows: a quarter of its time).
   static void store_first(float* p, V v, int count) {
+    if (count >= kLanes) {
+      store(p, v);
+      return;
+    }
     const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     _mm256_maskstore_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32(count), lane), v);
   }
