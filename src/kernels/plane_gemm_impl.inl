@@ -1,7 +1,8 @@
 // Plane-GEMM family over an ISA traits type `Isa` (simd::Avx512 or simd::Avx2
 // plus the tile: kTileChannels, kTileVectors; the masks of its loads: Mask,
 // mask, maskz_load; the x-stride-2 shuffle even_pairs, even_pairs_in_order;
-// the detour's igemm: kDetour, kDetourIgemm), included inside a namespace of
+// the detour's igemm: kDetour, kDetourIgemm; kReadsStridedInPlace,
+// kPlainFullStores), included inside a namespace of
 // plane_gemm_avx512.cpp and plane_gemm_avx2.cpp under that ISA's target region.
 //
 // Channels-first transposed convolutions with stride 1 or 2 in x and
@@ -133,10 +134,10 @@ using V = Isa::V;
 
 constexpr std::uint32_t kAllLanes = (std::uint32_t{1} << kLanes) - 1;  // every lane of a vector's load
 
-// The lanes of v set in `lanes` to p: a plain store when they are all, which
-// AVX2 needs (vmaskmovps stores are microcoded on AMD's cores).
+// The lanes of v set in `lanes` to p: with Isa::kPlainFullStores a plain
+// store when they are all.
 [[gnu::always_inline]] inline void store_lanes(float* p, std::uint32_t lanes, V v) {
-  if (lanes == kAllLanes) {
+  if (Isa::kPlainFullStores && lanes == kAllLanes) {
     Isa::store(p, v);
   } else {
     Isa::masked_store(p, lanes, v);
