@@ -24,21 +24,7 @@
 
 constexpr int kLanes = Isa::kLanes;
 constexpr int kRowVectors = 4;  // channels-first: vectors of one phase summed side by side
-constexpr std::uint32_t kAllLanes = (std::uint32_t{1} << kLanes) - 1;
 using V = Isa::V;
-
-// Loads and stores of the lanes set in `lanes`, plain where they are all (AVX2's
-// vmaskmovps runs at a third of a plain load's rate on a Zen 4).
-V load_lanes(std::uint32_t lanes, const float* p) {
-  return lanes == kAllLanes ? Isa::load(p) : Isa::masked_load(Isa::zero(), lanes, p);
-}
-void store_lanes(float* p, std::uint32_t lanes, V v) {
-  if (lanes == kAllLanes) {
-    Isa::store(p, v);
-  } else {
-    Isa::masked_store(p, lanes, v);
-  }
-}
 
 // The x taps feeding one output phase, with their input offsets.
 struct PhaseTaps {
@@ -142,7 +128,7 @@ class DepthwiseKernel final : public PreparedKernel {
           const std::int64_t valid = std::min<std::int64_t>(kLanes, (out_w - r + stride_x - 1) / stride_x - j);
           if (valid <= 0) continue;
           if (stride_x == 1) {
-            store_lanes(out_row + j, static_cast<std::uint32_t>(Isa::first_lanes(valid)), sum[v]);
+            Isa::masked_store(out_row + j, static_cast<std::uint32_t>(Isa::first_lanes(valid)), sum[v]);
           } else {
             alignas(64) float lanes[kLanes];
             Isa::store(lanes, sum[v]);
@@ -195,17 +181,17 @@ class DepthwiseKernel final : public PreparedKernel {
       const std::int64_t j = ox / g.stride[2];
       for (std::int64_t c = 0; c < channels; c += kLanes) {
         const auto lanes = static_cast<std::uint32_t>(Isa::first_lanes(channels - c));
-        V acc = load_lanes(lanes, bias_.data() + c);
+        V acc = Isa::load_lanes(lanes, bias_.data() + c);
         for (std::size_t e = 0; e < phase.taps.size(); ++e) {
           const std::int64_t ix = j + phase.offsets[e];
           if (ix < 0 || ix >= in_w) continue;
           for (const SourceRow& source : rows) {
-            const V x = load_lanes(lanes, in + (source.offset + ix) * channels + c);
+            const V x = Isa::load_lanes(lanes, in + (source.offset + ix) * channels + c);
             const float* w = weight_by_tap_.data() + (source.kernel_row * g.kernel[2] + phase.taps[e]) * channels + c;
-            acc = Isa::fmadd(load_lanes(lanes, w), x, acc);
+            acc = Isa::fmadd(Isa::load_lanes(lanes, w), x, acc);
           }
         }
-        store_lanes(out + ox * channels + c, lanes, acc);
+        Isa::masked_store(out + ox * channels + c, lanes, acc);
       }
     }
   }

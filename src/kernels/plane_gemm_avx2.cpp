@@ -39,7 +39,6 @@ struct Isa : simd::Avx2 {
   // of 4 alternating rounds, read in place -> split: unet's k2s2 convolution
   // 4.67 -> 3.82 ms.
   static constexpr bool kReadsStridedInPlace = false;
-  static constexpr bool kPlainFullStores = true;  // vmaskmovps stores are microcoded on AMD's cores
   using Mask = __m256i;
   static Mask mask(std::uint32_t lanes) { return lane_mask(lanes); }
   static V maskz_load(Mask lanes, const float* p) { return _mm256_maskload_ps(p, lanes); }

@@ -33,9 +33,6 @@ struct Isa : simd::Avx512 {
   static constexpr DetourIsa kDetour = DetourIsa::avx512;
   static constexpr const char* kDetourIgemm = "igemm_avx512";
   static constexpr bool kReadsStridedInPlace = true;  // see PlaneGemmKernel::splits
-  // Masked stores cost what plain ones do; testing for a full mask first cost
-  // vnet's layer, transposed, 2.7% (2 threads, 0.714 against 0.696 ms).
-  static constexpr bool kPlainFullStores = false;
   using Mask = __mmask16;
   static Mask mask(std::uint32_t lanes) { return static_cast<Mask>(lanes); }
   static V maskz_load(Mask lanes, const float* p) { return _mm512_maskz_loadu_ps(lanes, p); }

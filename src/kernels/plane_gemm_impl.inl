@@ -1,8 +1,8 @@
 // Plane-GEMM family over an ISA traits type `Isa` (simd::Avx512 or simd::Avx2
 // plus the tile: kTileChannels, kTileVectors; the masks of its loads: Mask,
 // mask, maskz_load; the x-stride-2 shuffle even_pairs, even_pairs_in_order;
-// the detour's igemm: kDetour, kDetourIgemm; kReadsStridedInPlace,
-// kPlainFullStores), included inside a namespace of
+// the detour's igemm: kDetour, kDetourIgemm; kReadsStridedInPlace), included
+// inside a namespace of
 // plane_gemm_avx512.cpp and plane_gemm_avx2.cpp under that ISA's target region.
 //
 // Channels-first transposed convolutions with stride 1 or 2 in x and
@@ -134,16 +134,6 @@ using V = Isa::V;
 
 constexpr std::uint32_t kAllLanes = (std::uint32_t{1} << kLanes) - 1;  // every lane of a vector's load
 
-// The lanes of v set in `lanes` to p: with Isa::kPlainFullStores a plain
-// store when they are all.
-[[gnu::always_inline]] inline void store_lanes(float* p, std::uint32_t lanes, V v) {
-  if (Isa::kPlainFullStores && lanes == kAllLanes) {
-    Isa::store(p, v);
-  } else {
-    Isa::masked_store(p, lanes, v);
-  }
-}
-
 // How a micro-kernel leaves its accumulators (kEpilogue).
 template <int P, Epilogue kEpilogue>
 [[gnu::always_inline]] inline void finish_tile(const V (&acc)[kTileChannels][P], float* tile, const TileOutput& out) {
@@ -179,13 +169,13 @@ template <int P, Epilogue kEpilogue>
     for (int p = 0; p < P; ++p) {
       const V result = Isa::add(acc[m][p], bias);
       if constexpr (kEpilogue == Epilogue::store) {
-        for (int i = 0; i < placed[p]; ++i) store_lanes(channel + where[p][i].at, where[p][i].elements, result);
+        for (int i = 0; i < placed[p]; ++i) Isa::masked_store(channel + where[p][i].at, where[p][i].elements, result);
       } else {
         V low, high;
         Isa::interleave(Isa::add(Isa::load(tile + (m * kTileVectors + p) * kLanes), bias), result, low, high);
         for (int i = 0; i < placed[p]; ++i) {
-          store_lanes(channel + where[p][i].at, where[p][i].elements & kAllLanes, low);
-          store_lanes(channel + where[p][i].at + kLanes, where[p][i].elements >> kLanes, high);
+          Isa::masked_store(channel + where[p][i].at, where[p][i].elements & kAllLanes, low);
+          Isa::masked_store(channel + where[p][i].at + kLanes, where[p][i].elements >> kLanes, high);
         }
       }
     }
@@ -332,7 +322,7 @@ void wide_step2_kernel(std::int64_t n_taps, std::int64_t channels, std::int64_t 
     if (m >= stored_channels) break;
     const V result = Isa::add(Isa::even_pairs_in_order(acc[m]), Isa::set1(bias_of[m]));
     float* channel = dst + m * out_plane;
-    for (int i = 0; i < placed; ++i) store_lanes(channel + where[i].at, where[i].elements, result);
+    for (int i = 0; i < placed; ++i) Isa::masked_store(channel + where[i].at, where[i].elements, result);
   }
 }
 

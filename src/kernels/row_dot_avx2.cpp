@@ -26,14 +26,6 @@ TCONV_TARGET_AVX2_BEGIN
 struct Isa : simd::Avx2 {
   static constexpr int kTileChannels = 4;
   static constexpr int kTilePositions = 3;
-  // Plain loads where every lane reads (all but the vectors at the input's
-  // borders and the kernel rows' ends): vmaskmovps runs at a third of a plain
-  // load's rate on a Zen 4.
-  static V load_lanes(std::uint32_t lanes, const float* p) {
-    if (lanes == first_lanes(kLanes)) return load(p);
-    if (lanes == 0) return zero();
-    return _mm256_maskload_ps(p, lane_mask(lanes));
-  }
 };
 
 #include "kernels/row_dot_impl.inl"

@@ -25,7 +25,6 @@ TCONV_TARGET_AVX512_BEGIN
 struct Isa : simd::Avx512 {
   static constexpr int kTileChannels = 5;
   static constexpr int kTilePositions = 5;
-  static V load_lanes(std::uint32_t lanes, const float* p) { return masked_load(zero(), lanes, p); }
 };
 
 #include "kernels/row_dot_impl.inl"

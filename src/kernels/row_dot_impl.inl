@@ -1,5 +1,5 @@
 // Row-dot family over an ISA traits type `Isa` (simd::Avx512 or simd::Avx2
-// plus the tile, kTileChannels x kTilePositions, and load_lanes),
+// plus the tile, kTileChannels x kTilePositions),
 // included inside a namespace of row_dot_avx512.cpp and row_dot_avx2.cpp under
 // that ISA's target region; what it takes is row_dot.hpp's.
 //

@@ -201,11 +201,7 @@ class ScatterGemmKernel final : public PreparedKernel {
       if (lo >= hi) continue;
       const std::uint32_t lanes = ((1u << hi) - 1) & ~((1u << lo) - 1);
       float* at = line + first;
-      if (lanes == (1u << Isa::kLanes) - 1) {
-        Isa::store(at, Isa::add(Isa::load(at), halves[h]));
-      } else {
-        Isa::masked_store(at, lanes, Isa::add(Isa::masked_load(Isa::zero(), lanes, at), halves[h]));
-      }
+      Isa::masked_store(at, lanes, Isa::add(Isa::load_lanes(lanes, at), halves[h]));
     }
   }
 

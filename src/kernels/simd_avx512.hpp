@@ -111,6 +111,8 @@ struct Avx512 {
   static __mmask16 first_lanes(std::int64_t count) {
     return count <= 0 ? 0 : count >= kLanes ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << count) - 1);
   }
+  // Lane l holds p[l] where bit l of `lanes` is set, zero elsewhere.
+  static V load_lanes(std::uint32_t lanes, const float* p) { return _mm512_maskz_loadu_ps(static_cast<__mmask16>(lanes), p); }
   static void masked_store(float* p, std::uint32_t lanes, V v) {
     _mm512_mask_storeu_ps(p, static_cast<__mmask16>(lanes), v);
   }
