@@ -358,8 +358,8 @@ TEST(Implementations, MatchTheOracleOnTheChannelsLastDetour) {
 // 8 to 32 output channels per group (1 or 2 groups), any stride, dilation and
 // asymmetric padding, batch up to 3, where each input element takes part in
 // more than 128 products and plane_gemm_avx2 does not take the problem (the
-// family's rules); against the oracle, the same bits
-// on 1 and 3 threads, and phase_gemm_avx2's bits, which its header promises.
+// family's rules); against the oracle, the same bits on 1 and 3 threads, and
+// phase_gemm_avx2's bits, which its header promises.
 TEST(Implementations, MatchTheOracleOnTheAvx2ChannelsLastDetour) {
   testing::ThreadCountGuard guard;
   CaseLimits detour = plane_gemm_limits();
