@@ -7,7 +7,8 @@
 // whose vectors hold positions take it where positions leave lanes empty and
 // the output channels fill igemm's vectors exactly: channels_last_igemm_avx512
 // and _avx2 (chosen at creation) and plane_gemm_avx512 and _avx2 (short phase
-// planes, chosen per input shape).
+// planes, chosen per input shape; plane_gemm_avx2 also strided convolutions of
+// many input channels, chosen at creation).
 #pragma once
 
 #include <memory>

@@ -33,6 +33,12 @@ struct Isa : simd::Avx2 {
   static constexpr int kTileVectors = 3;
   static constexpr DetourIsa kDetour = DetourIsa::avx2;
   static constexpr const char* kDetourIgemm = "igemm_avx2";
+  // With this many input channels a tap's products fill the detour's 8-lane
+  // igemm better than phase planes fill plane_gemm_avx2's tiles. Zen 4 held to
+  // AVX2, 2 threads, min of 4-8 alternating rounds in four runs, detour time /
+  // plane_gemm_avx2's: unet's k2s2 layer as a convolution (64 input channels)
+  // 0.79-0.97, vnet's (32) 0.77-0.94; dcgan_64_3 (3) 1.62, so it keeps those.
+  static constexpr std::int64_t kDetourInputChannels = 32;
   // One broadcast per FMA in wide_step2_kernel's x-stride-2 reads keeps the
   // load ports busier than 8-lane FMAs can pay for; the phase planes of a
   // split take M broadcasts per M x P FMAs. Zen 4 held to AVX2, 1 thread, min

@@ -1,7 +1,7 @@
 // Plane-GEMM family over an ISA traits type `Isa` (simd::Avx512 or simd::Avx2
 // plus the tile: kTileChannels, kTileVectors; the masks of its loads: Mask,
 // mask, maskz_load; the x-stride-2 shuffle even_pairs, even_pairs_in_order;
-// the detour's igemm: kDetour, kDetourIgemm; kReadsStridedInPlace), included
+// the detour's igemm: kDetour, kDetourIgemm, kDetourInputChannels; kReadsStridedInPlace), included
 // inside a namespace of
 // plane_gemm_avx512.cpp and plane_gemm_avx2.cpp under that ISA's target region.
 //
@@ -383,6 +383,7 @@ class PlaneGemmKernel final : public PreparedKernel {
     WeightFacts facts;
     facts.all_finite = skip_empty_taps_;
     may_detour_ = channels_last_detour_rejects(Isa::kDetour, g, facts).empty();
+    detours_every_shape_ = may_detour_ && split_ != Dims{1, 1, 1} && cin_ >= Isa::kDetourInputChannels;
     weight_geometry_ = g;
   }
 
@@ -399,7 +400,12 @@ class PlaneGemmKernel final : public PreparedKernel {
   std::string strategy(const Geometry& g, int threads) const override {
     if (detours(g)) {
       const std::string slabs = detour().strategy(g, threads);
-      return std::string("channels-last detour via ") + Isa::kDetourIgemm + (slabs.empty() ? "" : " " + slabs) + "; here " +
+      const std::string via = std::string("channels-last detour via ") + Isa::kDetourIgemm + (slabs.empty() ? "" : " " + slabs);
+      if (detours_every_shape_) {
+        return via + "; a strided convolution of " + std::to_string(cin_) + " input channels per group (at least " +
+               std::to_string(Isa::kDetourInputChannels) + ")";
+      }
+      return via + "; here " +
              std::to_string(static_cast<int>(100 * lane_use(g))) + "% of plane_gemm's lanes would hold a position and " +
              std::to_string(static_cast<int>(100 * inside_share(g))) + "% of its products read inside the input";
     }
@@ -542,7 +548,11 @@ class PlaneGemmKernel final : public PreparedKernel {
   //   0.95  3x3 s1 128->128 on 28 x 28         0.99 / 0.99
   //   0.98  s1_k3 (56 x 56)                    1.09 / 1.07
   //   1.00  unet, vnet (k2s2)                  1.36 / 1.31, 1.63 / 1.50
-  bool detours(const Geometry& g) const { return may_detour_ && 10 * lane_use(g) * inside_share(g) < 9; }
+  // Isa::kDetourInputChannels: where an ISA's detour runs strided
+  // convolutions of that many input channels faster whatever their shape.
+  bool detours(const Geometry& g) const {
+    return detours_every_shape_ || (may_detour_ && 10 * lane_use(g) * inside_share(g) < 9);
+  }
 
   // Built from the packed weights on the first shape that takes it, so that
   // problems which never do keep one copy of the weights.
@@ -1028,6 +1038,7 @@ class PlaneGemmKernel final : public PreparedKernel {
   std::vector<float> packed_, bias_;
   bool skip_empty_taps_ = false;  // see phase_gemm::may_skip_zero_products
   bool may_detour_ = false;       // see channels_last_detour_rejects
+  bool detours_every_shape_ = false;  // see detours
   Geometry weight_geometry_;      // the one the weights were packed for
   mutable std::once_flag detour_once_;
   mutable std::unique_ptr<PreparedKernel> detour_;

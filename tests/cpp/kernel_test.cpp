@@ -322,6 +322,55 @@ TEST(Implementations, MatchTheOracleOnAvx2ConvolutionsSplitIntoPhasePlanes) {
   if (std::find(names.begin(), names.end(), "plane_gemm_avx2") != names.end()) EXPECT_EQ(same_bits, 50);
 }
 
+// Strided convolutions of 32 to 40 input channels per group (1 or 2 groups)
+// and 8 or 16 output channels per group, which plane_gemm_avx2 hands to the
+// channels-last detour whatever their planes (Isa::kDetourInputChannels):
+// its plan must say so, and its bits equal phase_gemm_avx2's, as well as the
+// oracle's sums; every rank, x stride 1 or 2, dilation, asymmetric padding,
+// and planes whose lanes all hold a position.
+TEST(Implementations, MatchTheOracleOnAvx2ConvolutionsOfManyInputChannels) {
+  testing::ThreadCountGuard guard;
+  CaseLimits strided = plane_gemm_limits();
+  strided.kind = ConvKind::conv;
+  strided.min_channels_per_group = 32;
+  strided.max_channels_per_group = 40;
+  const auto names = available_implementations();
+  const bool runs_here = std::find(names.begin(), names.end(), "plane_gemm_avx2") != names.end();
+  int detoured = 0;
+  sweep_for_family("AVX2 many input channels", "plane_gemm_avx2", strided, 97, 30, [&](Case& c, const Pick& pick) {
+    const std::size_t x = c.size.size() - 1;
+    for (std::size_t d = 0; d < x; ++d) c.stride[d] = pick(1, 3);
+    c.stride[x] = pick(1, 2);
+    if (std::all_of(c.stride.begin(), c.stride.end(), [](std::int64_t s) { return s == 1; })) c.stride[x] = 2;
+    c.out_channels = c.groups * 8 * pick(1, 2);
+    if (pick(0, 1) == 0) {
+      // Half the cases on planes whose every lane and product counts (k = s,
+      // no padding, whole vectors of output columns), which plane_gemm_avx2
+      // would otherwise run itself.
+      for (std::size_t d = 0; d <= x; ++d) {
+        c.kernel[d] = c.stride[d];
+        c.size[d] = c.stride[d] * (d == x ? 8 * pick(1, 3) : pick(4, 8));
+        c.padding[d] = 0;
+        c.dilation[d] = 1;
+      }
+      c.padding_end.clear();
+    }
+    if (!c.valid()) return false;
+    if (runs_here) {
+      std::mt19937_64 rng(static_cast<std::uint64_t>(pick(0, 1 << 30)));
+      const testing::Operands o = random_operands(c, rng);
+      const auto plane = forced("plane_gemm_avx2", c, o), phase = forced("phase_gemm_avx2", c, o);
+      if (plane && phase) {
+        const std::string strategy = plane->plan(o.input.shape()).strategy;
+        detoured += strategy.find("channels-last detour") != std::string::npos;
+        EXPECT_TRUE(bits_equal(plane->run(o.input.view()), phase->run(o.input.view()))) << strategy << ": " << c.describe();
+      }
+    }
+    return true;
+  });
+  if (runs_here) EXPECT_EQ(detoured, 30);
+}
+
 // Convolutions and transposed convolutions of x stride 3 to 5 with 16 or 32
 // output channels per group (1 or 2 groups), for the channels-last detour:
 // rows of 1 to 40 input positions, every rank, batch up to 3, dilation and
