@@ -11,6 +11,7 @@
 #include <functional>
 #include <numeric>
 #include <map>
+#include <optional>
 #include <random>
 #include <set>
 #include <sstream>
@@ -296,6 +297,27 @@ int gives_the_bits_of(const Case& c, const Pick& pick, const std::string& family
   return 1;
 }
 
+// Whether family's plan for c goes through the channels-last detour, after
+// checking that its bits equal twin's (nothing where either refuses c).
+std::optional<bool> detours_with_the_bits_of(const Case& c, const Pick& pick, const std::string& family, const std::string& twin) {
+  std::mt19937_64 rng(static_cast<std::uint64_t>(pick(0, 1 << 30)));
+  const testing::Operands o = random_operands(c, rng);
+  const auto tested = forced(family, c, o), reference = forced(twin, c, o);
+  if (!tested || !reference) return std::nullopt;
+  const std::string strategy = tested->plan(o.input.shape()).strategy;
+  EXPECT_TRUE(bits_equal(tested->run(o.input.view()), reference->run(o.input.view()))) << strategy << ": " << c.describe();
+  return strategy.find("channels-last detour") != std::string::npos;
+}
+
+// Strides of 1 to 3 in the outer dimensions and 1 or 2 in x, at least one
+// above 1: the strided convolutions plane_gemm_avx2 takes.
+void pick_strides_plane_gemm_avx2_takes(Case& c, const Pick& pick) {
+  const std::size_t x = c.size.size() - 1;
+  for (std::size_t d = 0; d < x; ++d) c.stride[d] = pick(1, 3);
+  c.stride[x] = pick(1, 2);
+  if (std::all_of(c.stride.begin(), c.stride.end(), [](std::int64_t s) { return s == 1; })) c.stride[x] = 2;
+}
+
 // The same for plane_gemm_avx2, which splits every strided convolution of x
 // stride 1 or 2 (stride 2 or 3 in the other dimensions, at least one above 1):
 // 4 to 20 output channels per group (partial blocks of 4), rows of 1 to 40
@@ -311,9 +333,7 @@ TEST(Implementations, MatchTheOracleOnAvx2ConvolutionsSplitIntoPhasePlanes) {
   sweep_for_family("AVX2 split", "plane_gemm_avx2", strided, 89, 50, [&](Case& c, const Pick& pick) {
     const std::size_t x = c.size.size() - 1;
     c.size[x] = pick(1, 40);
-    for (std::size_t d = 0; d < x; ++d) c.stride[d] = pick(1, 3);
-    c.stride[x] = pick(1, 2);
-    if (std::all_of(c.stride.begin(), c.stride.end(), [](std::int64_t s) { return s == 1; })) c.stride[x] = 2;
+    pick_strides_plane_gemm_avx2_takes(c, pick);
     if (!c.valid()) return false;
     same_bits += gives_the_bits_of(c, pick, "plane_gemm_avx2", "phase_gemm_avx2");
     return true;
@@ -339,9 +359,7 @@ TEST(Implementations, MatchTheOracleOnAvx2ConvolutionsOfManyInputChannels) {
   int detoured = 0;
   sweep_for_family("AVX2 many input channels", "plane_gemm_avx2", strided, 97, 30, [&](Case& c, const Pick& pick) {
     const std::size_t x = c.size.size() - 1;
-    for (std::size_t d = 0; d < x; ++d) c.stride[d] = pick(1, 3);
-    c.stride[x] = pick(1, 2);
-    if (std::all_of(c.stride.begin(), c.stride.end(), [](std::int64_t s) { return s == 1; })) c.stride[x] = 2;
+    pick_strides_plane_gemm_avx2_takes(c, pick);
     c.out_channels = c.groups * 8 * pick(1, 2);
     if (pick(0, 1) == 0) {
       // Half the cases on planes whose every lane and product counts (k = s,
@@ -356,16 +374,7 @@ TEST(Implementations, MatchTheOracleOnAvx2ConvolutionsOfManyInputChannels) {
       c.padding_end.clear();
     }
     if (!c.valid()) return false;
-    if (runs_here) {
-      std::mt19937_64 rng(static_cast<std::uint64_t>(pick(0, 1 << 30)));
-      const testing::Operands o = random_operands(c, rng);
-      const auto plane = forced("plane_gemm_avx2", c, o), phase = forced("phase_gemm_avx2", c, o);
-      if (plane && phase) {
-        const std::string strategy = plane->plan(o.input.shape()).strategy;
-        detoured += strategy.find("channels-last detour") != std::string::npos;
-        EXPECT_TRUE(bits_equal(plane->run(o.input.view()), phase->run(o.input.view()))) << strategy << ": " << c.describe();
-      }
-    }
+    if (runs_here) detoured += detours_with_the_bits_of(c, pick, "plane_gemm_avx2", "phase_gemm_avx2").value_or(false);
     return true;
   });
   if (runs_here) EXPECT_EQ(detoured, 30);
@@ -470,13 +479,8 @@ TEST(Implementations, MatchTheOracleOnShortPlanesThroughTheDetour) {
     }
     if (!c.valid()) return false;
     if (runs_here) {
-      std::mt19937_64 rng(static_cast<std::uint64_t>(pick(0, 1 << 30)));
-      const testing::Operands o = random_operands(c, rng);
-      const auto plane = forced("plane_gemm_avx512", c, o), phase = forced("phase_gemm_avx512", c, o);
-      if (plane && phase) {
-        const std::string strategy = plane->plan(o.input.shape()).strategy;
-        (strategy.find("channels-last detour") != std::string::npos ? detoured : direct) += 1;
-        EXPECT_TRUE(bits_equal(plane->run(o.input.view()), phase->run(o.input.view()))) << strategy << ": " << c.describe();
+      if (const std::optional<bool> detours = detours_with_the_bits_of(c, pick, "plane_gemm_avx512", "phase_gemm_avx512")) {
+        (*detours ? detoured : direct) += 1;
       }
     }
     return true;
